@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/sqlite"
+)
+
+// openAdminStore opens the store named by --data / --database-url for an
+// admin subcommand. It may run beside a live server (SQLite WAL).
+func openAdminStore(name string, args []string, stderr io.Writer) (meetsync.Store, []string, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("meetsync "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory of the embedded SQLite store")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL instead of SQLite")
+	if err := parseFlags(fs, interleave(args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, errUsage
+		}
+		return nil, nil, err
+	}
+	if cfg.DatabaseURL != "" {
+		return nil, nil, errors.New("--database-url: the PostgreSQL store is not built into this version yet")
+	}
+	db, err := sqlite.Open(filepath.Join(cfg.Data, "meetsync.db"), sqlite.Config{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open store: %w", err)
+	}
+	return db, fs.Args(), nil
+}
+
+// interleave moves flags before positional arguments, so that
+// "apps create NAME --data DIR" works like "apps create --data DIR NAME".
+func interleave(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if len(a) > 1 && a[0] == '-' {
+			flags = append(flags, a)
+			if !containsEq(a) && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}
+
+func containsEq(s string) bool {
+	for _, c := range s {
+		if c == '=' {
+			return true
+		}
+	}
+	return false
+}
+
+func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, "usage: meetsync apps create NAME | meetsync apps list\n")
+		return errUsage
+	}
+	store, rest, err := openAdminStore("apps "+args[0], args[1:], stderr)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	switch args[0] {
+	case "create":
+		if len(rest) != 1 {
+			return errors.New("usage: meetsync apps create NAME")
+		}
+		if err := meetsync.ValidAppName(rest[0]); err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		app := &meetsync.App{ID: meetsync.NewID("app"), Name: rest[0], CreatedAt: now}
+		key, secret := meetsync.NewAPIKey(app.ID, now)
+		if err := store.AppCreate(ctx, app, key); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "created app %q (%s). Its API key is printed below, once; it is stored only hashed.\n", app.Name, app.ID)
+		fmt.Fprintln(stdout, secret)
+		return nil
+	case "list":
+		apps, err := store.AppList(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tCREATED")
+		for _, a := range apps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", a.ID, a.Name, a.CreatedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("unknown apps command %q (create, list)", args[0])
+}
+
+func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, "usage: meetsync keys create APP | meetsync keys list APP | meetsync keys revoke APP KEY_ID\n")
+		return errUsage
+	}
+	store, rest, err := openAdminStore("keys "+args[0], args[1:], stderr)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if len(rest) < 1 {
+		return fmt.Errorf("usage: meetsync keys %s APP", args[0])
+	}
+	app, err := store.AppGetByName(ctx, rest[0])
+	if meetsync.ErrorCode(err) == meetsync.ENOTFOUND {
+		app, err = store.AppGet(ctx, rest[0])
+	}
+	if err != nil {
+		return fmt.Errorf("app %q: %w", rest[0], err)
+	}
+	switch args[0] {
+	case "create":
+		key, secret := meetsync.NewAPIKey(app.ID, time.Now().UTC())
+		if err := store.APIKeyCreate(ctx, key); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "created key %s for app %q. It is printed below, once.\n", key.ID, app.Name)
+		fmt.Fprintln(stdout, secret)
+		return nil
+	case "list":
+		keys, err := store.APIKeyList(ctx, app.ID)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tPREFIX\tCREATED\tREVOKED")
+		for _, k := range keys {
+			revoked := "-"
+			if k.RevokedAt != nil {
+				revoked = k.RevokedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s…\t%s\t%s\n", k.ID, k.Prefix, k.CreatedAt.Format(time.RFC3339), revoked)
+		}
+		return tw.Flush()
+	case "revoke":
+		if len(rest) != 2 {
+			return errors.New("usage: meetsync keys revoke APP KEY_ID")
+		}
+		if err := store.APIKeyRevoke(ctx, app.ID, rest[1], time.Now().UTC()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "revoked key %s (servers forget cached keys within 10 s)\n", rest[1])
+		return nil
+	}
+	return fmt.Errorf("unknown keys command %q (create, list, revoke)", args[0])
+}

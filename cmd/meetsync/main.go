@@ -1,0 +1,79 @@
+// Command meetsync runs the meetsync server and its admin subcommands.
+//
+//	meetsync serve                 run the server (embedded SQLite in ./meetsync-data)
+//	meetsync apps create NAME      create an app and print its first API key
+//	meetsync apps list             list apps
+//	meetsync keys create APP       create another API key for an app
+//	meetsync keys revoke APP KEYID revoke a key
+//	meetsync version               print the version
+//
+// Every flag can also be set as an environment variable MEETSYNC_<FLAG>,
+// e.g. --addr as MEETSYNC_ADDR; a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=…".
+var Version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "meetsync:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+const usage = `meetsync keeps a business system and a meeting platform in sync.
+
+Usage:
+  meetsync serve [flags]                 run the server
+  meetsync apps create NAME [flags]      create an app and print its first API key
+  meetsync apps list [flags]             list apps
+  meetsync keys create APP [flags]       create another API key for app APP (name or id)
+  meetsync keys revoke APP KEY_ID        revoke an API key
+  meetsync version                       print the version
+
+Run "meetsync serve -h" for the server's flags. Every flag is also an
+environment variable: --addr is MEETSYNC_ADDR, --data is MEETSYNC_DATA, …
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "serve":
+		m := NewMain()
+		if err := m.ParseFlags(args[1:], stderr); err != nil {
+			return err
+		}
+		return m.Serve(ctx)
+	case "apps":
+		return runApps(ctx, args[1:], stdout, stderr)
+	case "keys":
+		return runKeys(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "meetsync", Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "meetsync: unknown command %q\n\n%s", args[0], usage)
+	return errUsage
+}

@@ -1,0 +1,86 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/meetsync/meetsync"
+)
+
+func (s *Server) handleAppGet(w http.ResponseWriter, r *http.Request) {
+	app, err := s.store.AppGet(r.Context(), principalOf(r.Context()).AppID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, app)
+}
+
+type keyJSON struct {
+	ID        string     `json:"id"`
+	Prefix    string     `json:"prefix"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Current   bool       `json:"current,omitempty"`
+	Key       string     `json:"key,omitempty"`
+}
+
+func (s *Server) handleKeyList(w http.ResponseWriter, r *http.Request) {
+	p := principalOf(r.Context())
+	keys, err := s.store.APIKeyList(r.Context(), p.AppID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]keyJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, keyJSON{ID: k.ID, Prefix: k.Prefix, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt, Current: k.ID == p.KeyID})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+}
+
+func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
+	p := principalOf(r.Context())
+	k, secret := meetsync.NewAPIKey(p.AppID, s.now().UTC())
+	if err := s.store.APIKeyCreate(r.Context(), k); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("api key created", "app_id", p.AppID, "key_id", k.ID, "by_key_id", p.KeyID)
+	writeJSON(w, http.StatusCreated, keyJSON{ID: k.ID, Prefix: k.Prefix, CreatedAt: k.CreatedAt, Key: secret})
+}
+
+func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
+	p := principalOf(r.Context())
+	id := r.PathValue("id")
+	if err := s.store.APIKeyRevoke(r.Context(), p.AppID, id, s.now().UTC()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.keys.evict(id)
+	s.log.Info("api key revoked", "app_id", p.AppID, "key_id", id, "by_key_id", p.KeyID)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleEventTypes(w http.ResponseWriter, r *http.Request) {
+	type typeJSON struct {
+		meetsync.BuiltinType
+		Builtin bool `json:"builtin"`
+	}
+	out := make([]typeJSON, 0, len(meetsync.BuiltinTypes))
+	for _, t := range meetsync.BuiltinTypes {
+		out = append(out, typeJSON{t, true})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"event_types": out, "reserved_namespaces": meetsync.ReservedNamespaces})
+}
+
+// decodeJSON decodes a small JSON body strictly into v.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, meetsync.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err, "")
+	}
+	return nil
+}

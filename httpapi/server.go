@@ -1,0 +1,187 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meetsync/meetsync"
+)
+
+// Ingester is the write path the API posts events to (ingest.Service).
+type Ingester interface {
+	Append(ctx context.Context, req *meetsync.AppendRequest) error
+	// Changes returns a channel closed at the next commit.
+	Changes() <-chan struct{}
+}
+
+// Config configures a Server.
+type Config struct {
+	Store    meetsync.Store
+	Ingester Ingester
+	Logger   *slog.Logger // default slog.Default()
+	// Registry receives the HTTP metrics; Gatherer serves /metrics. If
+	// nil, a new registry is used for both.
+	Registry *prometheus.Registry
+	// KeyCacheTTL is how long a valid API key is remembered. Default 10 s.
+	KeyCacheTTL time.Duration
+	// StreamHeartbeat is the interval of SSE keep-alive comments. Default 15 s.
+	StreamHeartbeat time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Types validates custom event types (nil: any well-formed custom type).
+	Types meetsync.TypeChecker
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.KeyCacheTTL <= 0 {
+		c.KeyCacheTTL = 10 * time.Second
+	}
+	if c.StreamHeartbeat <= 0 {
+		c.StreamHeartbeat = 15 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Server is the HTTP API. Its zero value is not usable; call New.
+type Server struct {
+	cfg    Config
+	store  meetsync.Store
+	ingest Ingester
+	log    *slog.Logger
+	keys   keyCache
+	now    func() time.Time
+	mux    *http.ServeMux
+
+	closing  chan struct{}
+	shutdown atomic.Bool
+
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg: cfg, store: cfg.Store, ingest: cfg.Ingester, log: cfg.Logger, now: cfg.Now,
+		keys:    keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}},
+		mux:     http.NewServeMux(),
+		closing: make(chan struct{}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meetsync_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "meetsync_http_request_seconds", Help: "HTTP request latency by route (streams excluded).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"route"}),
+	}
+	cfg.Registry.MustRegister(s.requests, s.latency)
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", s.handleHealthz)
+	m.HandleFunc("GET /readyz", s.handleReadyz)
+	m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+
+	m.HandleFunc("GET /v1/app", s.withApp(s.handleAppGet))
+	m.HandleFunc("GET /v1/keys", s.withApp(s.handleKeyList))
+	m.HandleFunc("POST /v1/keys", s.withApp(s.handleKeyCreate))
+	m.HandleFunc("DELETE /v1/keys/{id}", s.withApp(s.handleKeyRevoke))
+
+	m.HandleFunc("POST /v1/events", s.withApp(s.handleIngest))
+	m.HandleFunc("GET /v1/events", s.withApp(s.handleEventList))
+	m.HandleFunc("GET /v1/events/stream", s.withApp(s.handleEventStream))
+	m.HandleFunc("GET /v1/event-types", s.withApp(s.handleEventTypes))
+
+	m.HandleFunc("GET /v1/users", s.withApp(s.handleUserList))
+	m.HandleFunc("GET /v1/users/{id}", s.withApp(s.handleUserGet))
+
+	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, meetsync.Errorf(meetsync.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// Handle registers an extra handler (for other packages' routes).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP implements http.Handler with metrics.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	s.mux.ServeHTTP(rw, r)
+	route := r.Pattern
+	if route == "" {
+		route = "unmatched"
+	}
+	s.requests.WithLabelValues(route, strconv.Itoa(rw.status)).Inc()
+	if !rw.stream {
+		s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	}
+}
+
+// BeginShutdown makes /readyz fail and ends every open stream, so that
+// http.Server.Shutdown can finish the remaining in-flight requests.
+func (s *Server) BeginShutdown() {
+	if s.shutdown.CompareAndSwap(false, true) {
+		close(s.closing)
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+	stream bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if s.shutdown.Load() {
+		s.writeError(w, r, meetsync.Errorf(meetsync.EUNAVAILABLE, "shutting down"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readiness check failed", "err", err)
+		s.writeError(w, r, meetsync.Errorf(meetsync.EUNAVAILABLE, "store is not reachable"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

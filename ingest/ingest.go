@@ -1,0 +1,217 @@
+// Package ingest is the write path of meetsync: it groups concurrent
+// append requests into shared store transactions (group commit) and
+// answers each request only after its transaction committed, so an ack
+// always means durable while one fsync serves many requests.
+package ingest
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meetsync/meetsync"
+)
+
+// Config configures a Service.
+type Config struct {
+	// MaxBatchEvents caps the events committed in one transaction. A
+	// request is never split; a bigger one is committed alone. Default 5000.
+	MaxBatchEvents int
+	// QueueSize is how many requests may wait for the committer. Default 8192.
+	QueueSize int
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBatchEvents <= 0 {
+		c.MaxBatchEvents = 5000
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 8192
+	}
+	return c
+}
+
+// Service is the group committer. Create it with New and stop it with Close.
+type Service struct {
+	store meetsync.Store
+	cfg   Config
+	queue chan *pending
+	sig   meetsync.Signal
+
+	mu     sync.RWMutex
+	closed bool
+	done   chan struct{}
+
+	m metrics
+}
+
+type pending struct {
+	ctx  context.Context
+	req  *meetsync.AppendRequest
+	done chan error
+}
+
+// New starts a Service writing to store. reg may be nil.
+func New(store meetsync.Store, reg prometheus.Registerer, cfg Config) *Service {
+	cfg = cfg.withDefaults()
+	s := &Service{store: store, cfg: cfg, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), m: newMetrics(reg)}
+	go s.run()
+	return s
+}
+
+// Append commits req (in a transaction shared with concurrent requests) and
+// returns once it is durable. It returns req.Err for a request-level
+// failure, the store's error if the transaction failed, EUNAVAILABLE after
+// Close, or ctx's error if the caller gave up before its turn came (then
+// nothing was written).
+func (s *Service) Append(ctx context.Context, req *meetsync.AppendRequest) error {
+	start := time.Now()
+	p := &pending{ctx: ctx, req: req, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return meetsync.Errorf(meetsync.EUNAVAILABLE, "meetsync is shutting down")
+	}
+	select {
+	case s.queue <- p:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	// Once queued, the request is committed or failed by the committer; we
+	// wait for that answer even if ctx ends, so the caller learns the truth.
+	err := <-p.done
+	s.m.requestSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return err
+	}
+	for _, r := range req.Results {
+		switch {
+		case r.Duplicate:
+			s.m.duplicate.Inc()
+		case r.Stale:
+			s.m.stale.Inc()
+		default:
+			s.m.fresh.Inc()
+		}
+	}
+	return req.Err
+}
+
+// Changes returns a channel closed at the next commit (see meetsync.Signal).
+func (s *Service) Changes() <-chan struct{} { return s.sig.Wait() }
+
+// Notify wakes the waiters of Changes, for writers other than the committer.
+func (s *Service) Notify() { s.sig.Notify() }
+
+// Close stops taking requests, commits those already queued and returns
+// when the committer has stopped.
+func (s *Service) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.queue)
+	}
+	s.mu.Unlock()
+	<-s.done
+}
+
+func (s *Service) run() {
+	defer close(s.done)
+	var batch []*pending
+	var reqs []*meetsync.AppendRequest
+	for {
+		p, ok := <-s.queue
+		if !ok {
+			return
+		}
+		batch, reqs = batch[:0], reqs[:0]
+		n := 0
+		add := func(p *pending) {
+			if p.ctx.Err() != nil {
+				p.done <- p.ctx.Err()
+				return
+			}
+			batch = append(batch, p)
+			reqs = append(reqs, p.req)
+			n += len(p.req.Events)
+		}
+		add(p)
+	drain:
+		for n < s.cfg.MaxBatchEvents {
+			select {
+			case p, ok := <-s.queue:
+				if !ok {
+					break drain
+				}
+				add(p)
+			default:
+				break drain
+			}
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		start := time.Now()
+		err := s.store.EventsAppend(context.Background(), reqs)
+		s.m.commitSeconds.Observe(time.Since(start).Seconds())
+		s.m.batchEvents.Observe(float64(n))
+		s.m.batchRequests.Observe(float64(len(batch)))
+		if err != nil {
+			s.m.commitErrors.Inc()
+		}
+		for _, p := range batch {
+			p.done <- err
+		}
+		if err == nil {
+			s.sig.Notify()
+		}
+	}
+}
+
+type metrics struct {
+	fresh, duplicate, stale prometheus.Counter
+	commitErrors            prometheus.Counter
+	requestSeconds          prometheus.Histogram
+	commitSeconds           prometheus.Histogram
+	batchEvents             prometheus.Histogram
+	batchRequests           prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meetsync_ingest_events_total",
+		Help: "Events ingested, by outcome: new, duplicate (idempotent repeat) or stale (stored, state unchanged).",
+	}, []string{"outcome"})
+	m := metrics{
+		fresh:     events.WithLabelValues("new"),
+		duplicate: events.WithLabelValues("duplicate"),
+		stale:     events.WithLabelValues("stale"),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meetsync_commit_errors_total", Help: "Group-commit transactions that failed.",
+		}),
+		requestSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meetsync_ingest_append_seconds", Help: "Time from an append request being queued to its durable commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meetsync_commit_seconds", Help: "Duration of one group-commit transaction.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		batchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meetsync_commit_batch_events", Help: "Events committed per group-commit transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		batchRequests: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "meetsync_commit_batch_requests", Help: "Requests sharing one group-commit transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(events, m.commitErrors, m.requestSeconds, m.commitSeconds, m.batchEvents, m.batchRequests)
+	}
+	return m
+}

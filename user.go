@@ -1,0 +1,147 @@
+package meetsync
+
+import "time"
+
+// Session sides (DESIGN §3 Session).
+const (
+	SideLoggedOut  = "logged_out"
+	SideLoggedIn   = "logged_in"
+	SidePending    = "pending"
+	SideFailed     = "failed"
+	SideLoggingOut = "logging_out"
+)
+
+// UserState is the current state of one user of an app: the newest
+// meeting status across its devices and the last seq of its event log. It
+// is updated in the same transaction as the event that changes it.
+type UserState struct {
+	AppID  string
+	UserID string
+	// LastSeq is the seq of the user's newest event (0: no events).
+	LastSeq int64
+	// Meeting status: the combination of the devices' states.
+	Status     MeetingStatus
+	Reason     Reason
+	MeetingNum string
+	DeviceID   string    // device whose report set Status ("" for server-side reports)
+	Since      time.Time // effective time of the event that set Status
+	StatusSeq  int64     // seq of that event
+	// Session sides, maintained by the session engine.
+	BusinessSide string
+	MeetingSide  string
+	UpdatedAt    time.Time
+	// Devices holds the per-device state of this user, loaded with it.
+	Devices []*DeviceState
+}
+
+// DeviceState is what one device of a user last reported.
+type DeviceState struct {
+	DeviceID      string
+	LastClientSeq int64
+	Status        MeetingStatus
+	Reason        Reason
+	MeetingNum    string
+	Since         time.Time // effective time of its newest status
+	StatusSeq     int64
+	LastSeenAt    time.Time
+	// Dirty is set by Apply when the row must be written back.
+	Dirty bool
+}
+
+// NewUserState returns the state of a user that has no events yet.
+func NewUserState(appID, userID string) *UserState {
+	return &UserState{AppID: appID, UserID: userID, Status: StatusIdle, BusinessSide: SideLoggedOut, MeetingSide: SideLoggedOut}
+}
+
+// Device returns the state of deviceID, or nil.
+func (u *UserState) Device(deviceID string) *DeviceState {
+	for _, d := range u.Devices {
+		if d.DeviceID == deviceID {
+			return d
+		}
+	}
+	return nil
+}
+
+// NeedsDuplicateCheck reports whether ev could repeat an event already
+// stored for its device: only an event whose client_seq is not above the
+// device's highest can be one, so the store looks up the others not at all.
+func (u *UserState) NeedsDuplicateCheck(ev *Event) bool {
+	if ev.ClientSeq == 0 {
+		return false
+	}
+	d := u.Device(ev.DeviceID)
+	return d != nil && ev.ClientSeq <= d.LastClientSeq
+}
+
+// Apply assigns ev the user's next seq and moves the state by it. It is
+// the one rule both stores run inside the append transaction:
+//
+//   - an event with a client_seq lower than one already applied for its
+//     device is stale;
+//   - a status event older (by EffectiveTime) than its device's current
+//     status is stale;
+//   - a stale event is stored but changes no state;
+//   - the user's status is the most "in a meeting" status among its
+//     devices, the newest one breaking ties.
+//
+// The status data of ev gets the previous user status as "from".
+func (u *UserState) Apply(ev *Event) {
+	u.LastSeq++
+	ev.Seq = u.LastSeq
+	u.UpdatedAt = ev.ReceivedAt
+	var dev *DeviceState
+	if ev.DeviceID != "" || ev.Type == TypeMeetingStatusChanged {
+		dev = u.Device(ev.DeviceID)
+		if dev == nil {
+			dev = &DeviceState{DeviceID: ev.DeviceID, Status: StatusIdle}
+			u.Devices = append(u.Devices, dev)
+		}
+		dev.Dirty = true
+		if ev.ReceivedAt.After(dev.LastSeenAt) {
+			dev.LastSeenAt = ev.ReceivedAt
+		}
+	}
+	if ev.ClientSeq != 0 {
+		if ev.ClientSeq < dev.LastClientSeq {
+			ev.Stale = true
+		} else {
+			dev.LastClientSeq = ev.ClientSeq
+		}
+	}
+	st, reason, num, ok := ev.StatusChange()
+	if !ok {
+		return
+	}
+	from := u.Status
+	ev.Data = appendFrom(ev.Data, from)
+	if ev.Stale {
+		return
+	}
+	t := ev.EffectiveTime()
+	if t.Before(dev.Since) {
+		ev.Stale = true
+		return
+	}
+	dev.Status, dev.Reason, dev.MeetingNum, dev.Since, dev.StatusSeq = st, reason, num, t, ev.Seq
+	u.combine()
+}
+
+// combine derives the user's status from its devices.
+func (u *UserState) combine() {
+	var best *DeviceState
+	for _, d := range u.Devices {
+		if d.StatusSeq == 0 {
+			continue
+		}
+		if best == nil || d.Status.rank() > best.Status.rank() ||
+			(d.Status.rank() == best.Status.rank() && d.StatusSeq > best.StatusSeq) {
+			best = d
+		}
+	}
+	if best == nil {
+		return
+	}
+	u.Status, u.Reason, u.MeetingNum, u.DeviceID, u.Since, u.StatusSeq =
+		best.Status, best.Reason, best.MeetingNum, best.DeviceID, best.Since, best.StatusSeq
+}
