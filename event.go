@@ -212,6 +212,9 @@ func PrepareEvent(in *EventInput, p PrepareParams) (*Event, error) {
 	if err := checkIdent(in.UserID, f("user_id"), true); err != nil {
 		return nil, err
 	}
+	if strings.HasPrefix(in.UserID, "@") {
+		return nil, FieldErrorf(f("user_id"), "user ids starting with '@' are reserved for meetsync")
+	}
 	if err := checkIdent(in.DeviceID, f("device_id"), false); err != nil {
 		return nil, err
 	}

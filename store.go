@@ -52,6 +52,39 @@ type Store interface {
 	// UserList returns an app's users ordered by user id.
 	UserList(ctx context.Context, p UserListParams) ([]*UserState, error)
 
+	// EndpointCreate stores a new endpoint. ENOTFOUND (app).
+	EndpointCreate(ctx context.Context, e *Endpoint) error
+	// EndpointGet returns an endpoint of the app. ENOTFOUND.
+	EndpointGet(ctx context.Context, appID, id string) (*Endpoint, error)
+	// EndpointList returns the app's endpoints, oldest first.
+	EndpointList(ctx context.Context, appID string) ([]*Endpoint, error)
+	// EndpointUpdate replaces an endpoint's mutable fields; disabling parks
+	// its queues, enabling resumes them in order. ENOTFOUND.
+	EndpointUpdate(ctx context.Context, e *Endpoint) error
+	// EndpointDelete deletes an endpoint with its deliveries. ENOTFOUND.
+	EndpointDelete(ctx context.Context, appID, id string) error
+
+	// DeliveriesClaim claims due queue heads (one per (endpoint, user)
+	// queue, the lowest seq) with a lease, for several workers or replicas
+	// to share the work.
+	DeliveriesClaim(ctx context.Context, p DeliveryClaimParams) ([]*DeliveryTask, error)
+	// DeliveriesComplete records attempt outcomes in one transaction (see
+	// DeliveryOutcome) and returns the next heads it claimed (ClaimNext).
+	DeliveriesComplete(ctx context.Context, p DeliveryCompleteParams) ([]*DeliveryTask, error)
+	// DeliveryNextDue returns when the earliest queue head is due.
+	DeliveryNextDue(ctx context.Context) (time.Time, bool, error)
+	// DeliveriesReleaseClaims releases the claims of owner ("" = all).
+	DeliveriesReleaseClaims(ctx context.Context, owner string, now time.Time) (int, error)
+	// DeliveryGet returns a delivery of the app with its attempts. ENOTFOUND.
+	DeliveryGet(ctx context.Context, appID, id string) (*Delivery, []*Attempt, error)
+	// DeliveryList returns an endpoint's deliveries, newest first.
+	DeliveryList(ctx context.Context, p DeliveryListParams) ([]*Delivery, error)
+	// DeliveriesRequeue replays one delivery or recovers an endpoint's
+	// failed and dead deliveries since a time, in queue order. ENOTFOUND, ECONFLICT.
+	DeliveriesRequeue(ctx context.Context, p DeliveryRequeueParams) (int, error)
+	// DeliveryQueueDepths counts active deliveries per endpoint.
+	DeliveryQueueDepths(ctx context.Context) (map[string]int64, error)
+
 	// Ping checks the store can serve requests.
 	Ping(ctx context.Context) error
 	// Close releases the store.

@@ -103,8 +103,11 @@ func jsonError(err error, prefix string) error {
 		case "slice":
 			want = "an array"
 		}
-		f := join(typ.Field)
-		if typ.Field == "" {
+		// A field of the single-event form is reported through the
+		// embedded struct ("EventInput.client_seq"): name it as sent.
+		field := strings.TrimPrefix(typ.Field, "EventInput.")
+		f := join(field)
+		if field == "" {
 			return meetsync.FieldErrorf(prefix, "expected a JSON object, got %s", typ.Value)
 		}
 		return meetsync.FieldErrorf(f, "%s must be %s, got %s", lastPart(f), want, typ.Value)

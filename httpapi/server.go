@@ -37,6 +37,11 @@ type Config struct {
 	Now func() time.Time
 	// Types validates custom event types (nil: any well-formed custom type).
 	Types meetsync.TypeChecker
+	// URLPolicy is the SSRF guard for endpoint URLs.
+	URLPolicy meetsync.URLPolicy
+	// Delivery, when set, is woken when deliveries become due through the
+	// API (replay, recover, an endpoint enabled again).
+	Delivery interface{ Wake() }
 }
 
 func (c Config) withDefaults() Config {
@@ -111,6 +116,17 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/events", s.withApp(s.handleEventList))
 	m.HandleFunc("GET /v1/events/stream", s.withApp(s.handleEventStream))
 	m.HandleFunc("GET /v1/event-types", s.withApp(s.handleEventTypes))
+
+	m.HandleFunc("POST /v1/endpoints", s.withApp(s.handleEndpointCreate))
+	m.HandleFunc("GET /v1/endpoints", s.withApp(s.handleEndpointList))
+	m.HandleFunc("GET /v1/endpoints/{id}", s.withApp(s.handleEndpointGet))
+	m.HandleFunc("PATCH /v1/endpoints/{id}", s.withApp(s.handleEndpointPatch))
+	m.HandleFunc("DELETE /v1/endpoints/{id}", s.withApp(s.handleEndpointDelete))
+	m.HandleFunc("POST /v1/endpoints/{id}/secrets/rotate", s.withApp(s.handleSecretRotate))
+	m.HandleFunc("GET /v1/endpoints/{id}/deliveries", s.withApp(s.handleDeliveryList))
+	m.HandleFunc("POST /v1/endpoints/{id}/recover", s.withApp(s.handleEndpointRecover))
+	m.HandleFunc("GET /v1/deliveries/{id}", s.withApp(s.handleDeliveryGet))
+	m.HandleFunc("POST /v1/deliveries/{id}/replay", s.withApp(s.handleDeliveryReplay))
 
 	m.HandleFunc("GET /v1/users", s.withApp(s.handleUserList))
 	m.HandleFunc("GET /v1/users/{id}", s.withApp(s.handleUserGet))

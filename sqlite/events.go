@@ -18,6 +18,8 @@ type writerStmts struct {
 	userPut, devicePut          *sql.Stmt
 	eventByID, eventByClientSeq *sql.Stmt
 	eventInsert                 *sql.Stmt
+	queueActive, deliveryInsert *sql.Stmt
+	supersedable                *sql.Stmt
 }
 
 func (s *writerStmts) prepare(db *sql.DB) error {
@@ -41,6 +43,11 @@ func (s *writerStmts) prepare(db *sql.DB) error {
 			last_seen_at = excluded.last_seen_at`},
 		{&s.eventByID, "SELECT id, seq, stale, pos FROM events WHERE app_id = ? AND id = ?"},
 		{&s.eventByClientSeq, "SELECT id, seq, stale, pos FROM events WHERE app_id = ? AND user_id = ? AND device_id = ? AND client_seq = ?"},
+		{&s.queueActive, "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status IN ('pending', 'failed') LIMIT 1)"},
+		{&s.deliveryInsert, `INSERT INTO deliveries (app_id, endpoint_id, event_pos, event_id, event_type, user_id, seq, status, head, next_at, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`},
+		{&s.supersedable, `SELECT pos, next_at, head FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status = 'pending'
+			AND attempts = 0 AND claim_owner = '' AND event_type = 'meeting.status_changed' AND seq < ?`},
 		{&s.eventInsert, `INSERT INTO events (app_id, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 	} {
@@ -54,7 +61,8 @@ func (s *writerStmts) prepare(db *sql.DB) error {
 }
 
 func (s *writerStmts) close() {
-	for _, st := range []*sql.Stmt{s.idemGet, s.idemPut, s.userGet, s.devicesGet, s.userPut, s.devicePut, s.eventByID, s.eventByClientSeq, s.eventInsert} {
+	for _, st := range []*sql.Stmt{s.idemGet, s.idemPut, s.userGet, s.devicesGet, s.userPut, s.devicePut, s.eventByID, s.eventByClientSeq,
+		s.eventInsert, s.queueActive, s.deliveryInsert, s.supersedable} {
 		if st != nil {
 			st.Close()
 		}
@@ -100,15 +108,31 @@ type userKey struct{ app, user string }
 
 // appendTx is the state of one EventsAppend transaction.
 type appendTx struct {
-	ctx   context.Context
-	tx    *sql.Tx
-	st    txStmts
-	users map[userKey]*meetsync.UserState
-	order []*meetsync.UserState
+	ctx       context.Context
+	tx        *sql.Tx
+	st        txStmts
+	users     map[userKey]*meetsync.UserState
+	order     []*meetsync.UserState
+	endpoints map[string][]*meetsync.Endpoint // enabled endpoints per app
+	queues    map[queueKey]bool               // has an active delivery
 }
+
+type queueKey struct{ endpoint, user string }
 
 type txStmts struct {
 	idemGet, idemPut, userGet, devicesGet, userPut, devicePut, eventByID, eventByClientSeq, eventInsert *sql.Stmt
+	queueActive, deliveryInsert, supersedable                                                           *sql.Stmt
+}
+
+// newAppendTx prepares the statements of an append inside tx.
+func (db *DB) newAppendTx(ctx context.Context, tx *sql.Tx) *appendTx {
+	s := &db.stmts
+	at := &appendTx{ctx: ctx, tx: tx, users: make(map[userKey]*meetsync.UserState)}
+	at.st = txStmts{tx.StmtContext(ctx, s.idemGet), tx.StmtContext(ctx, s.idemPut), tx.StmtContext(ctx, s.userGet),
+		tx.StmtContext(ctx, s.devicesGet), tx.StmtContext(ctx, s.userPut), tx.StmtContext(ctx, s.devicePut),
+		tx.StmtContext(ctx, s.eventByID), tx.StmtContext(ctx, s.eventByClientSeq), tx.StmtContext(ctx, s.eventInsert),
+		tx.StmtContext(ctx, s.queueActive), tx.StmtContext(ctx, s.deliveryInsert), tx.StmtContext(ctx, s.supersedable)}
+	return at
 }
 
 // EventsAppend commits every request's events in one transaction.
@@ -118,11 +142,7 @@ func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) 
 		return fmt.Errorf("append events: begin: %w", err)
 	}
 	defer tx.Rollback()
-	s := &db.stmts
-	at := &appendTx{ctx: ctx, tx: tx, users: make(map[userKey]*meetsync.UserState)}
-	at.st = txStmts{tx.StmtContext(ctx, s.idemGet), tx.StmtContext(ctx, s.idemPut), tx.StmtContext(ctx, s.userGet),
-		tx.StmtContext(ctx, s.devicesGet), tx.StmtContext(ctx, s.userPut), tx.StmtContext(ctx, s.devicePut),
-		tx.StmtContext(ctx, s.eventByID), tx.StmtContext(ctx, s.eventByClientSeq), tx.StmtContext(ctx, s.eventInsert)}
+	at := db.newAppendTx(ctx, tx)
 	for _, req := range reqs {
 		if err := at.appendRequest(req); err != nil {
 			return fmt.Errorf("append events: %w", err)
@@ -201,6 +221,9 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 		return r, interpretError(err, "event "+ev.ID)
 	}
 	if ev.Pos, err = res.LastInsertId(); err != nil {
+		return r, err
+	}
+	if err := at.fanOut(ev); err != nil {
 		return r, err
 	}
 	return meetsync.EventResult{ID: ev.ID, Seq: ev.Seq, Stale: ev.Stale, Pos: ev.Pos}, nil
@@ -359,4 +382,115 @@ func (db *DB) UserList(ctx context.Context, p meetsync.UserListParams) ([]*meets
 		out = append(out, u)
 	}
 	return out, rows.Err()
+}
+
+// fanOut writes the deliveries of ev to every enabled endpoint of its app
+// that subscribes to its type (the transactional outbox), coalescing a
+// status change with a pending, unattempted older one inside the
+// endpoint's debounce window.
+func (at *appendTx) fanOut(ev *meetsync.Event) error {
+	eps, err := at.appEndpoints(ev.AppID)
+	if err != nil {
+		return err
+	}
+	for _, ep := range eps {
+		if !ep.Subscribed(ev.Type) {
+			continue
+		}
+		k := queueKey{ep.ID, ev.UserID}
+		active, ok := at.queues[k]
+		if !ok {
+			var n int
+			if err := at.st.queueActive.QueryRowContext(at.ctx, ep.ID, ev.UserID).Scan(&n); err != nil {
+				return err
+			}
+			active = n > 0
+		}
+		nextAt := ev.ReceivedAt
+		coalesce := ev.Type == meetsync.TypeMeetingStatusChanged && ep.Debounce > 0 && !ev.Stale
+		if coalesce {
+			nextAt = nextAt.Add(ep.Debounce)
+		}
+		now := micros(ev.ReceivedAt)
+		res, err := at.st.deliveryInsert.ExecContext(at.ctx, ev.AppID, ep.ID, ev.Pos, ev.ID, ev.Type, ev.UserID, ev.Seq, !active, micros(nextAt), now, now)
+		if err != nil {
+			return err
+		}
+		at.queues[k] = true
+		if !coalesce || !active {
+			continue
+		}
+		pos, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		if err := at.supersede(ep.ID, ev.UserID, ev.Seq, pos, micros(nextAt), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// supersede marks older pending, unattempted, unclaimed status deliveries
+// of the queue superseded by delivery pos, which inherits the earliest of
+// their due times (so a flapping connection cannot postpone delivery forever).
+func (at *appendTx) supersede(endpointID, userID string, seq, pos, nextAt, now int64) error {
+	rows, err := at.st.supersedable.QueryContext(at.ctx, endpointID, userID, seq)
+	if err != nil {
+		return err
+	}
+	type old struct {
+		pos, nextAt int64
+		head        bool
+	}
+	var olds []old
+	for rows.Next() {
+		var o old
+		if err := rows.Scan(&o.pos, &o.nextAt, &o.head); err != nil {
+			rows.Close()
+			return err
+		}
+		olds = append(olds, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(olds) == 0 {
+		return err
+	}
+	wasHead := false
+	for _, o := range olds {
+		if _, err := at.tx.ExecContext(at.ctx, "UPDATE deliveries SET status = 'superseded', head = 0, superseded_by = ?, updated_at = ? WHERE pos = ?",
+			deliveryID(pos), now, o.pos); err != nil {
+			return err
+		}
+		nextAt = min(nextAt, o.nextAt)
+		wasHead = wasHead || o.head
+	}
+	if _, err := at.tx.ExecContext(at.ctx, "UPDATE deliveries SET next_at = ? WHERE pos = ?", nextAt, pos); err != nil {
+		return err
+	}
+	if wasHead {
+		return promoteHead(at.ctx, at.tx, endpointID, userID)
+	}
+	return nil
+}
+
+// appEndpoints returns the enabled endpoints of an app, loaded once per transaction.
+func (at *appendTx) appEndpoints(appID string) ([]*meetsync.Endpoint, error) {
+	if eps, ok := at.endpoints[appID]; ok {
+		return eps, nil
+	}
+	if at.endpoints == nil {
+		at.endpoints = map[string][]*meetsync.Endpoint{}
+		at.queues = map[queueKey]bool{}
+	}
+	rows, err := at.tx.QueryContext(at.ctx, "SELECT "+endpointCols+" FROM endpoints WHERE app_id = ? AND disabled = 0", appID)
+	if err != nil {
+		return nil, err
+	}
+	eps, err := collectEndpoints(rows)
+	if err != nil {
+		return nil, err
+	}
+	at.endpoints[appID] = eps
+	return eps, nil
 }

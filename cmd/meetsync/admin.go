@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -31,7 +32,13 @@ func openAdminStore(name string, args []string, stderr io.Writer) (meetsync.Stor
 	if cfg.DatabaseURL != "" {
 		return nil, nil, errors.New("--database-url: the PostgreSQL store is not built into this version yet")
 	}
-	db, err := sqlite.Open(filepath.Join(cfg.Data, "meetsync.db"), sqlite.Config{})
+	path := filepath.Join(cfg.Data, "meetsync.db")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		// Never create a store here: a mistyped --data would silently get
+		// an empty one.
+		return nil, nil, fmt.Errorf("no meetsync store in %s: run \"meetsync serve --data %s\" once first, or pass the --data of an existing server", cfg.Data, cfg.Data)
+	}
+	db, err := sqlite.Open(path, sqlite.Config{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}

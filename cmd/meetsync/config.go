@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/meetsync/meetsync"
 	"io"
 	"log/slog"
 	"os"
@@ -24,12 +25,20 @@ type Config struct {
 	TLSCert         string        // --tls-cert: serve HTTPS with this certificate (PEM)…
 	TLSKey          string        // --tls-key: …and this key.
 	MaxBatchEvents  int           // --max-batch-events: events per group-commit transaction. Default 5000.
+
+	AllowPrivateEndpoints bool                   // --allow-private-endpoints: webhook URLs may be plain http and private/loopback (SSRF guard off).
+	RetrySchedule         meetsync.RetrySchedule // --retry-schedule: delays before each delivery attempt. Default 0s,5s,5m,30m,2h,5h,10h,10h.
+	DeliveryWorkers       int                    // --delivery-workers: webhooks in flight at once. Default 256.
+	DeliveryTimeout       time.Duration          // --delivery-timeout: one webhook request's timeout. Default 15s.
+	DisableAfter          time.Duration          // --endpoint-disable-after: disable an endpoint failing continuously this long. Default 120h.
 }
 
 func defaultConfig() Config {
 	return Config{
 		Addr: "127.0.0.1:8080", Data: "./meetsync-data", LogLevel: "info", LogFormat: "text",
 		ShutdownTimeout: 30 * time.Second, Synchronous: "FULL", MaxBatchEvents: 5000,
+		RetrySchedule: meetsync.DefaultRetrySchedule, DeliveryWorkers: 256, DeliveryTimeout: 15 * time.Second,
+		DisableAfter: 5 * 24 * time.Hour,
 	}
 }
 
@@ -45,6 +54,24 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS private key file (PEM)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take after SIGINT/SIGTERM")
 	fs.IntVar(&cfg.MaxBatchEvents, "max-batch-events", cfg.MaxBatchEvents, "most events in one group-commit transaction")
+	fs.BoolVar(&cfg.AllowPrivateEndpoints, "allow-private-endpoints", cfg.AllowPrivateEndpoints,
+		"let webhook URLs use plain http and loopback/private addresses (turns the SSRF guard off: tests and demos only)")
+	fs.Var((*scheduleValue)(&cfg.RetrySchedule), "retry-schedule", "delays before each delivery attempt, comma separated")
+	fs.IntVar(&cfg.DeliveryWorkers, "delivery-workers", cfg.DeliveryWorkers, "webhooks in flight at once")
+	fs.DurationVar(&cfg.DeliveryTimeout, "delivery-timeout", cfg.DeliveryTimeout, "timeout of one webhook request")
+	fs.DurationVar(&cfg.DisableAfter, "endpoint-disable-after", cfg.DisableAfter, "disable an endpoint that has failed continuously for this long")
+}
+
+type scheduleValue meetsync.RetrySchedule
+
+func (v *scheduleValue) String() string { return meetsync.RetrySchedule(*v).String() }
+func (v *scheduleValue) Set(s string) error {
+	r, err := meetsync.ParseRetrySchedule(s)
+	if err != nil {
+		return err
+	}
+	*v = scheduleValue(r)
+	return nil
 }
 
 // parseFlags parses args, then gives every flag not on the command line
@@ -60,7 +87,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.VisitAll(func(f *flag.Flag) {
 		if v, ok := os.LookupEnv(envName(f.Name)); ok && !set[f.Name] {
 			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+				errs = append(errs, fmt.Errorf("invalid value %q for %s (--%s): %w", v, envName(f.Name), f.Name, err))
 			}
 		}
 	})
@@ -85,6 +112,12 @@ func (c *Config) validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
+	}
+	if c.DeliveryWorkers <= 0 || c.MaxBatchEvents <= 0 {
+		return errors.New("--delivery-workers and --max-batch-events must be positive")
+	}
+	if c.DeliveryTimeout <= 0 || c.DeliveryTimeout >= 60*time.Second {
+		return errors.New("--delivery-timeout must be between 0s and 60s")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err

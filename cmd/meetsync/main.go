@@ -4,6 +4,7 @@
 //	meetsync apps create NAME      create an app and print its first API key
 //	meetsync apps list             list apps
 //	meetsync keys create APP       create another API key for an app
+//	meetsync keys list APP         list an app's keys
 //	meetsync keys revoke APP KEYID revoke a key
 //	meetsync version               print the version
 //
@@ -44,6 +45,7 @@ Usage:
   meetsync apps create NAME [flags]      create an app and print its first API key
   meetsync apps list [flags]             list apps
   meetsync keys create APP [flags]       create another API key for app APP (name or id)
+  meetsync keys list APP [flags]         list an app's API keys
   meetsync keys revoke APP KEY_ID        revoke an API key
   meetsync version                       print the version
 
@@ -62,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := m.ParseFlags(args[1:], stderr); err != nil {
 			return err
 		}
+		m.Logger = newLogger(m.Config, stderr)
 		return m.Serve(ctx)
 	case "apps":
 		return runApps(ctx, args[1:], stdout, stderr)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/delivery"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
 	"github.com/meetsync/meetsync/sqlite"
@@ -30,6 +31,7 @@ type Main struct {
 
 	Store    meetsync.Store
 	Ingest   *ingest.Service
+	Delivery *delivery.Dispatcher
 	API      *httpapi.Server
 	HTTP     *http.Server
 	Listener net.Listener
@@ -93,6 +95,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.unlock = unlock
 	dbPath := filepath.Join(cfg.Data, "meetsync.db")
+	// SQLite would create the file 0644 (less the umask), and its -wal and
+	// -shm files copy the database's mode: create it 0600 first.
+	f, err := os.OpenFile(dbPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create store file: %w", err)
+	}
+	f.Close()
 	db, err := sqlite.Open(dbPath, sqlite.Config{Synchronous: cfg.Synchronous})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -106,7 +115,22 @@ func (m *Main) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.Ingest = ingest.New(db, reg, ingest.Config{MaxBatchEvents: cfg.MaxBatchEvents})
-	m.API = httpapi.New(httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg})
+	policy := meetsync.URLPolicy{AllowPrivate: cfg.AllowPrivateEndpoints}
+	if cfg.AllowPrivateEndpoints {
+		log.Warn("private webhook endpoints allowed: the SSRF guard is off (--allow-private-endpoints)")
+	}
+	m.Delivery, err = delivery.New(db, log, reg, delivery.Config{
+		Workers: cfg.DeliveryWorkers, Timeout: cfg.DeliveryTimeout, Schedule: cfg.RetrySchedule, DisableAfter: cfg.DisableAfter,
+		URLPolicy: policy, ReleaseOnStart: true, Changes: m.Ingest.Changes, Notify: m.Ingest.Notify,
+		UserAgent: "meetsync-webhooks/" + Version,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Delivery.Start(ctx); err != nil {
+		return fmt.Errorf("start delivery: %w", err)
+	}
+	m.API = httpapi.New(httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery})
 	m.HTTP = &http.Server{
 		Handler:           m.API,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -150,6 +174,9 @@ func (m *Main) Close() error {
 			m.HTTP.Close()
 		}
 		cancel()
+	}
+	if m.Delivery != nil {
+		m.Delivery.Close(m.Config.ShutdownTimeout)
 	}
 	if m.Ingest != nil {
 		m.Ingest.Close()

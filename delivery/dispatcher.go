@@ -1,0 +1,552 @@
+// Package delivery sends every event to the webhook endpoints that
+// subscribed to it: claim due queue heads from the store (one per
+// (endpoint, user) queue, so a user's webhooks reach an endpoint in seq
+// order), sign them (Standard Webhooks), POST them, and record the outcome
+// — retry with backoff and jitter, honour Retry-After, disable an endpoint
+// on 410 or after failing too long, dead-letter exhausted deliveries — in
+// group-committed transactions that also claim each queue's next head.
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/webhook"
+)
+
+// Config configures a Dispatcher. Every field has a default.
+type Config struct {
+	// Owner identifies this dispatcher's claims. Default a random id.
+	Owner string
+	// Workers is the most deliveries in flight at once. Default 256.
+	Workers int
+	// Lease is how long a claim lasts; a crashed worker's claims are due
+	// again after it. Must exceed Timeout. Default 60 s.
+	Lease time.Duration
+	// Timeout is the HTTP request timeout of one attempt. Default 15 s.
+	Timeout time.Duration
+	// Schedule is the delay before each attempt. Default meetsync.DefaultRetrySchedule.
+	Schedule meetsync.RetrySchedule
+	// Jitter spreads each retry delay by ±Jitter (a fraction). Default 0.2.
+	Jitter float64
+	// MaxRetryAfter caps a receiver's Retry-After. Default 24 h.
+	MaxRetryAfter time.Duration
+	// DisableAfter disables an endpoint that has failed continuously for
+	// longer than this. Default 5 days.
+	DisableAfter time.Duration
+	// URLPolicy is the SSRF guard, applied when connecting.
+	URLPolicy meetsync.URLPolicy
+	// IdlePoll is the longest the dispatcher sleeps without a wake-up. Default 30 s.
+	IdlePoll time.Duration
+	// ReleaseOnStart releases every claim in the store at start: right
+	// only when no other dispatcher shares the store (embedded SQLite).
+	ReleaseOnStart bool
+	// Changes returns a channel closed at the next ingest commit (wake-up).
+	Changes func() <-chan struct{}
+	// Notify is called after a completion appended system events.
+	Notify func()
+	// Now and Rand are the clock and the jitter source.
+	Now  func() time.Time
+	Rand func() float64
+	// UserAgent is sent with every webhook.
+	UserAgent string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Owner == "" {
+		c.Owner = meetsync.NewID("node")
+	}
+	if c.Workers <= 0 {
+		c.Workers = 256
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 15 * time.Second
+	}
+	if c.Lease <= 0 {
+		c.Lease = 60 * time.Second
+	}
+	if len(c.Schedule) == 0 {
+		c.Schedule = meetsync.DefaultRetrySchedule
+	}
+	if c.Jitter < 0 || c.Jitter >= 1 {
+		c.Jitter = 0
+	} else if c.Jitter == 0 {
+		c.Jitter = 0.2
+	}
+	if c.MaxRetryAfter <= 0 {
+		c.MaxRetryAfter = 24 * time.Hour
+	}
+	if c.DisableAfter <= 0 {
+		c.DisableAfter = 5 * 24 * time.Hour
+	}
+	if c.IdlePoll <= 0 {
+		c.IdlePoll = 30 * time.Second
+	}
+	if c.Changes == nil {
+		c.Changes = func() <-chan struct{} { return nil }
+	}
+	if c.Notify == nil {
+		c.Notify = func() {}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "meetsync-webhooks/1"
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Lease <= c.Timeout {
+		return fmt.Errorf("delivery: lease (%s) must be longer than the request timeout (%s)", c.Lease, c.Timeout)
+	}
+	return nil
+}
+
+// Dispatcher delivers webhooks. Start it with Start, stop it with Close.
+type Dispatcher struct {
+	store  meetsync.Store
+	cfg    Config
+	log    *slog.Logger
+	client *http.Client
+
+	work     chan *meetsync.DeliveryTask
+	results  chan *meetsync.DeliveryOutcome
+	slots    chan struct{} // a slot freed
+	wake     chan struct{}
+	inflight atomic.Int64
+
+	ctx      context.Context // ends sends at Close's deadline
+	cancel   context.CancelFunc
+	stop     chan struct{}
+	loopDone chan struct{}
+	workers  sync.WaitGroup
+	compDone chan struct{}
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter
+	keys     map[string]cachedKeys
+
+	m metrics
+}
+
+type cachedKeys struct {
+	updated time.Time
+	keys    []webhook.Key
+	expires time.Time
+}
+
+// New returns a Dispatcher. reg may be nil.
+func New(store meetsync.Store, log *slog.Logger, reg prometheus.Registerer, cfg Config) (*Dispatcher, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	policy := cfg.URLPolicy
+	dialer := &net.Dialer{
+		Timeout: 10 * time.Second,
+		// The SSRF guard at connect time: whatever DNS said, the address
+		// actually dialled must be public unless private targets are allowed.
+		Control: func(network, address string, _ syscall.RawConn) error { return policy.CheckDialAddr(address) },
+	}
+	transport := &http.Transport{
+		Proxy:               nil,
+		DialContext:         dialer.DialContext,
+		MaxIdleConns:        cfg.Workers * 2,
+		MaxIdleConnsPerHost: cfg.Workers,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Dispatcher{
+		store: store, cfg: cfg, log: log,
+		client: &http.Client{
+			Transport:     transport,
+			Timeout:       cfg.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		work:     make(chan *meetsync.DeliveryTask, cfg.Workers),
+		results:  make(chan *meetsync.DeliveryOutcome, cfg.Workers),
+		slots:    make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1),
+		ctx:      ctx,
+		cancel:   cancel,
+		stop:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+		compDone: make(chan struct{}),
+		limiters: map[string]*rate.Limiter{},
+		keys:     map[string]cachedKeys{},
+		m:        newMetrics(reg, store),
+	}
+	return d, nil
+}
+
+// Owner returns the id under which this dispatcher claims deliveries.
+func (d *Dispatcher) Owner() string { return d.cfg.Owner }
+
+// Start starts the claim loop, the workers and the completer.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	if d.cfg.ReleaseOnStart {
+		n, err := d.store.DeliveriesReleaseClaims(ctx, "", d.cfg.Now())
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			d.log.Info("released delivery claims left by a previous run", "count", n)
+		}
+	}
+	for range d.cfg.Workers {
+		d.workers.Add(1)
+		go d.worker()
+	}
+	go d.complete()
+	go d.loop()
+	return nil
+}
+
+// Wake makes the dispatcher look for due deliveries now.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops claiming, waits up to grace for the deliveries in flight,
+// records their outcomes and returns. Deliveries it could not finish keep
+// their claims, which expire after the lease.
+func (d *Dispatcher) Close(grace time.Duration) {
+	close(d.stop)
+	<-d.loopDone
+	timer := time.AfterFunc(grace, d.cancel)
+	defer timer.Stop()
+	close(d.work)
+	d.workers.Wait()
+	close(d.results)
+	<-d.compDone
+	d.cancel()
+}
+
+func (d *Dispatcher) loop() {
+	defer close(d.loopDone)
+	backoff := time.Duration(0)
+	for {
+		changed := d.cfg.Changes()
+		free := d.cfg.Workers - int(d.inflight.Load())
+		wait := d.cfg.IdlePoll
+		if free > 0 {
+			now := d.cfg.Now()
+			tasks, err := d.store.DeliveriesClaim(d.ctx, meetsync.DeliveryClaimParams{Owner: d.cfg.Owner, Now: now, Lease: d.cfg.Lease, Limit: free})
+			if err != nil {
+				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+				d.log.Error("claim deliveries", "err", err, "retry_in", backoff)
+				wait = backoff
+			} else {
+				backoff = 0
+				d.m.claimed.Add(float64(len(tasks)))
+				for _, t := range tasks {
+					d.inflight.Add(1)
+					d.work <- t
+				}
+				if len(tasks) == free {
+					continue
+				}
+				if due, ok, err := d.store.DeliveryNextDue(d.ctx); err != nil {
+					d.log.Error("next due delivery", "err", err)
+				} else if ok {
+					wait = min(wait, max(due.Sub(d.cfg.Now()), time.Millisecond))
+				}
+			}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-d.wake:
+		case <-d.slots:
+		case <-timer.C:
+		case <-d.stop:
+			timer.Stop()
+			return
+		}
+		timer.Stop()
+	}
+}
+
+func (d *Dispatcher) worker() {
+	defer d.workers.Done()
+	for t := range d.work {
+		d.results <- d.attempt(t)
+	}
+}
+
+// complete group-commits outcomes and feeds the queues' next heads back to
+// the workers.
+func (d *Dispatcher) complete() {
+	defer close(d.compDone)
+	batch := make([]*meetsync.DeliveryOutcome, 0, 512)
+	for o := range d.results {
+		batch = append(batch[:0], o)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case o, ok := <-d.results:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		d.commit(batch)
+	}
+}
+
+func (d *Dispatcher) commit(batch []*meetsync.DeliveryOutcome) {
+	stopping := false
+	select {
+	case <-d.stop:
+		stopping = true
+	default:
+	}
+	var next []*meetsync.DeliveryTask
+	var err error
+	start := time.Now()
+	for try := 0; try < 5; try++ {
+		next, err = d.store.DeliveriesComplete(context.Background(), meetsync.DeliveryCompleteParams{
+			Owner: d.cfg.Owner, Now: d.cfg.Now(), Lease: d.cfg.Lease, Outcomes: batch, ClaimNext: !stopping,
+		})
+		if err == nil {
+			break
+		}
+		d.log.Error("record delivery outcomes", "err", err, "try", try+1)
+		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+	}
+	d.m.completeSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		// The claims expire after the lease and the deliveries are sent
+		// again (at least once, same webhook-id).
+		d.log.Error("dropping delivery outcomes; their claims will expire and be retried", "count", len(batch))
+	}
+	events := false
+	for _, o := range batch {
+		events = events || len(o.Events) > 0
+	}
+	if events && err == nil {
+		d.cfg.Notify()
+	}
+	d.inflight.Add(int64(len(next) - len(batch)))
+	for _, t := range next {
+		d.work <- t
+	}
+	select {
+	case d.slots <- struct{}{}:
+	default:
+	}
+}
+
+// attempt sends one delivery and decides its outcome.
+func (d *Dispatcher) attempt(t *meetsync.DeliveryTask) *meetsync.DeliveryOutcome {
+	ep := t.Endpoint
+	o := &meetsync.DeliveryOutcome{Task: t}
+	if lim := d.limiter(ep); lim != nil {
+		if err := lim.Wait(d.ctx); err != nil {
+			return d.failure(o, d.cfg.Now(), 0, "shutting down before the rate limit allowed a send", 0)
+		}
+	}
+	body, err := meetsync.WebhookPayload(t.Event)
+	if err != nil {
+		return d.failure(o, d.cfg.Now(), 0, "encode payload: "+err.Error(), 0)
+	}
+	now := d.cfg.Now()
+	o.Attempt.At = now
+	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
+	if err != nil {
+		return d.failure(o, now, 0, "bad endpoint URL: "+err.Error(), 0)
+	}
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", d.cfg.UserAgent)
+	h.Set(webhook.HeaderID, t.Event.ID)
+	h.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	h.Set(webhook.HeaderSignature, webhook.SignatureHeader(d.signingKeys(ep, now), t.Event.ID, now, body))
+	start := time.Now()
+	resp, err := d.client.Do(req)
+	o.Attempt.Latency = time.Since(start)
+	o.Attempt.LatencyMS = float64(o.Attempt.Latency.Microseconds()) / 1000
+	if err != nil {
+		kind := "network_error"
+		var me *meetsync.Error
+		var ne net.Error
+		switch {
+		case errors.As(err, &me):
+			kind = "refused"
+		case errors.As(err, &ne) && ne.Timeout():
+			kind = "timeout"
+		}
+		d.m.attempts.WithLabelValues(ep.ID, kind).Inc()
+		return d.failure(o, now, 0, describe(err), 0)
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, meetsync.MaxResponseBody))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	o.Attempt.StatusCode = resp.StatusCode
+	o.Attempt.ResponseBody = string(bytes.ToValidUTF8(snippet, []byte("?")))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		d.m.attempts.WithLabelValues(ep.ID, "success").Inc()
+		d.m.latency.WithLabelValues(ep.ID).Observe(d.cfg.Now().Sub(t.Event.ReceivedAt).Seconds())
+		o.Status = meetsync.DeliveryDelivered
+		return o
+	}
+	d.m.attempts.WithLabelValues(ep.ID, "http_error").Inc()
+	var retryAfter time.Duration
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now, d.cfg.MaxRetryAfter)
+	}
+	o = d.failure(o, now, resp.StatusCode, "HTTP "+strconv.Itoa(resp.StatusCode), retryAfter)
+	if resp.StatusCode == http.StatusGone && o.DisableEndpoint == "" {
+		d.disable(o, now, "the endpoint answered 410 Gone")
+	}
+	return o
+}
+
+// failure fills a failed outcome: the next attempt per the schedule (or
+// Retry-After), or a dead letter when the schedule is used up; and the
+// endpoint's disabling once it has failed for longer than DisableAfter.
+func (d *Dispatcher) failure(o *meetsync.DeliveryOutcome, now time.Time, code int, msg string, retryAfter time.Duration) *meetsync.DeliveryOutcome {
+	t := o.Task
+	if o.Attempt.At.IsZero() {
+		o.Attempt.At = now
+	}
+	o.Attempt.StatusCode, o.Attempt.Error = code, msg
+	n := t.Delivery.Attempts + 1 // attempts made, this one included
+	if n >= len(d.cfg.Schedule) {
+		o.Status = meetsync.DeliveryDead
+		if t.Event.Type != meetsync.TypeDeliveryExhausted {
+			o.Events = append(o.Events, d.systemEvent(t.Event.AppID, t.Delivery.UserID, meetsync.TypeDeliveryExhausted, now, map[string]any{
+				"delivery_id": t.Delivery.ID, "endpoint_id": t.Endpoint.ID, "event_id": t.Event.ID, "event_type": t.Event.Type,
+				"attempts": n, "last_status_code": code, "last_error": msg,
+			}))
+		}
+	} else {
+		delay := d.cfg.Schedule[n]
+		if d.cfg.Jitter > 0 && delay > 0 {
+			delay = time.Duration(float64(delay) * (1 + d.cfg.Jitter*(2*d.cfg.Rand()-1)))
+		}
+		if retryAfter > 0 {
+			delay = retryAfter
+		}
+		o.Status, o.NextAttemptAt = meetsync.DeliveryFailed, now.Add(delay)
+	}
+	if fs := t.Endpoint.FailingSince; fs != nil && now.Sub(*fs) > d.cfg.DisableAfter {
+		d.disable(o, now, fmt.Sprintf("failing continuously since %s (longer than %s)", fs.UTC().Format(time.RFC3339), d.cfg.DisableAfter))
+	}
+	return o
+}
+
+func (d *Dispatcher) disable(o *meetsync.DeliveryOutcome, now time.Time, reason string) {
+	o.DisableEndpoint = reason
+	ep := o.Task.Endpoint
+	o.Events = append(o.Events, d.systemEvent(ep.AppID, meetsync.SystemUserID, meetsync.TypeEndpointDisabled, now, map[string]any{
+		"endpoint_id": ep.ID, "url": ep.URL, "reason": reason,
+	}))
+	d.log.Warn("endpoint disabled", "app_id", ep.AppID, "endpoint_id", ep.ID, "reason", reason)
+}
+
+func (d *Dispatcher) systemEvent(appID, userID, typ string, now time.Time, data map[string]any) *meetsync.Event {
+	b, _ := json.Marshal(data)
+	return &meetsync.Event{ID: meetsync.NewID("evt"), Type: typ, AppID: appID, UserID: userID, OccurredAt: now, ReceivedAt: now,
+		Source: meetsync.SourceSystem, Data: b}
+}
+
+// signingKeys returns the endpoint's active keys, cached per endpoint version.
+func (d *Dispatcher) signingKeys(ep *meetsync.Endpoint, now time.Time) []webhook.Key {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c, ok := d.keys[ep.ID]; ok && c.updated.Equal(ep.UpdatedAt) && now.Before(c.expires) {
+		return c.keys
+	}
+	c := cachedKeys{updated: ep.UpdatedAt, expires: now.Add(time.Minute)}
+	for _, s := range ep.Secrets {
+		if s.ExpiresAt != nil && !now.Before(*s.ExpiresAt) {
+			continue
+		}
+		if s.ExpiresAt != nil && s.ExpiresAt.Before(c.expires) {
+			c.expires = *s.ExpiresAt
+		}
+		if k, err := webhook.ParseSecret(s.Secret); err == nil {
+			c.keys = append(c.keys, k)
+		}
+	}
+	d.keys[ep.ID] = c
+	return c.keys
+}
+
+func (d *Dispatcher) limiter(ep *meetsync.Endpoint) *rate.Limiter {
+	if ep.RateLimit <= 0 {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, ok := d.limiters[ep.ID]
+	if !ok || int(l.Limit()) != ep.RateLimit {
+		l = rate.NewLimiter(rate.Limit(ep.RateLimit), ep.RateLimit)
+		d.limiters[ep.ID] = l
+	}
+	return l
+}
+
+// parseRetryAfter reads delta-seconds or an HTTP date, capped at max.
+func parseRetryAfter(v string, now time.Time, maxWait time.Duration) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if s, err := strconv.Atoi(v); err == nil {
+		d = time.Duration(s) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	if d <= 0 {
+		return 0
+	}
+	return min(d, maxWait)
+}
+
+func describe(err error) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			err = inner
+		}
+	}
+	s := err.Error()
+	if len(s) > 500 {
+		s = s[:500]
+	}
+	return s
+}
