@@ -44,7 +44,8 @@ type Config struct {
 	Timeout time.Duration
 	// Schedule is the delay before each attempt. Default meetsync.DefaultRetrySchedule.
 	Schedule meetsync.RetrySchedule
-	// Jitter spreads each retry delay by ±Jitter (a fraction). Default 0.2.
+	// Jitter spreads each retry delay by ±Jitter (a fraction below 1).
+	// Default 0.2; a negative value turns jitter off.
 	Jitter float64
 	// MaxRetryAfter caps a receiver's Retry-After. Default 24 h.
 	MaxRetryAfter time.Duration
@@ -144,6 +145,10 @@ type Dispatcher struct {
 	workers  sync.WaitGroup
 	compDone chan struct{}
 
+	workMu     sync.Mutex // guards sends on work against its closing
+	workClosed bool
+	started    bool
+
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
 	keys     map[string]cachedKeys
@@ -219,6 +224,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 			d.log.Info("released delivery claims left by a previous run", "count", n)
 		}
 	}
+	d.started = true
 	for range d.cfg.Workers {
 		d.workers.Add(1)
 		go d.worker()
@@ -240,15 +246,40 @@ func (d *Dispatcher) Wake() {
 // records their outcomes and returns. Deliveries it could not finish keep
 // their claims, which expire after the lease.
 func (d *Dispatcher) Close(grace time.Duration) {
+	if !d.started {
+		d.cancel()
+		return
+	}
 	close(d.stop)
 	<-d.loopDone
 	timer := time.AfterFunc(grace, d.cancel)
 	defer timer.Stop()
+	d.workMu.Lock()
+	d.workClosed = true
 	close(d.work)
+	d.workMu.Unlock()
 	d.workers.Wait()
 	close(d.results)
 	<-d.compDone
 	d.cancel()
+	// Claims taken but not attempted (next heads claimed by the last
+	// completions) are released so that they are due at once elsewhere.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := d.store.DeliveriesReleaseClaims(ctx, d.cfg.Owner, d.cfg.Now()); err != nil {
+		d.log.Warn("release delivery claims at shutdown", "err", err)
+	}
+}
+
+// push hands a claimed task to the workers; false once they are stopping.
+func (d *Dispatcher) push(t *meetsync.DeliveryTask) bool {
+	d.workMu.Lock()
+	defer d.workMu.Unlock()
+	if d.workClosed {
+		return false
+	}
+	d.work <- t
+	return true
 }
 
 func (d *Dispatcher) loop() {
@@ -270,7 +301,7 @@ func (d *Dispatcher) loop() {
 				d.m.claimed.Add(float64(len(tasks)))
 				for _, t := range tasks {
 					d.inflight.Add(1)
-					d.work <- t
+					d.push(t)
 				}
 				if len(tasks) == free {
 					continue
@@ -361,7 +392,7 @@ func (d *Dispatcher) commit(batch []*meetsync.DeliveryOutcome) {
 	}
 	d.inflight.Add(int64(len(next) - len(batch)))
 	for _, t := range next {
-		d.work <- t
+		d.push(t)
 	}
 	select {
 	case d.slots <- struct{}{}:

@@ -23,7 +23,7 @@ type ingestBody struct {
 
 // ParseIngestBody parses the body of POST /v1/events into event inputs.
 // batch is true for the {"events":[…]} form. Errors are EINVALID and name
-// the field (events[3].client_seq), or ETOOLARGE for a batch over the limit.
+// the field (events[3].client_seq); a batch over the limit is EINVALID on "events".
 func ParseIngestBody(body []byte) (inputs []*meetsync.EventInput, batch bool, err error) {
 	var b ingestBody
 	if err := strictUnmarshal(body, &b); err != nil {

@@ -124,6 +124,16 @@ func scanDelivery(sc scanner, extra ...any) (*meetsync.Delivery, error) {
 // DeliveriesClaim claims up to Limit due queue heads of enabled endpoints
 // for Owner until Now+Lease and returns them with their events and endpoints.
 func (db *DB) DeliveriesClaim(ctx context.Context, p meetsync.DeliveryClaimParams) ([]*meetsync.DeliveryTask, error) {
+	// Look first on a reader: most wake-ups find nothing due, and then the
+	// single writer connection is not taken from the ingest path at all.
+	var due int
+	if err := db.reader.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE head = 1 AND next_at <= ? LIMIT 1)",
+		micros(p.Now)).Scan(&due); err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	if due == 0 {
+		return nil, nil
+	}
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)

@@ -112,7 +112,8 @@ type appendTx struct {
 	tx        *sql.Tx
 	st        txStmts
 	users     map[userKey]*meetsync.UserState
-	order     []*meetsync.UserState
+	order     []*meetsync.UserState // users an event was applied to, to write back
+	dirty     map[userKey]bool
 	endpoints map[string][]*meetsync.Endpoint // enabled endpoints per app
 	queues    map[queueKey]bool               // has an active delivery
 }
@@ -215,6 +216,13 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 		}
 	}
 	u.Apply(ev)
+	if k := (userKey{ev.AppID, ev.UserID}); !at.dirty[k] {
+		if at.dirty == nil {
+			at.dirty = map[userKey]bool{}
+		}
+		at.dirty[k] = true
+		at.order = append(at.order, u)
+	}
 	res, err := at.st.eventInsert.ExecContext(at.ctx, ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Seq, micros(ev.OccurredAt),
 		micros(ev.ReceivedAt), ev.Source, ev.DeviceID, ev.ClientSeq, ev.Stale, []byte(ev.Data))
 	if err != nil {
@@ -250,7 +258,6 @@ func (at *appendTx) user(appID, userID string) (*meetsync.UserState, error) {
 		}
 	}
 	at.users[k] = u
-	at.order = append(at.order, u)
 	return u, nil
 }
 

@@ -6,6 +6,7 @@
 //	meetsync keys create APP       create another API key for an app
 //	meetsync keys list APP         list an app's keys
 //	meetsync keys revoke APP KEYID revoke a key
+//	meetsync receive               a sample webhook receiver that verifies and prints
 //	meetsync version               print the version
 //
 // Every flag can also be set as an environment variable MEETSYNC_<FLAG>,
@@ -47,6 +48,8 @@ Usage:
   meetsync keys create APP [flags]       create another API key for app APP (name or id)
   meetsync keys list APP [flags]         list an app's API keys
   meetsync keys revoke APP KEY_ID        revoke an API key
+  meetsync receive [--addr A] [--secret whsec_…]
+                                         a sample webhook receiver: verifies and prints webhooks
   meetsync version                       print the version
 
 Run "meetsync serve -h" for the server's flags. Every flag is also an
@@ -70,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runApps(ctx, args[1:], stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], stdout, stderr)
+	case "receive":
+		return runReceive(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "meetsync", Version)
 		return nil
