@@ -87,6 +87,8 @@ func (u *UserState) NeedsDuplicateCheck(ev *Event) bool {
 //
 // The status data of ev gets the previous user status as "from".
 func (u *UserState) Apply(ev *Event) {
+	// Stores keep microseconds: compare what will be read back.
+	ev.OccurredAt, ev.ReceivedAt = ev.OccurredAt.Truncate(time.Microsecond), ev.ReceivedAt.Truncate(time.Microsecond)
 	u.LastSeq++
 	ev.Seq = u.LastSeq
 	u.UpdatedAt = ev.ReceivedAt
