@@ -60,6 +60,8 @@ type DeliveryTask struct {
 	Delivery *Delivery
 	Event    *Event
 	Endpoint *Endpoint
+	// ClaimedUntil is when the claim's lease ends.
+	ClaimedUntil time.Time
 }
 
 // DeliveryOutcome is what the dispatcher decided after an attempt; the
@@ -74,8 +76,15 @@ type DeliveryOutcome struct {
 	// DisableEndpoint, when set, disables the endpoint with this reason.
 	DisableEndpoint string
 	// Events are system events to append in the same transaction
-	// (delivery.exhausted, endpoint.disabled).
+	// (delivery.exhausted).
 	Events []*Event
+	// DisabledEvent (endpoint.disabled) is appended only if this outcome is
+	// the one that disables the endpoint (it was still enabled).
+	DisabledEvent *Event
+	// Release gives the claim back without counting an attempt: the
+	// delivery stays its queue's head, due at NextAttemptAt (e.g. the
+	// endpoint's rate limit would hold it past its lease).
+	Release bool
 }
 
 // DeliveryClaimParams selects due delivery heads to claim.

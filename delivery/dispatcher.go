@@ -243,8 +243,11 @@ func (d *Dispatcher) Wake() {
 }
 
 // Close stops claiming, waits up to grace for the deliveries in flight,
-// records their outcomes and returns. Deliveries it could not finish keep
-// their claims, which expire after the lease.
+// records their outcomes and returns. A send still running at the grace
+// deadline is cut short and not recorded as an attempt (it is no failure
+// of the receiver); its claim, like those of next heads claimed but not
+// sent, is released, so the delivery is due at once elsewhere or at the
+// next start (at least once, same webhook-id).
 func (d *Dispatcher) Close(grace time.Duration) {
 	if !d.started {
 		d.cancel()
@@ -330,7 +333,11 @@ func (d *Dispatcher) loop() {
 func (d *Dispatcher) worker() {
 	defer d.workers.Done()
 	for t := range d.work {
-		d.results <- d.attempt(t)
+		if o := d.attempt(t); o != nil {
+			d.results <- o
+		} else {
+			d.inflight.Add(-1) // cut short by Close: its claim is released there
+		}
 	}
 }
 
@@ -385,7 +392,7 @@ func (d *Dispatcher) commit(batch []*meetsync.DeliveryOutcome) {
 	}
 	events := false
 	for _, o := range batch {
-		events = events || len(o.Events) > 0
+		events = events || len(o.Events) > 0 || o.DisabledEvent != nil
 	}
 	if events && err == nil {
 		d.cfg.Notify()
@@ -400,13 +407,31 @@ func (d *Dispatcher) commit(batch []*meetsync.DeliveryOutcome) {
 	}
 }
 
-// attempt sends one delivery and decides its outcome.
+// attempt sends one delivery and decides its outcome. It returns nil when
+// Close cut the attempt short: that is no failure of the receiver, so no
+// attempt is recorded and the delivery keeps its claim (released by Close).
 func (d *Dispatcher) attempt(t *meetsync.DeliveryTask) *meetsync.DeliveryOutcome {
 	ep := t.Endpoint
 	o := &meetsync.DeliveryOutcome{Task: t}
 	if lim := d.limiter(ep); lim != nil {
-		if err := lim.Wait(d.ctx); err != nil {
-			return d.failure(o, d.cfg.Now(), 0, "shutting down before the rate limit allowed a send", 0)
+		// Wait for the endpoint's rate limit while the claim lasts; a wait
+		// that would outlast it gives the claim back, due when the limit
+		// allows (no attempt counted), so it is never sent twice.
+		wall := time.Now()
+		r := lim.ReserveN(wall, 1)
+		if delay := r.DelayFrom(wall); delay > 0 {
+			if budget := t.ClaimedUntil.Sub(d.cfg.Now()) - d.cfg.Timeout - time.Second; delay > budget {
+				r.CancelAt(wall)
+				return &meetsync.DeliveryOutcome{Task: t, Release: true, NextAttemptAt: d.cfg.Now().Add(delay)}
+			}
+			timer := time.NewTimer(delay)
+			select {
+			case <-timer.C:
+			case <-d.ctx.Done():
+				timer.Stop()
+				r.Cancel()
+				return nil // shutting down before the rate limit allowed a send
+			}
 		}
 	}
 	body, err := meetsync.WebhookPayload(t.Event)
@@ -429,6 +454,9 @@ func (d *Dispatcher) attempt(t *meetsync.DeliveryTask) *meetsync.DeliveryOutcome
 	resp, err := d.client.Do(req)
 	o.Attempt.Latency = time.Since(start)
 	o.Attempt.LatencyMS = float64(o.Attempt.Latency.Microseconds()) / 1000
+	if err != nil && d.ctx.Err() != nil {
+		return nil // cut short by Close
+	}
 	if err != nil {
 		kind := "network_error"
 		var me *meetsync.Error
@@ -502,10 +530,10 @@ func (d *Dispatcher) failure(o *meetsync.DeliveryOutcome, now time.Time, code in
 func (d *Dispatcher) disable(o *meetsync.DeliveryOutcome, now time.Time, reason string) {
 	o.DisableEndpoint = reason
 	ep := o.Task.Endpoint
-	o.Events = append(o.Events, d.systemEvent(ep.AppID, meetsync.SystemUserID, meetsync.TypeEndpointDisabled, now, map[string]any{
+	o.DisabledEvent = d.systemEvent(ep.AppID, meetsync.SystemUserID, meetsync.TypeEndpointDisabled, now, map[string]any{
 		"endpoint_id": ep.ID, "url": ep.URL, "reason": reason,
-	}))
-	d.log.Warn("endpoint disabled", "app_id", ep.AppID, "endpoint_id", ep.ID, "reason", reason)
+	})
+	d.log.Warn("disabling endpoint", "app_id", ep.AppID, "endpoint_id", ep.ID, "reason", reason)
 }
 
 func (d *Dispatcher) systemEvent(appID, userID, typ string, now time.Time, data map[string]any) *meetsync.Event {

@@ -62,6 +62,7 @@ type DB struct {
 	reader *sql.DB
 
 	stmts writerStmts
+	cache stmtCache
 }
 
 var _ meetsync.Store = (*DB)(nil)
@@ -118,6 +119,7 @@ func (db *DB) Path() string { return db.path }
 // Close closes the database.
 func (db *DB) Close() error {
 	db.stmts.close()
+	db.cache.close()
 	var errs []error
 	if db.reader != nil {
 		errs = append(errs, db.reader.Close())

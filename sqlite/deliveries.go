@@ -134,12 +134,14 @@ func (db *DB) DeliveriesClaim(ctx context.Context, p meetsync.DeliveryClaimParam
 	if due == 0 {
 		return nil, nil
 	}
-	tx, err := db.writer.BeginTx(ctx, nil)
+	sqltx, err := db.beginWrite(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
-	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, "SELECT pos FROM deliveries WHERE head = 1 AND next_at <= ? ORDER BY next_at LIMIT ?", micros(p.Now), p.Limit)
+	defer sqltx.Rollback()
+	tx := wtx{db, sqltx}
+	rows, err := tx.QueryContext(ctx, `SELECT d.pos FROM deliveries d JOIN endpoints ep ON ep.id = d.endpoint_id
+		WHERE d.head = 1 AND d.next_at <= ? AND ep.disabled = 0 ORDER BY d.next_at LIMIT ?`, micros(p.Now), p.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
@@ -159,24 +161,24 @@ func (db *DB) DeliveriesClaim(ctx context.Context, p meetsync.DeliveryClaimParam
 	if len(poses) == 0 {
 		return nil, nil
 	}
-	until := micros(p.Now.Add(p.Lease))
+	until := p.Now.Add(p.Lease)
 	for _, pos := range poses {
-		if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = ?, next_at = ? WHERE pos = ?", p.Owner, until, pos); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = ?, next_at = ? WHERE pos = ?", p.Owner, micros(until), pos); err != nil {
 			return nil, fmt.Errorf("claim deliveries: %w", err)
 		}
 	}
-	tasks, err := loadTasks(ctx, tx, poses)
+	tasks, err := loadTasks(ctx, tx, poses, until)
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := sqltx.Commit(); err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
 	return tasks, nil
 }
 
 // loadTasks reads deliveries with their events and endpoints.
-func loadTasks(ctx context.Context, tx execQuerier, poses []int64) ([]*meetsync.DeliveryTask, error) {
+func loadTasks(ctx context.Context, tx execQuerier, poses []int64, until time.Time) ([]*meetsync.DeliveryTask, error) {
 	args := make([]any, len(poses))
 	for i, p := range poses {
 		args[i] = p
@@ -200,7 +202,7 @@ func loadTasks(ctx context.Context, tx execQuerier, poses []int64) ([]*meetsync.
 		}
 		e.OccurredAt, e.ReceivedAt, e.Data = fromMicros(occ), fromMicros(rec), data
 		endpoints[d.EndpointID] = nil
-		tasks = append(tasks, &meetsync.DeliveryTask{Delivery: d, Event: &e})
+		tasks = append(tasks, &meetsync.DeliveryTask{Delivery: d, Event: &e, ClaimedUntil: until})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -224,21 +226,59 @@ func loadTasks(ctx context.Context, tx execQuerier, poses []int64) ([]*meetsync.
 // disabling, the outcome's system events and the promotion of each queue's
 // next head (claimed at once for Owner when ClaimNext is set and it is due).
 // An outcome whose claim was lost (the lease expired and another worker
-// claimed it) is ignored.
+// claimed it) is ignored. The endpoint's disabled flag is read inside the
+// transaction: a queue of an endpoint disabled meanwhile (through the API
+// or by an earlier outcome) is left parked.
 func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryCompleteParams) ([]*meetsync.DeliveryTask, error) {
-	tx, err := db.writer.BeginTx(ctx, nil)
+	sqltx, err := db.beginWrite(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("complete deliveries: %w", err)
 	}
-	defer tx.Rollback()
+	defer sqltx.Rollback()
+	tx := wtx{db, sqltx}
 	now := micros(p.Now)
+	until := p.Now.Add(p.Lease)
 	var next []int64
 	var at *appendTx
-	failing := map[string]bool{} // endpoint → had a success (false) or only failures (true)
+	appendEvents := func(evs ...*meetsync.Event) error {
+		if at == nil {
+			at = db.newAppendTx(ctx, sqltx)
+		}
+		for _, ev := range evs {
+			if _, err := at.appendEvent(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	failing := map[string]bool{} // endpoint → only failures (true) or a success (false)
 	disabled := map[string]bool{}
+	isDisabled := func(id string) (bool, error) {
+		if v, ok := disabled[id]; ok {
+			return v, nil
+		}
+		var v bool
+		err := tx.QueryRowContext(ctx, "SELECT disabled FROM endpoints WHERE id = ?", id).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			v, err = true, nil // deleted meanwhile
+		}
+		disabled[id] = v
+		return v, err
+	}
 	for _, o := range p.Outcomes {
 		d := o.Task.Delivery
 		pos, _ := parseDeliveryID(d.ID)
+		if o.Release {
+			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = '', next_at = ? WHERE pos = ? AND claim_owner = ? AND attempts = ?",
+				micros(o.NextAttemptAt), pos, p.Owner, d.Attempts); err != nil {
+				return nil, fmt.Errorf("complete deliveries: %w", err)
+			}
+			continue
+		}
+		epDisabled, err := isDisabled(d.EndpointID)
+		if err != nil {
+			return nil, fmt.Errorf("complete deliveries: %w", err)
+		}
 		active := o.Status == meetsync.DeliveryFailed
 		var deliveredAt any
 		if o.Status == meetsync.DeliveryDelivered {
@@ -246,7 +286,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, attempts = attempts + 1, next_at = ?, claim_owner = '', last_error = ?,
 			last_code = ?, updated_at = ?, delivered_at = ?, head = ? WHERE pos = ? AND claim_owner = ? AND attempts = ?`,
-			o.Status, micros(o.NextAttemptAt), o.Attempt.Error, o.Attempt.StatusCode, now, deliveredAt, active, pos, p.Owner, d.Attempts)
+			o.Status, micros(o.NextAttemptAt), o.Attempt.Error, o.Attempt.StatusCode, now, deliveredAt, active && !epDisabled, pos, p.Owner, d.Attempts)
 		if err != nil {
 			return nil, fmt.Errorf("complete deliveries: %w", err)
 		}
@@ -263,27 +303,27 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		} else if _, seen := failing[d.EndpointID]; !seen {
 			failing[d.EndpointID] = true
 		}
-		if o.DisableEndpoint != "" && !disabled[d.EndpointID] {
-			disabled[d.EndpointID] = true
-			if _, err := tx.ExecContext(ctx, `UPDATE endpoints SET disabled = 1, disabled_reason = ?, disabled_at = ?, updated_at = ?
-				WHERE id = ? AND disabled = 0`, o.DisableEndpoint, now, now, d.EndpointID); err != nil {
+		if o.DisableEndpoint != "" && !epDisabled {
+			if _, err := tx.ExecContext(ctx, `UPDATE endpoints SET disabled = 1, disabled_reason = ?, disabled_at = ?, updated_at = ? WHERE id = ?`,
+				o.DisableEndpoint, now, now, d.EndpointID); err != nil {
 				return nil, fmt.Errorf("complete deliveries: %w", err)
 			}
 			if err := setEndpointParked(ctx, tx, d.EndpointID, true); err != nil {
 				return nil, fmt.Errorf("complete deliveries: %w", err)
 			}
-		}
-		if len(o.Events) > 0 {
-			if at == nil {
-				at = db.newAppendTx(ctx, tx)
-			}
-			for _, ev := range o.Events {
-				if _, err := at.appendEvent(ev); err != nil {
+			disabled[d.EndpointID], epDisabled = true, true
+			if o.DisabledEvent != nil {
+				if err := appendEvents(o.DisabledEvent); err != nil {
 					return nil, fmt.Errorf("complete deliveries: %w", err)
 				}
 			}
 		}
-		if active || disabled[d.EndpointID] || o.Task.Endpoint.Disabled {
+		if len(o.Events) > 0 {
+			if err := appendEvents(o.Events...); err != nil {
+				return nil, fmt.Errorf("complete deliveries: %w", err)
+			}
+		}
+		if active || epDisabled {
 			continue
 		}
 		npos, nextAt, err := promoteHeadNext(ctx, tx, d.EndpointID, d.UserID)
@@ -291,7 +331,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 			return nil, fmt.Errorf("complete deliveries: %w", err)
 		}
 		if npos != 0 && p.ClaimNext && nextAt <= now {
-			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = ?, next_at = ? WHERE pos = ?", p.Owner, micros(p.Now.Add(p.Lease)), npos); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = ?, next_at = ? WHERE pos = ?", p.Owner, micros(until), npos); err != nil {
 				return nil, fmt.Errorf("complete deliveries: %w", err)
 			}
 			next = append(next, npos)
@@ -315,11 +355,11 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 	}
 	var tasks []*meetsync.DeliveryTask
 	if len(next) > 0 {
-		if tasks, err = loadTasks(ctx, tx, next); err != nil {
+		if tasks, err = loadTasks(ctx, tx, next, until); err != nil {
 			return nil, fmt.Errorf("complete deliveries: %w", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := sqltx.Commit(); err != nil {
 		return nil, fmt.Errorf("complete deliveries: %w", err)
 	}
 	return tasks, nil

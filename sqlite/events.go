@@ -109,7 +109,7 @@ type userKey struct{ app, user string }
 // appendTx is the state of one EventsAppend transaction.
 type appendTx struct {
 	ctx       context.Context
-	tx        *sql.Tx
+	tx        wtx
 	st        txStmts
 	users     map[userKey]*meetsync.UserState
 	order     []*meetsync.UserState // users an event was applied to, to write back
@@ -128,7 +128,7 @@ type txStmts struct {
 // newAppendTx prepares the statements of an append inside tx.
 func (db *DB) newAppendTx(ctx context.Context, tx *sql.Tx) *appendTx {
 	s := &db.stmts
-	at := &appendTx{ctx: ctx, tx: tx, users: make(map[userKey]*meetsync.UserState)}
+	at := &appendTx{ctx: ctx, tx: wtx{db, tx}, users: make(map[userKey]*meetsync.UserState)}
 	at.st = txStmts{tx.StmtContext(ctx, s.idemGet), tx.StmtContext(ctx, s.idemPut), tx.StmtContext(ctx, s.userGet),
 		tx.StmtContext(ctx, s.devicesGet), tx.StmtContext(ctx, s.userPut), tx.StmtContext(ctx, s.devicePut),
 		tx.StmtContext(ctx, s.eventByID), tx.StmtContext(ctx, s.eventByClientSeq), tx.StmtContext(ctx, s.eventInsert),
@@ -138,7 +138,7 @@ func (db *DB) newAppendTx(ctx context.Context, tx *sql.Tx) *appendTx {
 
 // EventsAppend commits every request's events in one transaction.
 func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) error {
-	tx, err := db.writer.BeginTx(ctx, nil)
+	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("append events: begin: %w", err)
 	}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// commonOptions are the flags every subcommand shares.
+type commonOptions struct {
+	Clients      int
+	Duration     time.Duration
+	Warmup       time.Duration
+	Users        int
+	JSON         bool
+	DataDir      string
+	Store        string
+	CPUProfile   string
+	NoDispatcher bool
+}
+
+func (o *commonOptions) bind(fs *flag.FlagSet) {
+	fs.IntVar(&o.Clients, "clients", 64, "concurrent clients (keep-alive connections) of the closed-loop phases")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured duration of each phase")
+	fs.DurationVar(&o.Warmup, "warmup", time.Second, "warm-up before each phase's measurement (not counted)")
+	fs.IntVar(&o.Users, "users", 1000, "distinct user ids the events are spread over")
+	fs.BoolVar(&o.JSON, "json", false, "print machine-readable JSON instead of the table")
+	fs.StringVar(&o.DataDir, "data-dir", "", "directory for the stores (default: a temporary directory, removed at the end)")
+	fs.StringVar(&o.Store, "store", "sqlite", "store under test: sqlite")
+	fs.BoolVar(&o.NoDispatcher, "no-dispatcher", false, "leave out the delivery dispatcher (meetsync serve runs it) to measure its cost")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof")
+}
+
+func (o *commonOptions) validate() error {
+	switch {
+	case o.Clients < 1:
+		return errors.New("--clients must be at least 1")
+	case o.Duration <= 0:
+		return errors.New("--duration must be positive")
+	case o.Warmup < 0:
+		return errors.New("--warmup must not be negative")
+	case o.Users < 1:
+		return errors.New("--users must be at least 1")
+	}
+	if _, ok := storeKinds[o.Store]; !ok {
+		return fmt.Errorf("--store %q: supported stores are %s", o.Store, strings.Join(storeKindNames(), ", "))
+	}
+	return nil
+}
+
+// ingestOptions are the flags of "meetsync-bench ingest".
+type ingestOptions struct {
+	commonOptions
+	Rate   int
+	Batch  int
+	Phases map[string]bool
+}
+
+// ingestPhases are the phases of the ingest benchmark, in run order.
+var ingestPhases = []string{"http", "commit", "append", "single", "batch", "latency"}
+
+func parseIngestFlags(args []string, stderr io.Writer) (*ingestOptions, error) {
+	o := &ingestOptions{}
+	fs := flag.NewFlagSet("meetsync-bench ingest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.bind(fs)
+	fs.IntVar(&o.Rate, "rate", 5000, "offered load of the latency phase, events/s (open loop)")
+	fs.IntVar(&o.Batch, "batch", 100, "events per request in the batched phase")
+	phases := fs.String("phases", strings.Join(ingestPhases, ","), "phases to run: "+strings.Join(ingestPhases, ","))
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: meetsync-bench ingest [flags]\n\nPhases: http = (a) loopback HTTP, trivial handler; commit = (b) raw store commits;\n"+
+			"append = the store's EventsAppend alone, no HTTP (context); single, batch = (c) meetsync ingest;\n"+
+			"latency = (d) ack latency at --rate.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errUsage
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("ingest takes no arguments, got %q", fs.Args())
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.Rate < 1 {
+		return nil, errors.New("--rate must be at least 1")
+	}
+	if o.Batch < 1 || o.Batch > 1000 {
+		return nil, errors.New("--batch must be from 1 to 1000 (the API's batch limit)")
+	}
+	o.Phases = map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !slices.Contains(ingestPhases, p) {
+			return nil, fmt.Errorf("--phases: unknown phase %q (known: %s)", p, strings.Join(ingestPhases, ","))
+		}
+		o.Phases[p] = true
+	}
+	if len(o.Phases) == 0 {
+		return nil, errors.New("--phases: no phase selected")
+	}
+	return o, nil
+}
