@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -32,6 +33,13 @@ type Config struct {
 	Synchronous string
 	// BusyTimeout is how long a connection waits for a lock. Default 10 s.
 	BusyTimeout time.Duration
+	// UserCacheSize is how many users' states are kept in memory for the
+	// write path. Default 100,000.
+	UserCacheSize int
+	// CheckpointInterval is how often a background goroutine checkpoints
+	// the WAL (the writer never does, so commits do not pay for it).
+	// Default 200 ms.
+	CheckpointInterval time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -43,6 +51,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BusyTimeout <= 0 {
 		c.BusyTimeout = 10 * time.Second
+	}
+	if c.UserCacheSize <= 0 {
+		c.UserCacheSize = 100000
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = 200 * time.Millisecond
 	}
 	return c
 }
@@ -60,9 +74,17 @@ type DB struct {
 	path   string
 	writer *sql.DB // exactly one connection: SQLite has one writer anyway
 	reader *sql.DB
+	ckpt   *sql.DB // the background checkpointer's connection
+	cache  stmtCache
 
-	stmts writerStmts
-	cache stmtCache
+	// writeMu serialises the transactions that write users rows or
+	// endpoints, so the caches below change only with their commits.
+	writeMu   sync.Mutex
+	userCache userCache
+	endpoints map[string][]*meetsync.Endpoint // enabled endpoints per app
+
+	stopCkpt chan struct{}
+	ckptDone chan struct{}
 }
 
 var _ meetsync.Store = (*DB)(nil)
@@ -87,9 +109,9 @@ func Open(path string, cfg Config) (*DB, error) {
 		}
 		return "file:" + path + "?" + v.Encode() + "&_txlock=immediate"
 	}
-	db := &DB{path: path}
+	db := &DB{path: path, userCache: userCache{max: cfg.UserCacheSize}, endpoints: map[string][]*meetsync.Endpoint{}}
 	var err error
-	if db.writer, err = sql.Open("sqlite", dsn("")); err != nil {
+	if db.writer, err = sql.Open("sqlite", dsn("wal_autocheckpoint(0)")); err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
 	db.writer.SetMaxOpenConns(1)
@@ -106,11 +128,30 @@ func Open(path string, cfg Config) (*DB, error) {
 	}
 	db.reader.SetMaxOpenConns(cfg.Readers)
 	db.reader.SetMaxIdleConns(cfg.Readers)
-	if err := db.stmts.prepare(db.writer); err != nil {
+	if db.ckpt, err = sql.Open("sqlite", dsn("")); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
+	db.ckpt.SetMaxOpenConns(1)
+	db.stopCkpt, db.ckptDone = make(chan struct{}), make(chan struct{})
+	go db.checkpointLoop(cfg.CheckpointInterval)
 	return db, nil
+}
+
+// checkpointLoop copies the WAL back into the database file in the
+// background (PASSIVE: it never blocks the writer or readers).
+func (db *DB) checkpointLoop(every time.Duration) {
+	defer close(db.ckptDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stopCkpt:
+			return
+		case <-t.C:
+			_, _ = db.ckpt.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // Path returns the database file's path.
@@ -118,9 +159,16 @@ func (db *DB) Path() string { return db.path }
 
 // Close closes the database.
 func (db *DB) Close() error {
-	db.stmts.close()
-	db.cache.close()
 	var errs []error
+	if db.stopCkpt != nil {
+		close(db.stopCkpt)
+		<-db.ckptDone
+	}
+	db.cache.close()
+	if db.ckpt != nil {
+		_, _ = db.ckpt.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		errs = append(errs, db.ckpt.Close())
+	}
 	if db.reader != nil {
 		errs = append(errs, db.reader.Close())
 	}

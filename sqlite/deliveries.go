@@ -230,6 +230,8 @@ func loadTasks(ctx context.Context, tx execQuerier, poses []int64, until time.Ti
 // transaction: a queue of an endpoint disabled meanwhile (through the API
 // or by an earlier outcome) is left parked.
 func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryCompleteParams) ([]*meetsync.DeliveryTask, error) {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
 	sqltx, err := db.beginWrite(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("complete deliveries: %w", err)
@@ -312,6 +314,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 				return nil, fmt.Errorf("complete deliveries: %w", err)
 			}
 			disabled[d.EndpointID], epDisabled = true, true
+			clear(db.endpoints)
 			if o.DisabledEvent != nil {
 				if err := appendEvents(o.DisabledEvent); err != nil {
 					return nil, fmt.Errorf("complete deliveries: %w", err)
@@ -360,7 +363,12 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		}
 	}
 	if err := sqltx.Commit(); err != nil {
+		db.userCache.clear()
+		clear(db.endpoints)
 		return nil, fmt.Errorf("complete deliveries: %w", err)
+	}
+	if at != nil {
+		at.committed()
 	}
 	return tasks, nil
 }

@@ -60,6 +60,9 @@ func endpointArgs(e *meetsync.Endpoint) []any {
 
 // EndpointCreate stores a new endpoint. ENOTFOUND if the app does not exist.
 func (db *DB) EndpointCreate(ctx context.Context, e *meetsync.Endpoint) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	clear(db.endpoints)
 	_, err := db.writer.ExecContext(ctx, "INSERT INTO endpoints ("+endpointCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", endpointArgs(e)...)
 	return interpretError(err, "endpoint")
 }
@@ -99,6 +102,9 @@ func collectEndpoints(rows *sql.Rows) ([]*meetsync.Endpoint, error) {
 // but id, app and created_at). Disabling parks the endpoint's queues;
 // enabling resumes them in order. ENOTFOUND.
 func (db *DB) EndpointUpdate(ctx context.Context, e *meetsync.Endpoint) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	clear(db.endpoints)
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("update endpoint: %w", err)
@@ -124,6 +130,9 @@ func (db *DB) EndpointUpdate(ctx context.Context, e *meetsync.Endpoint) error {
 
 // EndpointDelete deletes an endpoint with its deliveries and attempts. ENOTFOUND.
 func (db *DB) EndpointDelete(ctx context.Context, appID, id string) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	clear(db.endpoints)
 	res, err := db.writer.ExecContext(ctx, "DELETE FROM endpoints WHERE app_id = ? AND id = ?", appID, id)
 	if err != nil {
 		return fmt.Errorf("delete endpoint: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,133 +12,115 @@ import (
 	"github.com/meetsync/meetsync"
 )
 
-// writerStmts are prepared once on the single writer connection.
-type writerStmts struct {
-	idemGet, idemPut            *sql.Stmt
-	userGet, devicesGet         *sql.Stmt
-	userPut, devicePut          *sql.Stmt
-	eventByID, eventByClientSeq *sql.Stmt
-	eventInsert                 *sql.Stmt
-	queueActive, deliveryInsert *sql.Stmt
-	supersedable                *sql.Stmt
-}
+const (
+	userCols = "app_id, user_id, last_seq, status, reason, meeting_num, device_id, since, status_seq, business_side, meeting_side, updated_at, devices"
 
-func (s *writerStmts) prepare(db *sql.DB) error {
-	for _, p := range []struct {
-		dst **sql.Stmt
-		sql string
-	}{
-		{&s.idemGet, "SELECT request_hash, results FROM idempotency_keys WHERE app_id = ? AND key = ?"},
-		{&s.idemPut, "INSERT INTO idempotency_keys (app_id, key, request_hash, results, created_at) VALUES (?, ?, ?, ?, ?)"},
-		{&s.userGet, "SELECT " + userCols + " FROM users WHERE app_id = ? AND user_id = ?"},
-		{&s.devicesGet, "SELECT " + deviceCols + " FROM devices WHERE app_id = ? AND user_id = ? ORDER BY device_id"},
-		{&s.userPut, `INSERT INTO users (app_id, user_id, last_seq, status, reason, meeting_num, device_id, since, status_seq, business_side, meeting_side, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (app_id, user_id) DO UPDATE SET last_seq = excluded.last_seq, status = excluded.status, reason = excluded.reason,
-			meeting_num = excluded.meeting_num, device_id = excluded.device_id, since = excluded.since, status_seq = excluded.status_seq,
-			business_side = excluded.business_side, meeting_side = excluded.meeting_side, updated_at = excluded.updated_at`},
-		{&s.devicePut, `INSERT INTO devices (app_id, user_id, device_id, last_client_seq, status, reason, meeting_num, since, status_seq, last_seen_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (app_id, user_id, device_id) DO UPDATE SET last_client_seq = excluded.last_client_seq, status = excluded.status,
-			reason = excluded.reason, meeting_num = excluded.meeting_num, since = excluded.since, status_seq = excluded.status_seq,
-			last_seen_at = excluded.last_seen_at`},
-		{&s.eventByID, "SELECT id, seq, stale, pos FROM events WHERE app_id = ? AND id = ?"},
-		{&s.eventByClientSeq, "SELECT id, seq, stale, pos FROM events WHERE app_id = ? AND user_id = ? AND device_id = ? AND client_seq = ?"},
-		{&s.queueActive, "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status IN ('pending', 'failed') LIMIT 1)"},
-		{&s.deliveryInsert, `INSERT INTO deliveries (app_id, endpoint_id, event_pos, event_id, event_type, user_id, seq, status, head, next_at, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`},
-		{&s.supersedable, `SELECT pos, next_at, head FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status = 'pending'
-			AND attempts = 0 AND claim_owner = '' AND event_type = 'meeting.status_changed' AND seq < ?`},
-		{&s.eventInsert, `INSERT INTO events (app_id, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-	} {
-		st, err := db.Prepare(p.sql)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", strings.Fields(p.sql)[0:3], err)
-		}
-		*p.dst = st
-	}
-	return nil
-}
-
-func (s *writerStmts) close() {
-	for _, st := range []*sql.Stmt{s.idemGet, s.idemPut, s.userGet, s.devicesGet, s.userPut, s.devicePut, s.eventByID, s.eventByClientSeq,
-		s.eventInsert, s.queueActive, s.deliveryInsert, s.supersedable} {
-		if st != nil {
-			st.Close()
-		}
-	}
-}
-
-const userCols = "app_id, user_id, last_seq, status, reason, meeting_num, device_id, since, status_seq, business_side, meeting_side, updated_at"
-const deviceCols = "device_id, last_client_seq, status, reason, meeting_num, since, status_seq, last_seen_at"
+	idemGetSQL = "SELECT request_hash, results FROM idempotency_keys WHERE app_id = ? AND key = ?"
+	idemPutSQL = "INSERT INTO idempotency_keys (app_id, key, request_hash, results, created_at) VALUES (?, ?, ?, ?, ?)"
+	userGetSQL = "SELECT " + userCols + " FROM users WHERE app_id = ? AND user_id = ?"
+	userPutSQL = `INSERT INTO users (` + userCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (app_id, user_id) DO UPDATE SET last_seq = excluded.last_seq, status = excluded.status, reason = excluded.reason,
+		meeting_num = excluded.meeting_num, device_id = excluded.device_id, since = excluded.since, status_seq = excluded.status_seq,
+		business_side = excluded.business_side, meeting_side = excluded.meeting_side, updated_at = excluded.updated_at,
+		devices = excluded.devices`
+	eventByIDSQL  = "SELECT e.id, e.seq, e.stale, e.pos FROM event_ids i JOIN events e ON e.pos = i.pos WHERE i.app_id = ? AND i.id = ?"
+	eventIDPutSQL = "INSERT INTO event_ids (app_id, id, pos) VALUES (?, ?, ?)"
+	// The newest event of the device with that client_seq, read from the
+	// covering events_user index newest first.
+	eventByClientSeqSQL = `SELECT id, seq, stale, pos FROM events INDEXED BY events_user
+		WHERE app_id = ? AND user_id = ? AND device_id = ? AND client_seq = ? ORDER BY seq DESC LIMIT 1`
+	eventInsertSQL = `INSERT INTO events (app_id, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	queueActiveSQL    = "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status IN ('pending', 'failed') LIMIT 1)"
+	deliveryInsertSQL = `INSERT INTO deliveries (app_id, endpoint_id, event_pos, event_id, event_type, user_id, seq, status, head, next_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`
+	supersedableSQL = `SELECT pos, next_at, head FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status = 'pending'
+		AND attempts = 0 AND claim_owner = '' AND event_type = 'meeting.status_changed' AND seq < ?`
+)
 
 type scanner interface{ Scan(...any) error }
+
+// deviceJSON is a device's state inside users.devices.
+type deviceJSON struct {
+	ID            string `json:"d"`
+	LastClientSeq int64  `json:"c,omitempty"`
+	Status        int    `json:"s"`
+	Reason        int    `json:"r,omitempty"`
+	MeetingNum    string `json:"m,omitempty"`
+	Since         int64  `json:"t,omitempty"`
+	StatusSeq     int64  `json:"q,omitempty"`
+	LastSeenAt    int64  `json:"l,omitempty"`
+}
+
+func encodeDevices(ds []*meetsync.DeviceState) []byte {
+	out := make([]deviceJSON, len(ds))
+	for i, d := range ds {
+		out[i] = deviceJSON{d.DeviceID, d.LastClientSeq, int(d.Status), int(d.Reason), d.MeetingNum, micros(d.Since), d.StatusSeq, micros(d.LastSeenAt)}
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+func decodeDevices(b []byte) ([]*meetsync.DeviceState, error) {
+	var in []deviceJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("decode devices: %w", err)
+	}
+	out := make([]*meetsync.DeviceState, len(in))
+	for i, d := range in {
+		out[i] = &meetsync.DeviceState{DeviceID: d.ID, LastClientSeq: d.LastClientSeq, Status: meetsync.MeetingStatus(d.Status),
+			Reason: meetsync.Reason(d.Reason), MeetingNum: d.MeetingNum, Since: fromMicros(d.Since), StatusSeq: d.StatusSeq, LastSeenAt: fromMicros(d.LastSeenAt)}
+	}
+	return out, nil
+}
 
 func scanUser(sc scanner) (*meetsync.UserState, error) {
 	var u meetsync.UserState
 	var status, reason int
 	var since, updated int64
+	var devices []byte
 	if err := sc.Scan(&u.AppID, &u.UserID, &u.LastSeq, &status, &reason, &u.MeetingNum, &u.DeviceID, &since, &u.StatusSeq,
-		&u.BusinessSide, &u.MeetingSide, &updated); err != nil {
+		&u.BusinessSide, &u.MeetingSide, &updated, &devices); err != nil {
 		return nil, err
 	}
 	u.Status, u.Reason = meetsync.MeetingStatus(status), meetsync.Reason(reason)
 	u.Since, u.UpdatedAt = fromMicros(since), fromMicros(updated)
-	return &u, nil
-}
-
-func scanDevices(rows *sql.Rows) ([]*meetsync.DeviceState, error) {
-	defer rows.Close()
-	var out []*meetsync.DeviceState
-	for rows.Next() {
-		var d meetsync.DeviceState
-		var status, reason int
-		var since, seen int64
-		if err := rows.Scan(&d.DeviceID, &d.LastClientSeq, &status, &reason, &d.MeetingNum, &since, &d.StatusSeq, &seen); err != nil {
-			return nil, err
-		}
-		d.Status, d.Reason = meetsync.MeetingStatus(status), meetsync.Reason(reason)
-		d.Since, d.LastSeenAt = fromMicros(since), fromMicros(seen)
-		out = append(out, &d)
-	}
-	return out, rows.Err()
+	var err error
+	u.Devices, err = decodeDevices(devices)
+	return &u, err
 }
 
 type userKey struct{ app, user string }
 
-// appendTx is the state of one EventsAppend transaction.
-type appendTx struct {
-	ctx       context.Context
-	tx        wtx
-	st        txStmts
-	users     map[userKey]*meetsync.UserState
-	order     []*meetsync.UserState // users an event was applied to, to write back
-	dirty     map[userKey]bool
-	endpoints map[string][]*meetsync.Endpoint // enabled endpoints per app
-	queues    map[queueKey]bool               // has an active delivery
-}
-
 type queueKey struct{ endpoint, user string }
 
-type txStmts struct {
-	idemGet, idemPut, userGet, devicesGet, userPut, devicePut, eventByID, eventByClientSeq, eventInsert *sql.Stmt
-	queueActive, deliveryInsert, supersedable                                                           *sql.Stmt
+// appendTx is the state of one transaction that appends events.
+type appendTx struct {
+	ctx    context.Context
+	db     *DB
+	tx     wtx
+	users  map[userKey]*meetsync.UserState
+	order  []*meetsync.UserState // users an event was applied to, to write back
+	dirty  map[userKey]bool
+	queues map[queueKey]bool // has an active delivery
 }
 
-// newAppendTx prepares the statements of an append inside tx.
+// newAppendTx starts appending inside tx. The caller holds db.writeMu.
 func (db *DB) newAppendTx(ctx context.Context, tx *sql.Tx) *appendTx {
-	s := &db.stmts
-	at := &appendTx{ctx: ctx, tx: wtx{db, tx}, users: make(map[userKey]*meetsync.UserState)}
-	at.st = txStmts{tx.StmtContext(ctx, s.idemGet), tx.StmtContext(ctx, s.idemPut), tx.StmtContext(ctx, s.userGet),
-		tx.StmtContext(ctx, s.devicesGet), tx.StmtContext(ctx, s.userPut), tx.StmtContext(ctx, s.devicePut),
-		tx.StmtContext(ctx, s.eventByID), tx.StmtContext(ctx, s.eventByClientSeq), tx.StmtContext(ctx, s.eventInsert),
-		tx.StmtContext(ctx, s.queueActive), tx.StmtContext(ctx, s.deliveryInsert), tx.StmtContext(ctx, s.supersedable)}
-	return at
+	return &appendTx{ctx: ctx, db: db, tx: wtx{db, tx}, users: map[userKey]*meetsync.UserState{}, dirty: map[userKey]bool{},
+		queues: map[queueKey]bool{}}
+}
+
+// committed publishes the transaction's user states to the cache; the
+// caller holds db.writeMu and the transaction committed.
+func (at *appendTx) committed() {
+	at.db.userCache.put(at.order)
 }
 
 // EventsAppend commits every request's events in one transaction.
 func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("append events: begin: %w", err)
@@ -153,8 +136,10 @@ func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) 
 		return fmt.Errorf("append events: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
+		db.userCache.clear()
 		return fmt.Errorf("append events: commit: %w", err)
 	}
+	at.committed()
 	return nil
 }
 
@@ -162,7 +147,7 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 	req.Results, req.Err = nil, nil
 	if req.IdempotencyKey != "" {
 		var hash, results []byte
-		err := at.st.idemGet.QueryRowContext(at.ctx, req.AppID, req.IdempotencyKey).Scan(&hash, &results)
+		err := at.tx.QueryRowContext(at.ctx, idemGetSQL, req.AppID, req.IdempotencyKey).Scan(&hash, &results)
 		if err == nil {
 			if !bytes.Equal(hash, req.RequestHash) {
 				req.Err = meetsync.Errorf(meetsync.ECONFLICT, "Idempotency-Key %q was already used with a different request body", req.IdempotencyKey)
@@ -183,7 +168,7 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 		req.Results = append(req.Results, r)
 	}
 	if req.IdempotencyKey != "" {
-		if _, err := at.st.idemPut.ExecContext(at.ctx, req.AppID, req.IdempotencyKey, req.RequestHash,
+		if _, err := at.tx.ExecContext(at.ctx, idemPutSQL, req.AppID, req.IdempotencyKey, req.RequestHash,
 			meetsync.MarshalResults(req.Results), micros(req.Events[0].ReceivedAt)); err != nil {
 			return err
 		}
@@ -192,13 +177,9 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 }
 
 func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error) {
-	u, err := at.user(ev.AppID, ev.UserID)
-	if err != nil {
-		return meetsync.EventResult{}, err
-	}
 	var r meetsync.EventResult
 	if ev.CallerID {
-		err := at.st.eventByID.QueryRowContext(at.ctx, ev.AppID, ev.ID).Scan(&r.ID, &r.Seq, &r.Stale, &r.Pos)
+		err := at.tx.QueryRowContext(at.ctx, eventByIDSQL, ev.AppID, ev.ID).Scan(&r.ID, &r.Seq, &r.Stale, &r.Pos)
 		if err == nil {
 			r.Duplicate = true
 			return r, nil
@@ -206,8 +187,12 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 			return r, err
 		}
 	}
+	u, err := at.user(ev.AppID, ev.UserID)
+	if err != nil {
+		return r, err
+	}
 	if u.NeedsDuplicateCheck(ev) {
-		err := at.st.eventByClientSeq.QueryRowContext(at.ctx, ev.AppID, ev.UserID, ev.DeviceID, ev.ClientSeq).Scan(&r.ID, &r.Seq, &r.Stale, &r.Pos)
+		err := at.tx.QueryRowContext(at.ctx, eventByClientSeqSQL, ev.AppID, ev.UserID, ev.DeviceID, ev.ClientSeq).Scan(&r.ID, &r.Seq, &r.Stale, &r.Pos)
 		if err == nil {
 			r.Duplicate = true
 			return r, nil
@@ -217,13 +202,10 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 	}
 	u.Apply(ev)
 	if k := (userKey{ev.AppID, ev.UserID}); !at.dirty[k] {
-		if at.dirty == nil {
-			at.dirty = map[userKey]bool{}
-		}
 		at.dirty[k] = true
 		at.order = append(at.order, u)
 	}
-	res, err := at.st.eventInsert.ExecContext(at.ctx, ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Seq, micros(ev.OccurredAt),
+	res, err := at.tx.ExecContext(at.ctx, eventInsertSQL, ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Seq, micros(ev.OccurredAt),
 		micros(ev.ReceivedAt), ev.Source, ev.DeviceID, ev.ClientSeq, ev.Stale, []byte(ev.Data))
 	if err != nil {
 		return r, interpretError(err, "event "+ev.ID)
@@ -231,29 +213,31 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 	if ev.Pos, err = res.LastInsertId(); err != nil {
 		return r, err
 	}
+	if ev.CallerID {
+		if _, err := at.tx.ExecContext(at.ctx, eventIDPutSQL, ev.AppID, ev.ID, ev.Pos); err != nil {
+			return r, interpretError(err, "event "+ev.ID)
+		}
+	}
 	if err := at.fanOut(ev); err != nil {
 		return r, err
 	}
 	return meetsync.EventResult{ID: ev.ID, Seq: ev.Seq, Stale: ev.Stale, Pos: ev.Pos}, nil
 }
 
-// user loads a user's state (and devices) once per transaction.
+// user returns a user's state for this transaction: from the store's cache
+// (a copy), else from its row, else a new user.
 func (at *appendTx) user(appID, userID string) (*meetsync.UserState, error) {
 	k := userKey{appID, userID}
 	if u, ok := at.users[k]; ok {
 		return u, nil
 	}
-	u, err := scanUser(at.st.userGet.QueryRowContext(at.ctx, appID, userID))
-	if errors.Is(err, sql.ErrNoRows) {
-		u = meetsync.NewUserState(appID, userID)
-	} else if err != nil {
-		return nil, err
-	} else {
-		rows, err := at.st.devicesGet.QueryContext(at.ctx, appID, userID)
-		if err != nil {
-			return nil, err
-		}
-		if u.Devices, err = scanDevices(rows); err != nil {
+	u := at.db.userCache.get(k)
+	if u == nil {
+		var err error
+		u, err = scanUser(at.tx.QueryRowContext(at.ctx, userGetSQL, appID, userID))
+		if errors.Is(err, sql.ErrNoRows) {
+			u = meetsync.NewUserState(appID, userID)
+		} else if err != nil {
 			return nil, err
 		}
 	}
@@ -263,19 +247,9 @@ func (at *appendTx) user(appID, userID string) (*meetsync.UserState, error) {
 
 func (at *appendTx) flushUsers() error {
 	for _, u := range at.order {
-		if _, err := at.st.userPut.ExecContext(at.ctx, u.AppID, u.UserID, u.LastSeq, int(u.Status), int(u.Reason), u.MeetingNum,
-			u.DeviceID, micros(u.Since), u.StatusSeq, u.BusinessSide, u.MeetingSide, micros(u.UpdatedAt)); err != nil {
+		if _, err := at.tx.ExecContext(at.ctx, userPutSQL, u.AppID, u.UserID, u.LastSeq, int(u.Status), int(u.Reason), u.MeetingNum,
+			u.DeviceID, micros(u.Since), u.StatusSeq, u.BusinessSide, u.MeetingSide, micros(u.UpdatedAt), encodeDevices(u.Devices)); err != nil {
 			return err
-		}
-		for _, d := range u.Devices {
-			if !d.Dirty {
-				continue
-			}
-			if _, err := at.st.devicePut.ExecContext(at.ctx, u.AppID, u.UserID, d.DeviceID, d.LastClientSeq, int(d.Status), int(d.Reason),
-				d.MeetingNum, micros(d.Since), d.StatusSeq, micros(d.LastSeenAt)); err != nil {
-				return err
-			}
-			d.Dirty = false
 		}
 	}
 	return nil
@@ -317,12 +291,16 @@ func typeCondition(f meetsync.TypeFilter, args []any) (string, []any) {
 func (db *DB) EventList(ctx context.Context, p meetsync.EventListParams) ([]*meetsync.Event, error) {
 	q := "SELECT " + eventCols + " FROM events WHERE app_id = ? AND pos > ?"
 	args := []any{p.AppID, p.After}
+	order := " ORDER BY pos"
 	if p.UserID != "" {
-		q += " AND user_id = ?"
+		// A user's events in its index: seq order is feed order per user,
+		// and pos (the rowid) is checked on the index entries themselves.
+		q = "SELECT " + eventCols + " FROM events INDEXED BY events_user WHERE app_id = ? AND pos > ? AND user_id = ?"
 		args = append(args, p.UserID)
+		order = " ORDER BY seq"
 	}
 	cond, args := typeCondition(p.Types, args)
-	q += cond + " ORDER BY pos LIMIT ?"
+	q += cond + order + " LIMIT ?"
 	args = append(args, p.Limit)
 	rows, err := db.reader.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -354,13 +332,6 @@ func (db *DB) UserGet(ctx context.Context, appID, userID string) (*meetsync.User
 	u, err := scanUser(db.reader.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE app_id = ? AND user_id = ?", appID, userID))
 	if err != nil {
 		return nil, interpretError(err, "user "+userID)
-	}
-	rows, err := db.reader.QueryContext(ctx, "SELECT "+deviceCols+" FROM devices WHERE app_id = ? AND user_id = ? ORDER BY device_id", appID, userID)
-	if err != nil {
-		return nil, fmt.Errorf("get user: %w", err)
-	}
-	if u.Devices, err = scanDevices(rows); err != nil {
-		return nil, fmt.Errorf("get user: %w", err)
 	}
 	return u, nil
 }
@@ -408,7 +379,7 @@ func (at *appendTx) fanOut(ev *meetsync.Event) error {
 		active, ok := at.queues[k]
 		if !ok {
 			var n int
-			if err := at.st.queueActive.QueryRowContext(at.ctx, ep.ID, ev.UserID).Scan(&n); err != nil {
+			if err := at.tx.QueryRowContext(at.ctx, queueActiveSQL, ep.ID, ev.UserID).Scan(&n); err != nil {
 				return err
 			}
 			active = n > 0
@@ -419,7 +390,7 @@ func (at *appendTx) fanOut(ev *meetsync.Event) error {
 			nextAt = nextAt.Add(ep.Debounce)
 		}
 		now := micros(ev.ReceivedAt)
-		res, err := at.st.deliveryInsert.ExecContext(at.ctx, ev.AppID, ep.ID, ev.Pos, ev.ID, ev.Type, ev.UserID, ev.Seq, !active, micros(nextAt), now, now)
+		res, err := at.tx.ExecContext(at.ctx, deliveryInsertSQL, ev.AppID, ep.ID, ev.Pos, ev.ID, ev.Type, ev.UserID, ev.Seq, !active, micros(nextAt), now, now)
 		if err != nil {
 			return err
 		}
@@ -442,7 +413,7 @@ func (at *appendTx) fanOut(ev *meetsync.Event) error {
 // of the queue superseded by delivery pos, which inherits the earliest of
 // their due times (so a flapping connection cannot postpone delivery forever).
 func (at *appendTx) supersede(endpointID, userID string, seq, pos, nextAt, now int64) error {
-	rows, err := at.st.supersedable.QueryContext(at.ctx, endpointID, userID, seq)
+	rows, err := at.tx.QueryContext(at.ctx, supersedableSQL, endpointID, userID, seq)
 	if err != nil {
 		return err
 	}
@@ -481,14 +452,11 @@ func (at *appendTx) supersede(endpointID, userID string, seq, pos, nextAt, now i
 	return nil
 }
 
-// appEndpoints returns the enabled endpoints of an app, loaded once per transaction.
+// appEndpoints returns the enabled endpoints of an app, from the store's
+// cache (endpoint writes clear it under the same write lock).
 func (at *appendTx) appEndpoints(appID string) ([]*meetsync.Endpoint, error) {
-	if eps, ok := at.endpoints[appID]; ok {
+	if eps, ok := at.db.endpoints[appID]; ok {
 		return eps, nil
-	}
-	if at.endpoints == nil {
-		at.endpoints = map[string][]*meetsync.Endpoint{}
-		at.queues = map[queueKey]bool{}
 	}
 	rows, err := at.tx.QueryContext(at.ctx, "SELECT "+endpointCols+" FROM endpoints WHERE app_id = ? AND disabled = 0", appID)
 	if err != nil {
@@ -498,6 +466,6 @@ func (at *appendTx) appEndpoints(appID string) ([]*meetsync.Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	at.endpoints[appID] = eps
+	at.db.endpoints[appID] = eps
 	return eps, nil
 }

@@ -1,4 +1,4 @@
--- Apps, API keys, the event log, per-user and per-device state, idempotency keys.
+-- Apps, API keys, the event log, per-user state (with its devices), idempotency keys.
 CREATE TABLE apps (
     id         TEXT PRIMARY KEY,
     name       TEXT NOT NULL UNIQUE,
@@ -16,7 +16,12 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_app ON api_keys(app_id);
 
 -- pos is the feed position: AUTOINCREMENT so a position is never reused,
--- and a single writer makes position order the commit order.
+-- and a single writer makes position order the commit order. Few indexes,
+-- because each one costs a B-tree insert per event: the feed reads by
+-- (app_id, pos); a user's events, and the (device, client_seq) duplicate
+-- check, read the covering (app_id, user_id, seq, device_id, client_seq)
+-- index newest first. Server-made event ids are unique by construction;
+-- ids supplied by callers are indexed in event_ids.
 CREATE TABLE events (
     pos         INTEGER PRIMARY KEY AUTOINCREMENT,
     app_id      TEXT NOT NULL,
@@ -32,11 +37,18 @@ CREATE TABLE events (
     stale       INTEGER NOT NULL DEFAULT 0,
     data        BLOB NOT NULL
 );
-CREATE UNIQUE INDEX events_app_id ON events(app_id, id);
-CREATE UNIQUE INDEX events_user_seq ON events(app_id, user_id, seq);
-CREATE UNIQUE INDEX events_device_seq ON events(app_id, user_id, device_id, client_seq) WHERE client_seq > 0;
 CREATE INDEX events_app_pos ON events(app_id, pos);
+CREATE INDEX events_user ON events(app_id, user_id, seq, device_id, client_seq);
 
+CREATE TABLE event_ids (
+    app_id TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    pos    INTEGER NOT NULL,
+    PRIMARY KEY (app_id, id)
+) WITHOUT ROWID;
+
+-- The current state of a user, with its devices' states (a small JSON
+-- array) in the same row: one row to read and write per user and transaction.
 CREATE TABLE users (
     app_id        TEXT NOT NULL,
     user_id       TEXT NOT NULL,
@@ -50,23 +62,10 @@ CREATE TABLE users (
     business_side TEXT NOT NULL,
     meeting_side  TEXT NOT NULL,
     updated_at    INTEGER NOT NULL,
+    devices       BLOB NOT NULL DEFAULT '[]',
     PRIMARY KEY (app_id, user_id)
 ) WITHOUT ROWID;
 CREATE INDEX users_status ON users(app_id, status, user_id);
-
-CREATE TABLE devices (
-    app_id          TEXT NOT NULL,
-    user_id         TEXT NOT NULL,
-    device_id       TEXT NOT NULL,
-    last_client_seq INTEGER NOT NULL,
-    status          INTEGER NOT NULL,
-    reason          INTEGER NOT NULL,
-    meeting_num     TEXT NOT NULL,
-    since           INTEGER NOT NULL,
-    status_seq      INTEGER NOT NULL,
-    last_seen_at    INTEGER NOT NULL,
-    PRIMARY KEY (app_id, user_id, device_id)
-) WITHOUT ROWID;
 
 CREATE TABLE idempotency_keys (
     app_id       TEXT NOT NULL,

@@ -1,0 +1,55 @@
+package sqlite
+
+import (
+	"sync"
+
+	"github.com/meetsync/meetsync"
+)
+
+// userCache keeps the state of recently written users, so appending an
+// event for a user usually reads no row. It is valid because this store is
+// the only writer of its file (the server holds a lock on the data
+// directory) and every write of a users row goes through appendTx under
+// DB.writeMu, which publishes the new states after the commit.
+type userCache struct {
+	mu  sync.Mutex
+	m   map[userKey]*meetsync.UserState
+	max int
+}
+
+func cloneUser(u *meetsync.UserState) *meetsync.UserState {
+	c := *u
+	c.Devices = make([]*meetsync.DeviceState, len(u.Devices))
+	for i, d := range u.Devices {
+		dc := *d
+		dc.Dirty = false
+		c.Devices[i] = &dc
+	}
+	return &c
+}
+
+func (c *userCache) get(k userKey) *meetsync.UserState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if u, ok := c.m[k]; ok {
+		return cloneUser(u)
+	}
+	return nil
+}
+
+func (c *userCache) put(us []*meetsync.UserState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m)+len(us) > c.max {
+		c.m = make(map[userKey]*meetsync.UserState, len(us))
+	}
+	for _, u := range us {
+		c.m[userKey{u.AppID, u.UserID}] = cloneUser(u)
+	}
+}
+
+func (c *userCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m = nil
+}
