@@ -62,6 +62,9 @@ type DeliveryTask struct {
 	Endpoint *Endpoint
 	// ClaimedUntil is when the claim's lease ends.
 	ClaimedUntil time.Time
+	// ClaimID identifies this claim: an outcome is recorded only while the
+	// delivery is still held by the same claim.
+	ClaimID int64
 }
 
 // DeliveryOutcome is what the dispatcher decided after an attempt; the

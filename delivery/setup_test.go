@@ -124,8 +124,8 @@ func setup(t *testing.T, opts ...option) *env {
 		apiPolicy: meetsync.URLPolicy{AllowPrivate: true},
 		cfg: delivery.Config{
 			Workers:        32,
-			Lease:          3 * time.Second,
-			Timeout:        500 * time.Millisecond,
+			Lease:          10 * time.Second,
+			Timeout:        2 * time.Second,
 			Schedule:       shortSchedule,
 			Jitter:         -1,
 			URLPolicy:      meetsync.URLPolicy{AllowPrivate: true},

@@ -5,12 +5,19 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/meetsync/meetsync"
 )
+
+const claimSQL = "UPDATE deliveries SET claim_owner = ?, claim_id = ?, next_at = ? WHERE pos = ?"
+
+// newClaimID returns a random positive claim id.
+func newClaimID() int64 { return rand.Int64N(math.MaxInt64-1) + 1 }
 
 func deliveryID(pos int64) string { return "del_" + strconv.FormatInt(pos, 10) }
 
@@ -163,7 +170,7 @@ func (db *DB) DeliveriesClaim(ctx context.Context, p meetsync.DeliveryClaimParam
 	}
 	until := p.Now.Add(p.Lease)
 	for _, pos := range poses {
-		if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = ?, next_at = ? WHERE pos = ?", p.Owner, micros(until), pos); err != nil {
+		if _, err := tx.ExecContext(ctx, claimSQL, p.Owner, newClaimID(), micros(until), pos); err != nil {
 			return nil, fmt.Errorf("claim deliveries: %w", err)
 		}
 	}
@@ -183,7 +190,7 @@ func loadTasks(ctx context.Context, tx execQuerier, poses []int64, until time.Ti
 	for i, p := range poses {
 		args[i] = p
 	}
-	q := "SELECT " + deliveryCols + ", e.pos, e.id, e.type, e.app_id, e.user_id, e.seq, e.occurred_at, e.received_at, e.source, e.device_id, e.client_seq, e.stale, e.data" +
+	q := "SELECT " + deliveryCols + ", d.claim_id, e.pos, e.id, e.type, e.app_id, e.user_id, e.seq, e.occurred_at, e.received_at, e.source, e.device_id, e.client_seq, e.stale, e.data" +
 		" FROM deliveries d JOIN events e ON e.pos = d.event_pos WHERE d.pos IN (?" + strings.Repeat(", ?", len(poses)-1) + ") ORDER BY d.pos"
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -193,16 +200,16 @@ func loadTasks(ctx context.Context, tx execQuerier, poses []int64, until time.Ti
 	endpoints := map[string]*meetsync.Endpoint{}
 	for rows.Next() {
 		var e meetsync.Event
-		var occ, rec int64
+		var occ, rec, claimID int64
 		var data []byte
-		d, err := scanDelivery(rows, &e.Pos, &e.ID, &e.Type, &e.AppID, &e.UserID, &e.Seq, &occ, &rec, &e.Source, &e.DeviceID, &e.ClientSeq, &e.Stale, &data)
+		d, err := scanDelivery(rows, &claimID, &e.Pos, &e.ID, &e.Type, &e.AppID, &e.UserID, &e.Seq, &occ, &rec, &e.Source, &e.DeviceID, &e.ClientSeq, &e.Stale, &data)
 		if err != nil {
 			rows.Close()
 			return nil, err
 		}
 		e.OccurredAt, e.ReceivedAt, e.Data = fromMicros(occ), fromMicros(rec), data
 		endpoints[d.EndpointID] = nil
-		tasks = append(tasks, &meetsync.DeliveryTask{Delivery: d, Event: &e, ClaimedUntil: until})
+		tasks = append(tasks, &meetsync.DeliveryTask{Delivery: d, Event: &e, ClaimedUntil: until, ClaimID: claimID})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -271,8 +278,8 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		d := o.Task.Delivery
 		pos, _ := parseDeliveryID(d.ID)
 		if o.Release {
-			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = '', next_at = ? WHERE pos = ? AND claim_owner = ? AND attempts = ?",
-				micros(o.NextAttemptAt), pos, p.Owner, d.Attempts); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = '', claim_id = 0, next_at = ? WHERE pos = ? AND claim_id = ?",
+				micros(o.NextAttemptAt), pos, o.Task.ClaimID); err != nil {
 				return nil, fmt.Errorf("complete deliveries: %w", err)
 			}
 			continue
@@ -286,9 +293,9 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		if o.Status == meetsync.DeliveryDelivered {
 			deliveredAt = now
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, attempts = attempts + 1, next_at = ?, claim_owner = '', last_error = ?,
-			last_code = ?, updated_at = ?, delivered_at = ?, head = ? WHERE pos = ? AND claim_owner = ? AND attempts = ?`,
-			o.Status, micros(o.NextAttemptAt), o.Attempt.Error, o.Attempt.StatusCode, now, deliveredAt, active && !epDisabled, pos, p.Owner, d.Attempts)
+		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, attempts = attempts + 1, next_at = ?, claim_owner = '', claim_id = 0,
+			last_error = ?, last_code = ?, updated_at = ?, delivered_at = ?, head = ? WHERE pos = ? AND claim_id = ?`,
+			o.Status, micros(o.NextAttemptAt), o.Attempt.Error, o.Attempt.StatusCode, now, deliveredAt, active && !epDisabled, pos, o.Task.ClaimID)
 		if err != nil {
 			return nil, fmt.Errorf("complete deliveries: %w", err)
 		}
@@ -334,7 +341,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 			return nil, fmt.Errorf("complete deliveries: %w", err)
 		}
 		if npos != 0 && p.ClaimNext && nextAt <= now {
-			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = ?, next_at = ? WHERE pos = ?", p.Owner, micros(until), npos); err != nil {
+			if _, err := tx.ExecContext(ctx, claimSQL, p.Owner, newClaimID(), micros(until), npos); err != nil {
 				return nil, fmt.Errorf("complete deliveries: %w", err)
 			}
 			next = append(next, npos)
@@ -386,7 +393,7 @@ func (db *DB) DeliveryNextDue(ctx context.Context) (time.Time, bool, error) {
 // making them due at once. A single-node server calls it at start: no
 // other process can hold claims on its store.
 func (db *DB) DeliveriesReleaseClaims(ctx context.Context, owner string, now time.Time) (int, error) {
-	q := "UPDATE deliveries SET claim_owner = '', next_at = ? WHERE claim_owner != ''"
+	q := "UPDATE deliveries SET claim_owner = '', claim_id = 0, next_at = ? WHERE claim_owner != ''"
 	args := []any{micros(now)}
 	if owner != "" {
 		q += " AND claim_owner = ?"

@@ -20,8 +20,10 @@ CREATE INDEX endpoints_app ON endpoints(app_id, created_at);
 -- One row per (event, endpoint). A user's active (pending/failed)
 -- deliveries to an endpoint form a FIFO queue by seq; exactly one of them,
 -- the lowest seq, has head = 1 and only heads are claimed. A claim sets
--- claim_owner and moves next_at to the end of the lease, so an expired
--- claim is simply due again.
+-- claim_owner and a fresh claim_id and moves next_at to the end of the
+-- lease, so an expired claim is simply due again; outcomes are fenced by
+-- claim_id, so the completion of a claim that expired and was taken again
+-- changes nothing (and promotes nothing).
 CREATE TABLE deliveries (
     pos           INTEGER PRIMARY KEY AUTOINCREMENT,
     app_id        TEXT NOT NULL,
@@ -36,6 +38,7 @@ CREATE TABLE deliveries (
     attempts      INTEGER NOT NULL DEFAULT 0,
     next_at       INTEGER NOT NULL,
     claim_owner   TEXT NOT NULL DEFAULT '',
+    claim_id      INTEGER NOT NULL DEFAULT 0,
     last_error    TEXT NOT NULL DEFAULT '',
     last_code     INTEGER NOT NULL DEFAULT 0,
     superseded_by TEXT NOT NULL DEFAULT '',
