@@ -193,9 +193,10 @@ func fieldName(prefix, name string) string {
 // PrepareEvent validates an ingest input and turns it into an Event ready
 // to append (no seq yet). Every error is an EINVALID *Error naming the field.
 func PrepareEvent(in *EventInput, p PrepareParams) (*Event, error) {
+	// Field names are built only for an error.
 	f := func(name string) string { return fieldName(p.Field, name) }
-	if err := checkTypeName(in.Type, f("type")); err != nil {
-		return nil, err
+	if !validTypeName(in.Type) {
+		return nil, checkTypeName(in.Type, f("type"))
 	}
 	if p.ForceUserID != "" {
 		if in.UserID != "" && in.UserID != p.ForceUserID {
@@ -209,16 +210,28 @@ func PrepareEvent(in *EventInput, p PrepareParams) (*Event, error) {
 		}
 		in.DeviceID = p.ForceDeviceID
 	}
-	if err := checkIdent(in.UserID, f("user_id"), true); err != nil {
-		return nil, err
+	if !validIdent(in.UserID, true) {
+		return nil, checkIdent(in.UserID, f("user_id"), true)
 	}
 	if strings.HasPrefix(in.UserID, "@") {
 		return nil, FieldErrorf(f("user_id"), "user ids starting with '@' are reserved for meetsync")
 	}
-	if err := checkIdent(in.DeviceID, f("device_id"), false); err != nil {
-		return nil, err
+	if !validIdent(in.DeviceID, false) {
+		return nil, checkIdent(in.DeviceID, f("device_id"), false)
 	}
-	ev := &Event{
+	var ev *Event
+	var sd *statusData
+	if in.Type == TypeMeetingStatusChanged {
+		// One allocation for the event and its status.
+		es := new(struct {
+			ev Event
+			sd statusData
+		})
+		ev, sd = &es.ev, &es.sd
+	} else {
+		ev = new(Event)
+	}
+	*ev = Event{
 		Type:       in.Type,
 		AppID:      p.AppID,
 		UserID:     in.UserID,
@@ -247,8 +260,13 @@ func PrepareEvent(in *EventInput, p PrepareParams) (*Event, error) {
 		ev.OccurredAt = t.UTC()
 	}
 	if in.ID != "" {
-		if err := checkIdent(in.ID, f("id"), true); err != nil {
-			return nil, err
+		if !validIdent(in.ID, true) {
+			return nil, checkIdent(in.ID, f("id"), true)
+		}
+		if strings.HasPrefix(in.ID, "evt_") {
+			// meetsync's own ids are unique by construction and not indexed:
+			// a caller cannot reuse one (post the event without "id" instead).
+			return nil, FieldErrorf(f("id"), "ids starting with \"evt_\" are meetsync's own; choose another id")
 		}
 		ev.ID, ev.CallerID = in.ID, true
 	} else {
@@ -266,7 +284,7 @@ func PrepareEvent(in *EventInput, p PrepareParams) (*Event, error) {
 			return nil, FieldErrorf(f("type"), "%s events are emitted by meetsync itself and cannot be posted", in.Type)
 		}
 		if in.Type == TypeMeetingStatusChanged {
-			sd, norm, err := parseStatusData(data, f("data"), ev.DeviceID)
+			norm, err := parseStatusData(sd, data, p.Field, ev.DeviceID)
 			if err != nil {
 				return nil, err
 			}
@@ -281,6 +299,30 @@ func PrepareEvent(in *EventInput, p PrepareParams) (*Event, error) {
 	}
 	ev.Data = data
 	return ev, nil
+}
+
+// validTypeName reports whether checkTypeName accepts t, without building
+// an error (nor splitting t).
+func validTypeName(t string) bool {
+	if t == "" || len(t) > 128 {
+		return false
+	}
+	seg, j := 0, 0 // index of the segment, and of the byte in it
+	for k := 0; k < len(t); k++ {
+		c := t[k]
+		if c == '.' {
+			if j == 0 {
+				return false
+			}
+			seg, j = seg+1, 0
+			continue
+		}
+		if !((c >= 'a' && c <= 'z') || c == '_' || (c >= '0' && c <= '9' && (seg > 0 || j > 0)) || (c == '-' && j > 0)) {
+			return false
+		}
+		j++
+	}
+	return j > 0
 }
 
 func checkTypeName(t, field string) error {
@@ -302,6 +344,28 @@ func checkTypeName(t, field string) error {
 		}
 	}
 	return nil
+}
+
+// validIdent reports whether checkIdent accepts v, without building an error.
+func validIdent(v string, required bool) bool {
+	if v == "" {
+		return !required
+	}
+	if len(v) > maxIDLen {
+		return false
+	}
+	ascii := true
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	// In valid UTF-8 the control characters are the bytes checked above.
+	return ascii || utf8.ValidString(v)
 }
 
 func checkIdent(v, field string, required bool) error {
@@ -332,23 +396,146 @@ func lastSegment(field string) string {
 	return field
 }
 
-// parseStatusData validates the data of a meeting.status_changed event and
-// returns it normalised: status and reason as names and codes, the device,
-// and any other fields the client sent kept as they were.
-func parseStatusData(data json.RawMessage, field, deviceID string) (*statusData, json.RawMessage, error) {
+// parseStatusData validates the data of a meeting.status_changed event into
+// sd and returns it normalised: status and reason as names and codes, the
+// device, and any other fields the client sent kept as they were. prefix is
+// the event's field prefix: errors name prefix.data.status and so on.
+//
+// The result is, byte for byte, what parseStatusDataMap gives (the
+// encoding/json encoding of the normalised map: keys sorted, values
+// compacted and HTML-escaped). Data of the usual shape (valid JSON, plain
+// ASCII keys, none repeated, little nesting) is read by a small scanner and
+// written by hand; anything else goes through the map.
+func parseStatusData(sd *statusData, data json.RawMessage, prefix, deviceID string) (json.RawMessage, error) {
+	var buf [16]objMember
+	members, ok := scanObjectMembers(data, buf[:0])
+	if !ok || !sortMembers(members) {
+		return parseStatusDataMap(sd, data, fieldName(prefix, "data"), deviceID)
+	}
+	var rawStatus, rawArg, rawReason, rawNum []byte // nil when absent (a value is never empty)
+	for _, m := range members {
+		switch string(m.key) {
+		case "status":
+			rawStatus = m.val
+		case "arg":
+			rawArg = m.val
+		case "reason":
+			rawReason = m.val
+		case "meeting_num":
+			rawNum = m.val
+		}
+	}
+	if rawStatus == nil {
+		return nil, FieldErrorf(fieldName(prefix, "data")+".status", "status is required; accepted: %s", statusNames)
+	}
+	st, ok := meetingStatusOf(rawStatus)
+	if !ok {
+		return nil, statusError(rawStatus, fieldName(prefix, "data")+".status")
+	}
+	*sd = statusData{Status: st}
+	rawR, name := rawArg, "arg"
+	if rawR == nil {
+		rawR, name = rawReason, "reason"
+	}
+	if rawR != nil && string(rawR) != "null" {
+		if sd.Reason, ok = reasonOf(rawR); !ok {
+			return nil, reasonError(rawR, fieldName(prefix, "data")+"."+name)
+		}
+	}
+	if rawNum != nil && string(rawNum) != "null" {
+		v, _, ok := scalarBytes(rawNum)
+		if !ok || len(v) > 64 {
+			return nil, FieldErrorf(fieldName(prefix, "data")+".meeting_num", "meeting_num must be a string or number of at most 64 characters")
+		}
+		sd.MeetingNum = string(v)
+	}
+
+	// Merge the client's other members (sorted) with the normalised ones
+	// (statusKeys, sorted), skipping those the normalisation replaces or drops.
+	out := make([]byte, 0, len(data)+len(deviceID)+len(sd.MeetingNum)+112)
+	out = append(out, '{')
+	i, k := 0, 0
+	for {
+		for i < len(members) && !keepMember(string(members[i].key), deviceID) {
+			i++
+		}
+		for k < len(statusKeys) && ((k == 0 && deviceID == "") || (k == 1 && sd.MeetingNum == "")) {
+			k++
+		}
+		if i == len(members) && k == len(statusKeys) {
+			break
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		if k == len(statusKeys) || (i < len(members) && string(members[i].key) < statusKeys[k]) {
+			m := members[i]
+			out = append(out, '"')
+			out = append(out, m.key...)
+			out = append(out, '"', ':')
+			if m.plain {
+				out = append(out, m.val...)
+			} else {
+				out = appendCompactHTML(out, m.val)
+			}
+			i++
+			continue
+		}
+		out = append(out, '"')
+		out = append(out, statusKeys[k]...)
+		out = append(out, '"', ':')
+		switch k {
+		case 0:
+			out = appendJSONString(out, deviceID)
+		case 1:
+			out = appendJSONString(out, sd.MeetingNum)
+		case 2:
+			out = appendJSONString(out, sd.Reason.Name())
+		case 3:
+			out = strconv.AppendInt(out, int64(sd.Reason), 10)
+		case 4:
+			out = appendJSONString(out, st.Name())
+		case 5:
+			out = strconv.AppendInt(out, int64(st), 10)
+		}
+		k++
+	}
+	return append(out, '}'), nil
+}
+
+// statusKeys are the keys parseStatusData writes, sorted (as
+// encoding/json sorts a map's keys): device_id (when the event has a
+// device), meeting_num (when not empty) and the others always.
+var statusKeys = [...]string{"device_id", "meeting_num", "reason", "reason_code", "status", "status_code"}
+
+// keepMember reports whether the client's member key stays in normalised
+// status data as sent.
+func keepMember(key, deviceID string) bool {
+	switch key {
+	case "arg", "status", "status_code", "reason", "reason_code", "meeting_num", "from", "from_code":
+		return false
+	case "device_id":
+		return deviceID == ""
+	}
+	return true
+}
+
+// parseStatusDataMap is the general form of parseStatusData, through a map
+// (field is the data's field name).
+func parseStatusDataMap(sd *statusData, data json.RawMessage, field, deviceID string) (json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, nil, FieldErrorf(field, "data must be a JSON object")
+		return nil, FieldErrorf(field, "data must be a JSON object")
 	}
 	rawStatus, ok := m["status"]
 	if !ok {
-		return nil, nil, FieldErrorf(field+".status", "status is required; accepted: %s", statusNames)
+		return nil, FieldErrorf(field+".status", "status is required; accepted: %s", statusNames)
 	}
 	st, err := ParseMeetingStatus(rawStatus, field+".status")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	sd := &statusData{Status: st}
+	*sd = statusData{Status: st}
 	rawReason, ok := m["arg"]
 	if !ok {
 		rawReason, ok = m["reason"]
@@ -359,13 +546,13 @@ func parseStatusData(data json.RawMessage, field, deviceID string) (*statusData,
 			name = "reason"
 		}
 		if sd.Reason, err = ParseReason(rawReason, field+"."+name); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if raw, ok := m["meeting_num"]; ok && string(raw) != "null" {
 		v, isNum, ok := scalar(raw)
 		if !ok || len(v) > 64 {
-			return nil, nil, FieldErrorf(field+".meeting_num", "meeting_num must be a string or number of at most 64 characters")
+			return nil, FieldErrorf(field+".meeting_num", "meeting_num must be a string or number of at most 64 characters")
 		}
 		_ = isNum
 		sd.MeetingNum = v
@@ -387,9 +574,299 @@ func parseStatusData(data json.RawMessage, field, deviceID string) (*statusData,
 	delete(m, "from_code")
 	out, err := json.Marshal(m)
 	if err != nil {
-		return nil, nil, FieldErrorf(field, "data is not valid JSON")
+		return nil, FieldErrorf(field, "data is not valid JSON")
 	}
-	return sd, out, nil
+	return out, nil
+}
+
+// objMember is a member of a JSON object, as scanObjectMembers reads it.
+type objMember struct {
+	key []byte // without quotes; plain (see scanObjectMembers)
+	val []byte // the raw value
+	// plain is true when val is compact and has nothing to HTML-escape:
+	// encoding/json would write it as is.
+	plain bool
+}
+
+// maxScanDepth bounds the nesting scanObjectMembers reads (deeper data
+// takes the general path).
+const maxScanDepth = 32
+
+// scanObjectMembers appends the members of the JSON object data (with
+// optional surrounding whitespace) to dst. ok is true only if data is valid
+// JSON (as encoding/json checks it), nests at most maxScanDepth deep and
+// all its keys are plain: printable ASCII without escapes or the characters
+// encoding/json escapes (", \, <, >, &), so that a key reads and writes as is.
+func scanObjectMembers(data []byte, dst []objMember) (_ []objMember, ok bool) {
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return dst, false
+	}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		i++
+	} else {
+		for {
+			if i >= len(data) || data[i] != '"' {
+				return dst, false
+			}
+			j := i + 1
+			for j < len(data) && data[j] != '"' {
+				if c := data[j]; c < 0x20 || c > 0x7e || c == '\\' || c == '<' || c == '>' || c == '&' {
+					return dst, false
+				}
+				j++
+			}
+			if j >= len(data) {
+				return dst, false
+			}
+			key := data[i+1 : j]
+			i = skipWS(data, j+1)
+			if i >= len(data) || data[i] != ':' {
+				return dst, false
+			}
+			i = skipWS(data, i+1)
+			start, plain := i, true
+			if i = scanValue(data, i, 1, &plain); i < 0 {
+				return dst, false
+			}
+			dst = append(dst, objMember{key: key, val: data[start:i], plain: plain})
+			i = skipWS(data, i)
+			if i >= len(data) {
+				return dst, false
+			}
+			if data[i] == '}' {
+				i++
+				break
+			}
+			if data[i] != ',' {
+				return dst, false
+			}
+			i = skipWS(data, i+1)
+		}
+	}
+	return dst, skipWS(data, i) == len(data)
+}
+
+// sortMembers sorts members by key, as encoding/json orders a map. It
+// returns false if a key is repeated.
+func sortMembers(members []objMember) bool {
+	for i := 1; i < len(members); i++ {
+		for j := i; j > 0; j-- {
+			c := bytes.Compare(members[j-1].key, members[j].key)
+			if c == 0 {
+				return false
+			}
+			if c < 0 {
+				break
+			}
+			members[j-1], members[j] = members[j], members[j-1]
+		}
+	}
+	return true
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipWSIn is skipWS inside a value: whitespace there makes the value not plain.
+func skipWSIn(b []byte, i int, plain *bool) int {
+	j := skipWS(b, i)
+	if j != i {
+		*plain = false
+	}
+	return j
+}
+
+// scanValue checks the JSON value at b[i:] and returns the index after it,
+// or -1 if it is not valid JSON or nests deeper than maxScanDepth. It clears
+// *plain if the value holds whitespace or characters encoding/json escapes.
+func scanValue(b []byte, i, depth int, plain *bool) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch c := b[i]; c {
+	case '"':
+		return scanString(b, i, plain)
+	case '{', '[':
+		if depth >= maxScanDepth {
+			return -1
+		}
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		i = skipWSIn(b, i+1, plain)
+		if i < len(b) && b[i] == end {
+			return i + 1
+		}
+		for {
+			if c == '{' {
+				if i >= len(b) || b[i] != '"' {
+					return -1
+				}
+				if i = scanString(b, i, plain); i < 0 {
+					return -1
+				}
+				i = skipWSIn(b, i, plain)
+				if i >= len(b) || b[i] != ':' {
+					return -1
+				}
+				i = skipWSIn(b, i+1, plain)
+			}
+			if i = scanValue(b, i, depth+1, plain); i < 0 {
+				return -1
+			}
+			i = skipWSIn(b, i, plain)
+			if i >= len(b) {
+				return -1
+			}
+			if b[i] == end {
+				return i + 1
+			}
+			if b[i] != ',' {
+				return -1
+			}
+			i = skipWSIn(b, i+1, plain)
+		}
+	case 't':
+		return scanLiteral(b, i, "true")
+	case 'f':
+		return scanLiteral(b, i, "false")
+	case 'n':
+		return scanLiteral(b, i, "null")
+	}
+	return scanNumber(b, i)
+}
+
+func scanLiteral(b []byte, i int, lit string) int {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return -1
+	}
+	return i + len(lit)
+}
+
+// scanString checks the string literal at b[i] (a quote).
+func scanString(b []byte, i int, plain *bool) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c == '\\':
+			if i+1 >= len(b) {
+				return -1
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i++
+			case 'u':
+				if len(b)-i < 6 || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+					return -1
+				}
+				i += 5
+			default:
+				return -1
+			}
+		case c == '<', c == '>', c == '&', c == 0xE2: // 0xE2 may start U+2028 or U+2029
+			*plain = false
+		}
+	}
+	return -1
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// scanNumber checks the number at b[i:] (JSON's grammar).
+func scanNumber(b []byte, i int) int {
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(b):
+		return -1
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		for i++; i < len(b) && isDigit(b[i]); i++ {
+		}
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		if i++; i >= len(b) || !isDigit(b[i]) {
+			return -1
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		if i++; i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return -1
+		}
+		for i < len(b) && isDigit(b[i]) {
+			i++
+		}
+	}
+	return i
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendCompactHTML appends the valid JSON value v as encoding/json writes
+// a json.RawMessage: without insignificant whitespace, and with <, >, &,
+// U+2028 and U+2029 escaped.
+func appendCompactHTML(dst, v []byte) []byte {
+	inString := false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '<' || c == '>' || c == '&':
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+		case c == 0xE2 && i+2 < len(v) && v[i+1] == 0x80 && v[i+2]&^1 == 0xA8:
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[v[i+2]&0xF])
+			i += 2
+		case inString:
+			dst = append(dst, c)
+			if c == '\\' {
+				i++
+				dst = append(dst, v[i])
+			} else if c == '"' {
+				inString = false
+			}
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		default:
+			dst = append(dst, c)
+			inString = c == '"'
+		}
+	}
+	return dst
+}
+
+// appendJSONString appends s as encoding/json writes a string.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // NewStatusEventData builds the data of a meeting.status_changed event that

@@ -1,11 +1,13 @@
 package meetsync
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // MeetingStatus is a NEMeeting meeting status, with the SDK's own integer codes.
@@ -134,6 +136,13 @@ var (
 	reasonByName = map[string]Reason{}
 	statusNames  string
 	reasonNames  string
+
+	// statusExact and reasonExact hold the accepted names in the exact
+	// spellings clients use (lower case, and upper case as in the SDK), so
+	// that those are looked up without lowercasing. Each key k maps to
+	// what statusByName/reasonByName hold for strings.ToLower(k).
+	statusExact = map[string]MeetingStatus{}
+	reasonExact = map[string]Reason{}
 )
 
 func init() {
@@ -164,6 +173,12 @@ func init() {
 		reasonByName[strings.ToLower(r.SDKName())] = r
 		rn = append(rn, fmt.Sprintf("%d/%s", r, n))
 	}
+	for k, v := range statusByName {
+		statusExact[k], statusExact[strings.ToUpper(k)] = v, v
+	}
+	for k, v := range reasonByName {
+		reasonExact[k], reasonExact[strings.ToUpper(k)] = v, v
+	}
 	statusNames = strings.Join(sn, ", ")
 	reasonNames = strings.Join(rn, ", ")
 }
@@ -173,39 +188,87 @@ func init() {
 // the snake-case name (in_meeting), case-insensitively. The value is raw
 // JSON: a number or a string. field names the input field for the error.
 func ParseMeetingStatus(raw json.RawMessage, field string) (MeetingStatus, error) {
-	v, isNum, ok := scalar(raw)
+	if s, ok := meetingStatusOf(raw); ok {
+		return s, nil
+	}
+	return 0, statusError(raw, field)
+}
+
+func statusError(raw json.RawMessage, field string) error {
+	return FieldErrorf(field, "unknown meeting status %s; accepted: %s", shorten(raw), statusNames)
+}
+
+// meetingStatusOf is ParseMeetingStatus without the error. The common forms
+// (a code, or a name in one of the exact spellings) are read without
+// allocating; anything else takes the general, case-insensitive path.
+func meetingStatusOf(raw json.RawMessage) (MeetingStatus, bool) {
+	v, isNum, ok := scalarBytes(raw)
 	if ok && isNum {
-		if n, err := strconv.Atoi(v); err == nil && MeetingStatus(n).Valid() {
-			return MeetingStatus(n), nil
+		if n, err := atoi(v); err == nil && MeetingStatus(n).Valid() {
+			return MeetingStatus(n), true
 		}
 	} else if ok {
-		if s, found := statusByName[strings.ToLower(strings.TrimSpace(v))]; found {
-			return s, nil
+		if s, found := statusExact[string(v)]; found {
+			return s, true
 		}
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && MeetingStatus(n).Valid() {
-			return MeetingStatus(n), nil
+		if n, isInt := smallInt(v); isInt {
+			// No name is a number: only the code can match.
+			if MeetingStatus(n).Valid() {
+				return MeetingStatus(n), true
+			}
+			return 0, false
+		}
+		sv := string(v)
+		if s, found := statusByName[strings.ToLower(strings.TrimSpace(sv))]; found {
+			return s, true
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(sv)); err == nil && MeetingStatus(n).Valid() {
+			return MeetingStatus(n), true
 		}
 	}
-	return 0, FieldErrorf(field, "unknown meeting status %s; accepted: %s", shorten(raw), statusNames)
+	return 0, false
 }
 
 // ParseReason accepts a NEMeetingCode as an integer, a snake-case name
 // (removed_by_host) or the SDK name (MEETING_DISCONNECTING_REMOVED_BY_HOST).
 func ParseReason(raw json.RawMessage, field string) (Reason, error) {
-	v, isNum, ok := scalar(raw)
+	if r, ok := reasonOf(raw); ok {
+		return r, nil
+	}
+	return 0, reasonError(raw, field)
+}
+
+func reasonError(raw json.RawMessage, field string) error {
+	return FieldErrorf(field, "unknown reason %s; accepted: %s", shorten(raw), reasonNames)
+}
+
+// reasonOf is ParseReason without the error (see meetingStatusOf).
+func reasonOf(raw json.RawMessage) (Reason, bool) {
+	v, isNum, ok := scalarBytes(raw)
 	if ok && isNum {
-		if n, err := strconv.Atoi(v); err == nil && Reason(n).Valid() && Reason(n) != ReasonReconciled {
-			return Reason(n), nil
+		if n, err := atoi(v); err == nil && Reason(n).Valid() && Reason(n) != ReasonReconciled {
+			return Reason(n), true
 		}
 	} else if ok {
-		if r, found := reasonByName[strings.ToLower(strings.TrimSpace(v))]; found {
-			return r, nil
+		if r, found := reasonExact[string(v)]; found {
+			return r, true
 		}
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && Reason(n).Valid() && Reason(n) != ReasonReconciled {
-			return Reason(n), nil
+		if n, isInt := smallInt(v); isInt {
+			// No name is a number: only the code can match.
+			if Reason(n).Valid() && Reason(n) != ReasonReconciled {
+				return Reason(n), true
+			}
+			return 0, false
+		}
+		sv := string(v)
+		if r, found := reasonByName[strings.ToLower(strings.TrimSpace(sv))]; found {
+			return r, true
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(sv)); err == nil && Reason(n).Valid() && Reason(n) != ReasonReconciled {
+			return Reason(n), true
 		}
 	}
-	return 0, FieldErrorf(field, "unknown reason %s; accepted: %s", shorten(raw), reasonNames)
+	return 0, false
 }
 
 // StatusByName returns the status for a snake-case or SDK name or a code.
@@ -224,21 +287,86 @@ func StatusNames() string { return statusNames }
 
 // scalar returns the text of a JSON number or string.
 func scalar(raw json.RawMessage) (v string, isNum, ok bool) {
-	b := []byte(strings.TrimSpace(string(raw)))
+	b, isNum, ok := scalarBytes(raw)
+	return string(b), isNum, ok
+}
+
+// scalarBytes is scalar returning bytes, which may alias raw: a number's
+// text, or a string's content when it holds no escapes (the common case,
+// read without allocating).
+func scalarBytes(raw []byte) (v []byte, isNum, ok bool) {
+	b := bytes.TrimSpace(raw)
 	if len(b) == 0 {
-		return "", false, false
+		return nil, false, false
 	}
 	if b[0] == '"' {
+		if s, plain := plainJSONString(b); plain {
+			return s, false, true
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
-			return "", false, false
+			return nil, false, false
 		}
-		return s, false, true
+		return []byte(s), false, true
 	}
 	if b[0] == '-' || (b[0] >= '0' && b[0] <= '9') {
-		return string(b), true, true
+		return b, true, true
 	}
-	return "", false, false
+	return nil, false, false
+}
+
+// plainJSONString returns the content of the JSON string literal b when it
+// is exactly one literal holding valid UTF-8 and no escapes or control
+// characters: then the content is the decoded string as is.
+func plainJSONString(b []byte) ([]byte, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return nil, false
+	}
+	s := b[1 : len(b)-1]
+	ascii := true
+	for _, c := range s {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return nil, false
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	if !ascii && !utf8.Valid(s) {
+		return nil, false
+	}
+	return s, true
+}
+
+// smallInt parses b when it is -?[0-9]{1,18}: exactly what strconv.Atoi
+// accepts from such text, with the same value, and without converting to a string.
+func smallInt(b []byte) (int, bool) {
+	d := b
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > 18 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if len(d) < len(b) {
+		n = -n
+	}
+	return n, true
+}
+
+// atoi is strconv.Atoi of b, without converting short integers to a string.
+func atoi(b []byte) (int, error) {
+	if n, ok := smallInt(b); ok {
+		return n, nil
+	}
+	return strconv.Atoi(string(b))
 }
 
 func shorten(raw json.RawMessage) string {

@@ -271,6 +271,20 @@ func TestIngestCallerID(t *testing.T) {
 	}
 }
 
+// TestIngestOwnIDRefused: meetsync's own ids cannot be reused by a caller
+// (they are unique by construction and not indexed), e.g. an event
+// re-posted from the feed with its id.
+func TestIngestOwnIDRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	own := e.ingest(t, map[string]any{"type": "crm.x", "user_id": "u1"})[0]
+	requireError(t, e.do(t, "POST", "/v1/events", e.Key, map[string]any{"id": own.ID, "type": "crm.x", "user_id": "u1"}),
+		http.StatusBadRequest, "invalid", "id")
+	if n := e.feedCount(t, e.Key); n != 1 {
+		t.Errorf("feed has %d events, want 1", n)
+	}
+}
+
 // TestIngestCallerIDOfAnotherUser repeats a caller-supplied id under
 // another user: the repeat is the original event, so it must not bring
 // that other user into existence.
