@@ -16,6 +16,16 @@ import (
 
 const claimSQL = "UPDATE deliveries SET claim_owner = ?, claim_id = ?, next_at = ? WHERE pos = ?"
 
+// promoteClaimSQL makes the lowest-seq active delivery of a queue its head
+// and claims it if it is due (?1 now, ?2 owner, ?3 claim id, ?4 lease end).
+// SQLite evaluates every SET expression on the row's values before the update.
+const promoteClaimSQL = `UPDATE deliveries SET head = 1,
+	claim_owner = CASE WHEN next_at <= ?1 THEN ?2 ELSE claim_owner END,
+	claim_id = CASE WHEN next_at <= ?1 THEN ?3 ELSE claim_id END,
+	next_at = CASE WHEN next_at <= ?1 THEN ?4 ELSE next_at END
+	WHERE pos = (SELECT pos FROM deliveries WHERE endpoint_id = ?5 AND user_id = ?6 AND status IN ('pending', 'failed') ORDER BY seq LIMIT 1)
+	RETURNING pos, claim_id`
+
 // newClaimID returns a random positive claim id.
 func newClaimID() int64 { return rand.Int64N(math.MaxInt64-1) + 1 }
 
@@ -36,23 +46,12 @@ type execQuerier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// promoteHead makes the lowest-seq active delivery of a queue its head and
-// returns it (pos 0 if the queue is empty). The caller has cleared the old head.
+// promoteHead makes the lowest-seq active delivery of a queue its head.
+// The caller has cleared the old head.
 func promoteHead(ctx context.Context, tx execQuerier, endpointID, userID string) error {
-	_, _, err := promoteHeadNext(ctx, tx, endpointID, userID)
+	_, err := tx.ExecContext(ctx, `UPDATE deliveries SET head = 1 WHERE pos = (SELECT pos FROM deliveries WHERE endpoint_id = ? AND user_id = ?
+		AND status IN ('pending', 'failed') ORDER BY seq LIMIT 1)`, endpointID, userID)
 	return err
-}
-
-func promoteHeadNext(ctx context.Context, tx execQuerier, endpointID, userID string) (pos, nextAt int64, err error) {
-	err = tx.QueryRowContext(ctx, `SELECT pos, next_at FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status IN ('pending', 'failed')
-		ORDER BY seq LIMIT 1`, endpointID, userID).Scan(&pos, &nextAt)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, nil
-	} else if err != nil {
-		return 0, 0, err
-	}
-	_, err = tx.ExecContext(ctx, "UPDATE deliveries SET head = 1 WHERE pos = ?", pos)
-	return pos, nextAt, err
 }
 
 // fixHead re-points a queue's head at its lowest-seq active delivery,
@@ -336,14 +335,20 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		if active || epDisabled {
 			continue
 		}
-		npos, nextAt, err := promoteHeadNext(ctx, tx, d.EndpointID, d.UserID)
-		if err != nil {
-			return nil, fmt.Errorf("complete deliveries: %w", err)
-		}
-		if npos != 0 && p.ClaimNext && nextAt <= now {
-			if _, err := tx.ExecContext(ctx, claimSQL, p.Owner, newClaimID(), micros(until), npos); err != nil {
+		if !p.ClaimNext {
+			if err := promoteHead(ctx, tx, d.EndpointID, d.UserID); err != nil {
 				return nil, fmt.Errorf("complete deliveries: %w", err)
 			}
+			continue
+		}
+		// Promote the queue's next delivery and, if it is due, claim it,
+		// in one statement.
+		var npos, claimID int64
+		err = tx.QueryRowContext(ctx, promoteClaimSQL, now, p.Owner, newClaimID(), micros(until), d.EndpointID, d.UserID).Scan(&npos, &claimID)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("complete deliveries: %w", err)
+		}
+		if err == nil && claimID != 0 {
 			next = append(next, npos)
 		}
 	}
