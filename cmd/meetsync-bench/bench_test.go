@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // TestIngestSmoke runs every phase of the ingest benchmark briefly against
@@ -95,5 +98,88 @@ func TestEventGen(t *testing.T) {
 	var b struct{ Events []json.RawMessage }
 	if err := json.Unmarshal(newEventGen(0, 1, 5).batch(7), &b); err != nil || len(b.Events) != 7 {
 		t.Errorf("batch: %v, %d events", err, len(b.Events))
+	}
+}
+
+// TestDeliverySmoke runs every phase of the delivery benchmark with tiny
+// sizes against the real server and a real receiver, and checks that each
+// phase delivered every webhook once, in per-user order.
+func TestDeliverySmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers and stores")
+	}
+	var out, errOut bytes.Buffer
+	args := []string{"delivery", "--users", "20", "--events", "300", "--backlog", "500", "--endpoints", "3", "--workers", "16",
+		"--rate", "100", "--duration", "300ms", "--warmup", "50ms", "--timeout", "60s", "--json", "--data-dir", t.TempDir()}
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	var rep deliveryReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if p := rep.HTTP; p == nil || p.Errors > 0 || p.Requests == 0 {
+		t.Errorf("http baseline: %+v", p)
+	}
+	want := map[string]int64{"throughput": 300, "fanout": 3 * 300, "drain": 500}
+	for _, p := range []*deliveryPhaseResult{rep.Throughput, rep.Fanout, rep.Latency, rep.Drain} {
+		if p == nil {
+			t.Fatalf("a phase is missing:\n%s", out.String())
+		}
+		if !p.complete() || p.OutOfOrder > 0 || p.Unknown > 0 || p.DeliveriesPerSec <= 0 {
+			t.Errorf("%s: %d of %d delivered in %.2fs (timed out %v), %d out of order, %d unknown, %d missing, %d errors (%s)",
+				p.Name, p.Delivered, p.Expected, p.Seconds, p.TimedOut, p.OutOfOrder, p.Unknown, p.Missing, p.Errors, p.FirstError)
+		}
+		if w, ok := want[p.Name]; ok && p.Expected != w {
+			t.Errorf("%s: expected %d deliveries, want %d", p.Name, p.Expected, w)
+		}
+		if p.Dispatcher == nil || p.Dispatcher.Completes == 0 || p.Dispatcher.AttemptsOK == 0 {
+			t.Errorf("%s: no dispatcher completions seen in the metrics: %+v", p.Name, p.Dispatcher)
+		}
+	}
+	if p := rep.Latency; p.E2E == nil || p.E2E.P50 <= 0 || p.Events == 0 {
+		t.Errorf("latency: %+v", p)
+	}
+	if p := rep.Drain; p.Rejected < 20 || p.Requeued != 20 || p.OrderKept == nil || !*p.OrderKept {
+		t.Errorf("drain: %d rejected during the outage, %d requeued, order kept %v (want 20, 20, true)", p.Rejected, p.Requeued, p.OrderKept)
+	}
+	if len(rep.Targets) != 5 {
+		t.Errorf("targets: %+v", rep.Targets)
+	}
+}
+
+// TestPathEndpoint checks the receiver's endpoint number parsing.
+func TestPathEndpoint(t *testing.T) {
+	for p, want := range map[string]int{"/ep/0": 0, "/ep/7": 7, "/ep/12": 12, "/ep/": -1, "/ep/x": -1, "/": -1, "/ep/1a": -1} {
+		if got := pathEndpoint(p); got != want {
+			t.Errorf("pathEndpoint(%q) = %d, want %d", p, got, want)
+		}
+	}
+}
+
+// nopResponseWriter is a ResponseWriter that keeps nothing.
+type nopResponseWriter struct{ h http.Header }
+
+func (w *nopResponseWriter) Header() http.Header         { return w.h }
+func (w *nopResponseWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *nopResponseWriter) WriteHeader(int)             {}
+
+// TestReceiverAllocs checks that the receiver's handler allocates nothing
+// per webhook of its own, tracked or not.
+func TestReceiverAllocs(t *testing.T) {
+	rc := &receiver{base: time.Now()}
+	idx := &eventIndex{pos: map[string]int32{"evt_1": 0, "evt_2": 1}, user: []int32{0, 0}, seq: []int64{1, 2}, users: 1}
+	req := httptest.NewRequest(http.MethodPost, "/ep/0", nil)
+	req.Header.Set("webhook-id", "evt_1")
+	w := &nopResponseWriter{h: http.Header{}}
+	for _, tr := range []*tracker{nil, newTracker(idx, 1)} {
+		rc.tr.Store(tr)
+		if n := testing.AllocsPerRun(100, func() { rc.ServeHTTP(w, req) }); n != 0 {
+			t.Errorf("tracked %v: %.1f allocations per request", tr != nil, n)
+		}
+	}
+	rc.down.Store(true)
+	if n := testing.AllocsPerRun(100, func() { rc.ServeHTTP(w, req) }); n != 0 {
+		t.Errorf("outage: %.1f allocations per request", n)
 	}
 }

@@ -28,7 +28,7 @@ func newEventGen(client, clients, users int) *eventGen {
 // appendEvent appends one meeting.status_changed event as JSON to b.
 func (g *eventGen) appendEvent(b []byte) []byte {
 	g.seq++
-	user := g.first + int((g.seq-1)%int64(g.owned))*g.stride
+	user := g.user(g.seq)
 	status := "in_meeting"
 	if g.seq%2 == 0 {
 		status = "idle"
@@ -43,6 +43,11 @@ func (g *eventGen) appendEvent(b []byte) []byte {
 	b = append(b, status...)
 	b = append(b, `","arg":0,"meeting_num":"81234567890"}}`...)
 	return b
+}
+
+// user returns the user of the event with client_seq seq.
+func (g *eventGen) user(seq int64) int {
+	return g.first + int((seq-1)%int64(g.owned))*g.stride
 }
 
 // single returns a body holding one event. The slice is fresh: the HTTP

@@ -111,3 +111,87 @@ func parseIngestFlags(args []string, stderr io.Writer) (*ingestOptions, error) {
 	}
 	return o, nil
 }
+
+// deliveryOptions are the flags of "meetsync-bench delivery".
+type deliveryOptions struct {
+	commonOptions
+	Events    int
+	Backlog   int
+	Rate      int
+	Endpoints int
+	Workers   int
+	Timeout   time.Duration
+	Phases    map[string]bool
+}
+
+// deliveryPhases are the phases of the delivery benchmark, in run order.
+var deliveryPhases = []string{"http", "throughput", "fanout", "latency", "drain"}
+
+func parseDeliveryFlags(args []string, stderr io.Writer) (*deliveryOptions, error) {
+	o := &deliveryOptions{}
+	o.Clients = 64 // unused: the phases size their own client pools
+	fs := flag.NewFlagSet("meetsync-bench delivery", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.Users, "users", 1000, "distinct user ids the events are spread over")
+	fs.IntVar(&o.Events, "events", 50_000, "events pre-loaded for the throughput and fan-out phases")
+	fs.IntVar(&o.Backlog, "backlog", 100_000, "deliveries piled up during the receiver outage of the drain phase")
+	fs.IntVar(&o.Rate, "rate", 2000, "offered load of the latency phase, events/s (open loop, single events)")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured duration of the latency phase")
+	fs.DurationVar(&o.Warmup, "warmup", time.Second, "warm-up of the latency phase (not counted)")
+	fs.IntVar(&o.Endpoints, "endpoints", 10, "endpoints of the fan-out phase, all subscribed to the same events")
+	fs.IntVar(&o.Workers, "workers", 0, "dispatcher workers (deliveries in flight); 0 = the dispatcher's default")
+	fs.DurationVar(&o.Timeout, "timeout", 120*time.Second, "longest a phase may take to deliver everything (then the rate so far is reported, MISS)")
+	fs.BoolVar(&o.JSON, "json", false, "print machine-readable JSON instead of the table")
+	fs.StringVar(&o.DataDir, "data-dir", "", "directory for the stores (default: a temporary directory, removed at the end)")
+	fs.StringVar(&o.Store, "store", "sqlite", "store under test: sqlite")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof")
+	phases := fs.String("phases", strings.Join(deliveryPhases, ","), "phases to run: "+strings.Join(deliveryPhases, ","))
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: meetsync-bench delivery [flags]\n\nPhases: http = loopback HTTP POSTs to the receiver alone (context);\n"+
+			"throughput = (1) deliveries/s to one endpoint, --events pre-loaded, dispatcher started after;\n"+
+			"fanout = (2) the same with --endpoints endpoints; latency = (3) ingest→received at --rate;\n"+
+			"drain = (4) drain of --backlog deliveries after a receiver outage, per-user order checked.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errUsage
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("delivery takes no arguments, got %q", fs.Args())
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case o.Events < 1:
+		return nil, errors.New("--events must be at least 1")
+	case o.Backlog < 1:
+		return nil, errors.New("--backlog must be at least 1")
+	case o.Rate < 1:
+		return nil, errors.New("--rate must be at least 1")
+	case o.Endpoints < 1 || o.Endpoints > 100:
+		return nil, errors.New("--endpoints must be from 1 to 100")
+	case o.Workers < 0:
+		return nil, errors.New("--workers must not be negative")
+	case o.Timeout <= 0:
+		return nil, errors.New("--timeout must be positive")
+	}
+	o.Phases = map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !slices.Contains(deliveryPhases, p) {
+			return nil, fmt.Errorf("--phases: unknown phase %q (known: %s)", p, strings.Join(deliveryPhases, ","))
+		}
+		o.Phases[p] = true
+	}
+	if len(o.Phases) == 0 {
+		return nil, errors.New("--phases: no phase selected")
+	}
+	return o, nil
+}

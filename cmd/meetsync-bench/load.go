@@ -55,29 +55,38 @@ var (
 )
 
 func (p *poster) post(ctx context.Context, body []byte) (ack, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	b, err := p.postBody(ctx, body, http.StatusOK)
 	if err != nil {
 		return ack{}, err
+	}
+	return ack{duplicates: bytes.Count(b, duplicateTrue), stale: bytes.Count(b, staleTrue)}, nil
+}
+
+// postBody POSTs body and returns the response body, which is valid until
+// the next call; a status other than want is an error.
+func (p *poster) postBody(ctx context.Context, body []byte, want int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
 	req.Header = p.header
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return ack{}, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	p.buf.Reset()
 	if _, err := p.buf.ReadFrom(resp.Body); err != nil {
-		return ack{}, err
+		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != want {
 		msg := p.buf.Bytes()
 		if len(msg) > 300 {
 			msg = msg[:300]
 		}
-		return ack{}, fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
 	}
-	b := p.buf.Bytes()
-	return ack{duplicates: bytes.Count(b, duplicateTrue), stale: bytes.Count(b, staleTrue)}, nil
+	return p.buf.Bytes(), nil
 }
 
 // requestFunc sends one request and returns how many events it carried.
@@ -190,6 +199,18 @@ func closedLoop(ctx context.Context, clients int, w window, m *meter, newWorker 
 // its latency is measured from the scheduled time (no coordinated
 // omission). Requests scheduled in the measured part of the window count.
 func openLoop(ctx context.Context, rate, workers int, w window, m *meter, newWorker func(client int) requestFunc) loadResult {
+	return openLoopAt(ctx, rate, workers, w, m, func(client int) scheduledFunc {
+		do := newWorker(client)
+		return func(ctx context.Context, _ time.Time, _ bool) (int, ack, error) { return do(ctx) }
+	})
+}
+
+// scheduledFunc is a requestFunc of the open loop that is told the
+// request's scheduled time and whether it falls in the measured window.
+type scheduledFunc func(ctx context.Context, scheduled time.Time, counted bool) (events int, a ack, err error)
+
+// openLoopAt is openLoop for requests that need their scheduled time.
+func openLoopAt(ctx context.Context, rate, workers int, w window, m *meter, newWorker func(client int) scheduledFunc) loadResult {
 	t0 := time.Now().Add(10 * time.Millisecond)
 	from, to := t0.Add(w.Warmup), t0.Add(w.Warmup+w.Duration)
 	ctx, cancel := context.WithDeadline(ctx, to.Add(hardDeadlineSlack))
@@ -242,7 +263,7 @@ func openLoop(ctx context.Context, rate, workers int, w window, m *meter, newWor
 				if counted {
 					ws.lag = append(ws.lag, time.Since(s))
 				}
-				n, a, err := do(ctx)
+				n, a, err := do(ctx, s, counted)
 				ws.record(counted, n, a, err, time.Since(s))
 			}
 			mu.Lock()

@@ -5,6 +5,7 @@
 // targets of the issues and PASS/MISS for each.
 //
 //	go run ./cmd/meetsync-bench ingest [flags]
+//	go run ./cmd/meetsync-bench delivery [flags]
 //
 // Subcommands:
 //
@@ -12,8 +13,14 @@
 //	          (b) the store's raw commit rate,
 //	          (c) ingest events/s with durable acks, single events and batches,
 //	          (d) p50/p99 ack latency at a fixed offered load (open loop).
+//	delivery  webhook delivery to a fast receiver on 127.0.0.1 in the same
+//	          process: (1) deliveries/s to one endpoint and (2) to several
+//	          (fan-out) from a pre-loaded queue, (3) ingest→received
+//	          latency at a fixed rate (open loop), (4) drain rate of a
+//	          backlog after a receiver outage, with per-user order checked.
 //
-// Every phase runs --warmup then --duration and the run stops by itself.
+// Every ingest phase runs --warmup then --duration; every delivery phase
+// is bounded by --timeout; the run stops by itself.
 // The load generator shares the process with the server, as the trivial
 // handler baseline does, so both sides of the comparison pay the client's
 // CPU the same way.
@@ -46,9 +53,10 @@ const usage = `meetsync-bench drives an in-process meetsync over loopback HTTP a
 its figures next to this machine's raw limits.
 
 Usage:
-  meetsync-bench ingest [flags]   ingest throughput and ack latency (issue 2)
+  meetsync-bench ingest [flags]     ingest throughput and ack latency (issue 2)
+  meetsync-bench delivery [flags]   webhook delivery throughput, latency and backlog drain (issue 3)
 
-Run "meetsync-bench ingest -h" for the flags.
+Run "meetsync-bench ingest -h" or "meetsync-bench delivery -h" for the flags.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -63,6 +71,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return runIngest(ctx, opts, stdout, stderr)
+	case "delivery":
+		opts, err := parseDeliveryFlags(args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		return runDelivery(ctx, opts, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

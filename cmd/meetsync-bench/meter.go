@@ -29,6 +29,7 @@ type meter struct {
 	disk0, disk1 int64         // bytes written to storage, -1 if unknown
 	mem0, mem1   runtime.MemStats
 	hist0, hist1 map[string]histSnap
+	ctr0, ctr1   map[string]float64
 	profFile     *os.File
 	ProfilePath  string
 	err          error
@@ -69,7 +70,7 @@ func (m *meter) Begin() {
 			m.profFile = f
 		}
 	}
-	m.hist0 = gatherHistograms(m.reg)
+	m.hist0, m.ctr0 = gatherMetrics(m.reg)
 	runtime.ReadMemStats(&m.mem0)
 	m.cpu0, m.sys0, m.disk0 = processCPU(), systemCPU(), diskWritten()
 	m.start = time.Now()
@@ -89,7 +90,7 @@ func (m *meter) End() {
 	m.end = time.Now()
 	m.cpu1, m.sys1, m.disk1 = processCPU(), systemCPU(), diskWritten()
 	runtime.ReadMemStats(&m.mem1)
-	m.hist1 = gatherHistograms(m.reg)
+	m.hist1, m.ctr1 = gatherMetrics(m.reg)
 	if m.profFile != nil {
 		pprof.StopCPUProfile()
 		if err := m.profFile.Close(); err != nil {
@@ -182,6 +183,15 @@ func (m *meter) hist(name string) histSnap {
 	return m.hist1[name].sub(m.hist0[name])
 }
 
+// counter returns the change of a counter over the window: name sums
+// every label set, name{label=value} those with that label value.
+func (m *meter) counter(name string) float64 {
+	if m == nil || !m.ended {
+		return 0
+	}
+	return m.ctr1[name] - m.ctr0[name]
+}
+
 // histSnap is a histogram's state (cumulative bucket counts).
 type histSnap struct {
 	Count  uint64
@@ -223,18 +233,27 @@ func (h histSnap) Quantile(q float64) float64 {
 	return math.Inf(1)
 }
 
-// gatherHistograms reads every unlabelled histogram of reg.
-func gatherHistograms(reg *prometheus.Registry) map[string]histSnap {
-	out := map[string]histSnap{}
+// gatherMetrics reads every unlabelled histogram of reg, and every
+// counter summed per name and per name{label=value}.
+func gatherMetrics(reg *prometheus.Registry) (map[string]histSnap, map[string]float64) {
+	out, ctr := map[string]histSnap{}, map[string]float64{}
 	if reg == nil {
-		return out
+		return out, ctr
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
-		return out
+		return out, ctr
 	}
 	for _, mf := range mfs {
 		ms := mf.GetMetric()
+		for _, m := range ms {
+			if c := m.GetCounter(); c != nil {
+				ctr[mf.GetName()] += c.GetValue()
+				for _, l := range m.GetLabel() {
+					ctr[mf.GetName()+"{"+l.GetName()+"="+l.GetValue()+"}"] += c.GetValue()
+				}
+			}
+		}
 		if len(ms) != 1 || ms[0].GetHistogram() == nil || len(ms[0].GetLabel()) != 0 {
 			continue
 		}
@@ -246,5 +265,5 @@ func gatherHistograms(reg *prometheus.Registry) map[string]histSnap {
 		}
 		out[mf.GetName()] = s
 	}
-	return out
+	return out, ctr
 }

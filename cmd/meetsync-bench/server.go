@@ -61,6 +61,9 @@ type serverConfig struct {
 	// Delivery configures the dispatcher. Private (loopback) endpoint URLs
 	// are always allowed: the benchmark's receivers are on 127.0.0.1.
 	Delivery delivery.Config
+	// DeferDispatcher creates the dispatcher but leaves it stopped until
+	// StartDelivery, so that a backlog can be loaded first.
+	DeferDispatcher bool
 }
 
 // benchServer is a real meetsync (ingest.Service, delivery.Dispatcher and
@@ -102,7 +105,7 @@ func startServer(ctx context.Context, store meetsync.Store, cfg serverConfig) (*
 		dc.URLPolicy, dc.ReleaseOnStart = policy, true
 		dc.Changes, dc.Notify = s.Ingest.Changes, s.Ingest.Notify
 		var err error
-		if s.Delivery, err = delivery.New(store, cfg.Logger, s.Registry, dc); err == nil {
+		if s.Delivery, err = delivery.New(store, cfg.Logger, s.Registry, dc); err == nil && !cfg.DeferDispatcher {
 			err = s.Delivery.Start(ctx)
 		}
 		if err != nil {
@@ -129,6 +132,14 @@ func startServer(ctx context.Context, store meetsync.Store, cfg serverConfig) (*
 	s.URL = "http://" + s.ln.Addr().String()
 	go func() { s.done <- s.http.Serve(s.ln) }()
 	return s, nil
+}
+
+// StartDelivery starts a dispatcher created with DeferDispatcher.
+func (s *benchServer) StartDelivery(ctx context.Context) error {
+	if s.Delivery == nil {
+		return errors.New("the server runs no dispatcher")
+	}
+	return s.Delivery.Start(ctx)
 }
 
 // Close stops the HTTP server (finishing in-flight requests), the
