@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/meetsync/meetsync/internal/jsonscan"
 )
 
 // Event types built into meetsync. Their namespaces are reserved: an app
@@ -476,7 +478,7 @@ func parseStatusData(sd *statusData, data json.RawMessage, prefix, deviceID stri
 			if m.plain {
 				out = append(out, m.val...)
 			} else {
-				out = appendCompactHTML(out, m.val)
+				out = jsonscan.AppendCompactHTML(out, m.val)
 			}
 			i++
 			continue
@@ -486,15 +488,15 @@ func parseStatusData(sd *statusData, data json.RawMessage, prefix, deviceID stri
 		out = append(out, '"', ':')
 		switch k {
 		case 0:
-			out = appendJSONString(out, deviceID)
+			out = jsonscan.AppendString(out, deviceID)
 		case 1:
-			out = appendJSONString(out, sd.MeetingNum)
+			out = jsonscan.AppendString(out, sd.MeetingNum)
 		case 2:
-			out = appendJSONString(out, sd.Reason.Name())
+			out = jsonscan.AppendString(out, sd.Reason.Name())
 		case 3:
 			out = strconv.AppendInt(out, int64(sd.Reason), 10)
 		case 4:
-			out = appendJSONString(out, st.Name())
+			out = jsonscan.AppendString(out, st.Name())
 		case 5:
 			out = strconv.AppendInt(out, int64(st), 10)
 		}
@@ -598,11 +600,11 @@ const maxScanDepth = 32
 // all its keys are plain: printable ASCII without escapes or the characters
 // encoding/json escapes (", \, <, >, &), so that a key reads and writes as is.
 func scanObjectMembers(data []byte, dst []objMember) (_ []objMember, ok bool) {
-	i := skipWS(data, 0)
+	i := jsonscan.SkipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return dst, false
 	}
-	i = skipWS(data, i+1)
+	i = jsonscan.SkipSpace(data, i+1)
 	if i < len(data) && data[i] == '}' {
 		i++
 	} else {
@@ -621,17 +623,18 @@ func scanObjectMembers(data []byte, dst []objMember) (_ []objMember, ok bool) {
 				return dst, false
 			}
 			key := data[i+1 : j]
-			i = skipWS(data, j+1)
+			i = jsonscan.SkipSpace(data, j+1)
 			if i >= len(data) || data[i] != ':' {
 				return dst, false
 			}
-			i = skipWS(data, i+1)
-			start, plain := i, true
-			if i = scanValue(data, i, 1, &plain); i < 0 {
+			i = jsonscan.SkipSpace(data, i+1)
+			// The object itself is one level of the depth.
+			end, plain := jsonscan.SkipValueCompact(data, i, maxScanDepth-1)
+			if end < 0 {
 				return dst, false
 			}
-			dst = append(dst, objMember{key: key, val: data[start:i], plain: plain})
-			i = skipWS(data, i)
+			dst = append(dst, objMember{key: key, val: data[i:end], plain: plain})
+			i = jsonscan.SkipSpace(data, end)
 			if i >= len(data) {
 				return dst, false
 			}
@@ -642,10 +645,10 @@ func scanObjectMembers(data []byte, dst []objMember) (_ []objMember, ok bool) {
 			if data[i] != ',' {
 				return dst, false
 			}
-			i = skipWS(data, i+1)
+			i = jsonscan.SkipSpace(data, i+1)
 		}
 	}
-	return dst, skipWS(data, i) == len(data)
+	return dst, jsonscan.SkipSpace(data, i) == len(data)
 }
 
 // sortMembers sorts members by key, as encoding/json orders a map. It
@@ -664,209 +667,6 @@ func sortMembers(members []objMember) bool {
 		}
 	}
 	return true
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipWSIn is skipWS inside a value: whitespace there makes the value not plain.
-func skipWSIn(b []byte, i int, plain *bool) int {
-	j := skipWS(b, i)
-	if j != i {
-		*plain = false
-	}
-	return j
-}
-
-// scanValue checks the JSON value at b[i:] and returns the index after it,
-// or -1 if it is not valid JSON or nests deeper than maxScanDepth. It clears
-// *plain if the value holds whitespace or characters encoding/json escapes.
-func scanValue(b []byte, i, depth int, plain *bool) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch c := b[i]; c {
-	case '"':
-		return scanString(b, i, plain)
-	case '{', '[':
-		if depth >= maxScanDepth {
-			return -1
-		}
-		end := byte('}')
-		if c == '[' {
-			end = ']'
-		}
-		i = skipWSIn(b, i+1, plain)
-		if i < len(b) && b[i] == end {
-			return i + 1
-		}
-		for {
-			if c == '{' {
-				if i >= len(b) || b[i] != '"' {
-					return -1
-				}
-				if i = scanString(b, i, plain); i < 0 {
-					return -1
-				}
-				i = skipWSIn(b, i, plain)
-				if i >= len(b) || b[i] != ':' {
-					return -1
-				}
-				i = skipWSIn(b, i+1, plain)
-			}
-			if i = scanValue(b, i, depth+1, plain); i < 0 {
-				return -1
-			}
-			i = skipWSIn(b, i, plain)
-			if i >= len(b) {
-				return -1
-			}
-			if b[i] == end {
-				return i + 1
-			}
-			if b[i] != ',' {
-				return -1
-			}
-			i = skipWSIn(b, i+1, plain)
-		}
-	case 't':
-		return scanLiteral(b, i, "true")
-	case 'f':
-		return scanLiteral(b, i, "false")
-	case 'n':
-		return scanLiteral(b, i, "null")
-	}
-	return scanNumber(b, i)
-}
-
-func scanLiteral(b []byte, i int, lit string) int {
-	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
-		return -1
-	}
-	return i + len(lit)
-}
-
-// scanString checks the string literal at b[i] (a quote).
-func scanString(b []byte, i int, plain *bool) int {
-	for i++; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
-			return i + 1
-		case c < 0x20:
-			return -1
-		case c == '\\':
-			if i+1 >= len(b) {
-				return -1
-			}
-			switch b[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i++
-			case 'u':
-				if len(b)-i < 6 || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
-					return -1
-				}
-				i += 5
-			default:
-				return -1
-			}
-		case c == '<', c == '>', c == '&', c == 0xE2: // 0xE2 may start U+2028 or U+2029
-			*plain = false
-		}
-	}
-	return -1
-}
-
-func isHex(c byte) bool {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// scanNumber checks the number at b[i:] (JSON's grammar).
-func scanNumber(b []byte, i int) int {
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i >= len(b):
-		return -1
-	case b[i] == '0':
-		i++
-	case b[i] >= '1' && b[i] <= '9':
-		for i++; i < len(b) && isDigit(b[i]); i++ {
-		}
-	default:
-		return -1
-	}
-	if i < len(b) && b[i] == '.' {
-		if i++; i >= len(b) || !isDigit(b[i]) {
-			return -1
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		if i++; i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || !isDigit(b[i]) {
-			return -1
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	return i
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendCompactHTML appends the valid JSON value v as encoding/json writes
-// a json.RawMessage: without insignificant whitespace, and with <, >, &,
-// U+2028 and U+2029 escaped.
-func appendCompactHTML(dst, v []byte) []byte {
-	inString := false
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case c == '<' || c == '>' || c == '&':
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-		case c == 0xE2 && i+2 < len(v) && v[i+1] == 0x80 && v[i+2]&^1 == 0xA8:
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[v[i+2]&0xF])
-			i += 2
-		case inString:
-			dst = append(dst, c)
-			if c == '\\' {
-				i++
-				dst = append(dst, v[i])
-			} else if c == '"' {
-				inString = false
-			}
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-		default:
-			dst = append(dst, c)
-			inString = c == '"'
-		}
-	}
-	return dst
-}
-
-// appendJSONString appends s as encoding/json writes a string.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s)
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
 
 // NewStatusEventData builds the data of a meeting.status_changed event that

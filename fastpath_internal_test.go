@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meetsync/meetsync/internal/jsonscan"
 )
 
 // The fast paths of status parsing and event preparation must behave
@@ -237,7 +239,7 @@ func FuzzStatusDataFastPath(f *testing.F) {
 				t.Fatalf("scanObjectMembers accepts invalid JSON %q", data)
 			}
 			for _, m := range members {
-				if got := appendCompactHTML(nil, m.val); m.plain && string(got) != string(m.val) {
+				if got := jsonscan.AppendCompactHTML(nil, m.val); m.plain && string(got) != string(m.val) {
 					t.Fatalf("member %s: plain %q is written %q", m.key, m.val, got)
 				}
 			}

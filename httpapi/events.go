@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/jsonscan"
 )
 
 // ingestBody is the top level of POST /v1/events: one event, or {"events":[…]}.
@@ -82,18 +83,18 @@ func parseIngestBodyJSON(body []byte) (inputs []*meetsync.EventInput, batch bool
 // EventInput's keys in their exact spelling, each once; the strings (or
 // null) hold no escapes, control characters or invalid UTF-8; client_seq (or
 // null) is an integer of at most 18 digits; and data is any JSON value
-// nesting at most maxReadDepth deep. ok is false for any other body
-// (every invalid one among them), which the caller decodes with
-// encoding/json: that gives the same inputs for every body read here.
+// nesting at most maxReadDepth deep with its event object. ok is false for
+// any other body (every invalid one among them), which the caller decodes
+// with encoding/json: that gives the same inputs for every body read here.
 func readIngestBody(body []byte) (events []meetsync.EventInput, batch, ok bool) {
 	r := ingestReader{b: body}
 	r.ws()
 	if r.i >= len(body) || body[r.i] != '{' {
 		return nil, false, false
 	}
-	if k := skipWS(body, r.i+1); len(body)-k > 8 && string(body[k:k+8]) == `"events"` {
+	if k := jsonscan.SkipSpace(body, r.i+1); len(body)-k > 8 && string(body[k:k+8]) == `"events"` {
 		// {"events":[…]} and nothing else.
-		r.i = skipWS(body, k+8)
+		r.i = jsonscan.SkipSpace(body, k+8)
 		if !r.byte(':') {
 			return nil, false, false
 		}
@@ -154,7 +155,7 @@ var builtinTypeNames = func() map[string]string {
 	return m
 }()
 
-func (r *ingestReader) ws() { r.i = skipWS(r.b, r.i) }
+func (r *ingestReader) ws() { r.i = jsonscan.SkipSpace(r.b, r.i) }
 
 // byte consumes c if it is next.
 func (r *ingestReader) byte(c byte) bool {
@@ -188,79 +189,31 @@ func (r *ingestReader) event(in *meetsync.EventInput) bool {
 		var bit uint
 		switch string(key) {
 		case "id":
-			bit = 1
-			v, ok := r.plainString()
-			if !ok {
-				return false
-			}
-			if v != nil {
-				in.ID = string(v)
-			}
+			bit, ok = 1, r.stringField(&in.ID, nil)
 		case "type":
 			bit = 2
-			v, ok := r.plainString()
-			if !ok {
-				return false
-			}
-			if name, builtin := builtinTypeNames[string(v)]; builtin {
-				in.Type = name
-			} else if v != nil {
-				in.Type = string(v)
+			var v []byte
+			if v, ok = r.plainString(); ok && v != nil {
+				if name, builtin := builtinTypeNames[string(v)]; builtin {
+					in.Type = name
+				} else {
+					in.Type = string(v)
+				}
 			}
 		case "user_id":
-			bit = 4
-			v, ok := r.plainString()
-			if !ok {
-				return false
-			}
-			if v != nil {
-				if string(v) != r.prevUser {
-					r.prevUser = string(v)
-				}
-				in.UserID = r.prevUser
-			}
+			bit, ok = 4, r.stringField(&in.UserID, &r.prevUser)
 		case "device_id":
-			bit = 8
-			v, ok := r.plainString()
-			if !ok {
-				return false
-			}
-			if v != nil {
-				if string(v) != r.prevDevice {
-					r.prevDevice = string(v)
-				}
-				in.DeviceID = r.prevDevice
-			}
+			bit, ok = 8, r.stringField(&in.DeviceID, &r.prevDevice)
 		case "occurred_at":
-			bit = 16
-			v, ok := r.plainString()
-			if !ok {
-				return false
-			}
-			if v != nil {
-				in.OccurredAt = string(v)
-			}
+			bit, ok = 16, r.stringField(&in.OccurredAt, nil)
 		case "client_seq":
-			bit = 32
-			if !r.clientSeq(in) {
-				return false
-			}
+			bit, ok = 32, r.clientSeq(in)
 		case "data":
-			bit = 64
-			start := r.i
-			if r.i = skipValue(r.b, r.i, 1); r.i < 0 {
-				return false
-			}
-			if r.data == nil {
-				r.data = make([]byte, 0, len(r.b))
-			}
-			n := len(r.data)
-			r.data = append(r.data, r.b[start:r.i]...)
-			in.Data = r.data[n:len(r.data):len(r.data)]
+			bit, ok = 64, r.dataField(in)
 		default:
 			return false
 		}
-		if seen&bit != 0 {
+		if !ok || seen&bit != 0 {
 			return false
 		}
 		seen |= bit
@@ -275,13 +228,49 @@ func (r *ingestReader) event(in *meetsync.EventInput) bool {
 	}
 }
 
+// stringField reads a string field (see plainString) into *dst; null
+// leaves *dst as it is. last, if not nil, holds the field's value in an
+// earlier event: an equal value shares its string instead of allocating one.
+func (r *ingestReader) stringField(dst, last *string) bool {
+	v, ok := r.plainString()
+	switch {
+	case !ok:
+		return false
+	case v == nil:
+	case last == nil:
+		*dst = string(v)
+	default:
+		if string(v) != *last {
+			*last = string(v)
+		}
+		*dst = *last
+	}
+	return true
+}
+
+// dataField reads data, any JSON value, into in.Data.
+func (r *ingestReader) dataField(in *meetsync.EventInput) bool {
+	start := r.i
+	// The event object is one level of the depth.
+	if r.i = jsonscan.SkipValue(r.b, r.i, maxReadDepth-1); r.i < 0 {
+		return false
+	}
+	if r.data == nil {
+		r.data = make([]byte, 0, len(r.b))
+	}
+	n := len(r.data)
+	r.data = append(r.data, r.b[start:r.i]...)
+	in.Data = r.data[n:len(r.data):len(r.data)]
+	return true
+}
+
 // plainString reads a string literal holding no escapes, control
 // characters or invalid UTF-8 (encoding/json decodes it as is), and
 // returns its content. null reads as a nil content.
 func (r *ingestReader) plainString() (_ []byte, ok bool) {
 	b := r.b
 	if r.i < len(b) && b[r.i] == 'n' {
-		if r.i = scanLiteral(b, r.i, "null"); r.i < 0 {
+		if r.i = jsonscan.SkipLiteral(b, r.i, "null"); r.i < 0 {
 			return nil, false
 		}
 		return nil, true
@@ -313,7 +302,7 @@ func (r *ingestReader) plainString() (_ []byte, ok bool) {
 func (r *ingestReader) clientSeq(in *meetsync.EventInput) bool {
 	b := r.b
 	if r.i < len(b) && b[r.i] == 'n' {
-		r.i = scanLiteral(b, r.i, "null")
+		r.i = jsonscan.SkipLiteral(b, r.i, "null")
 		return r.i >= 0
 	}
 	j := r.i
@@ -321,7 +310,7 @@ func (r *ingestReader) clientSeq(in *meetsync.EventInput) bool {
 		j++
 	}
 	digits := j
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+	for j < len(b) && jsonscan.IsDigit(b[j]) {
 		j++
 	}
 	n := j - digits
@@ -347,155 +336,10 @@ func (r *ingestReader) clientSeq(in *meetsync.EventInput) bool {
 	return true
 }
 
-// maxReadDepth bounds the nesting of data that readIngestBody reads.
+// maxReadDepth bounds the nesting of data that readIngestBody reads,
+// counting the event object that holds it: data itself nests at most
+// maxReadDepth-1 deep.
 const maxReadDepth = 64
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipValue checks the JSON value at b[i:] (as encoding/json does) and
-// returns the index after it, or -1 if it is not valid or nests deeper
-// than maxReadDepth.
-func skipValue(b []byte, i, depth int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch c := b[i]; c {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		if depth >= maxReadDepth {
-			return -1
-		}
-		end := byte('}')
-		if c == '[' {
-			end = ']'
-		}
-		i = skipWS(b, i+1)
-		if i < len(b) && b[i] == end {
-			return i + 1
-		}
-		for {
-			if c == '{' {
-				if i >= len(b) || b[i] != '"' {
-					return -1
-				}
-				if i = skipString(b, i); i < 0 {
-					return -1
-				}
-				i = skipWS(b, i)
-				if i >= len(b) || b[i] != ':' {
-					return -1
-				}
-				i = skipWS(b, i+1)
-			}
-			if i = skipValue(b, i, depth+1); i < 0 {
-				return -1
-			}
-			i = skipWS(b, i)
-			if i >= len(b) {
-				return -1
-			}
-			if b[i] == end {
-				return i + 1
-			}
-			if b[i] != ',' {
-				return -1
-			}
-			i = skipWS(b, i+1)
-		}
-	case 't':
-		return scanLiteral(b, i, "true")
-	case 'f':
-		return scanLiteral(b, i, "false")
-	case 'n':
-		return scanLiteral(b, i, "null")
-	}
-	return skipNumber(b, i)
-}
-
-func scanLiteral(b []byte, i int, lit string) int {
-	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
-		return -1
-	}
-	return i + len(lit)
-}
-
-// skipString checks the string literal at b[i] (a quote).
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
-			return i + 1
-		case c < 0x20:
-			return -1
-		case c == '\\':
-			if i+1 >= len(b) {
-				return -1
-			}
-			switch b[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i++
-			case 'u':
-				if len(b)-i < 6 || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
-					return -1
-				}
-				i += 5
-			default:
-				return -1
-			}
-		}
-	}
-	return -1
-}
-
-func isHex(c byte) bool {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// skipNumber checks the number at b[i:] (JSON's grammar).
-func skipNumber(b []byte, i int) int {
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i >= len(b):
-		return -1
-	case b[i] == '0':
-		i++
-	case b[i] >= '1' && b[i] <= '9':
-		for i++; i < len(b) && isDigit(b[i]); i++ {
-		}
-	default:
-		return -1
-	}
-	if i < len(b) && b[i] == '.' {
-		if i++; i >= len(b) || !isDigit(b[i]) {
-			return -1
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		if i++; i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if i >= len(b) || !isDigit(b[i]) {
-			return -1
-		}
-		for i < len(b) && isDigit(b[i]) {
-			i++
-		}
-	}
-	return i
-}
 
 // parseIngestBodyEach is ParseIngestBody decoding the top level, then each event.
 func parseIngestBodyEach(body []byte) (inputs []*meetsync.EventInput, batch bool, err error) {
@@ -709,7 +553,7 @@ func appendIngestResponse(b []byte, results []meetsync.EventResult) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"id":`...)
-		b = appendJSONString(b, r.ID)
+		b = jsonscan.AppendString(b, r.ID)
 		b = append(b, `,"seq":`...)
 		b = strconv.AppendInt(b, r.Seq, 10)
 		b = append(b, `,"duplicate":`...)
@@ -719,19 +563,6 @@ func appendIngestResponse(b []byte, results []meetsync.EventResult) []byte {
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
-}
-
-// appendJSONString appends s as encoding/json writes a string.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // prepareAppend validates an ingest body into an AppendRequest. principal
