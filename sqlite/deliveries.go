@@ -388,7 +388,16 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 // DeliveryNextDue returns when the earliest queue head is due (ok false if none).
 func (db *DB) DeliveryNextDue(ctx context.Context) (time.Time, bool, error) {
 	var v sql.NullInt64
-	if err := db.reader.QueryRowContext(ctx, "SELECT min(next_at) FROM deliveries WHERE head = 1").Scan(&v); err != nil {
+	// Heads of disabled endpoints are normally parked (head = 0); the join
+	// keeps one that is not (e.g. released at start) from waking the
+	// dispatcher in a loop. The due index is read in order, so this stops
+	// at the first head of an enabled endpoint.
+	err := db.reader.QueryRowContext(ctx, `SELECT d.next_at FROM deliveries d JOIN endpoints ep ON ep.id = d.endpoint_id
+		WHERE d.head = 1 AND ep.disabled = 0 ORDER BY d.next_at LIMIT 1`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due delivery: %w", err)
 	}
 	return fromMicros(v.Int64), v.Valid, nil
@@ -409,6 +418,11 @@ func (db *DB) DeliveriesReleaseClaims(ctx context.Context, owner string, now tim
 		return 0, fmt.Errorf("release claims: %w", err)
 	}
 	n, _ := res.RowsAffected()
+	// A released head of an endpoint disabled while it was claimed is parked.
+	if _, err := db.writer.ExecContext(ctx, `UPDATE deliveries SET head = 0 WHERE head = 1 AND claim_owner = ''
+		AND endpoint_id IN (SELECT id FROM endpoints WHERE disabled = 1)`); err != nil {
+		return 0, fmt.Errorf("release claims: %w", err)
+	}
 	return int(n), nil
 }
 
