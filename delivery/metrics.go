@@ -49,6 +49,7 @@ type depthCollector struct {
 	mu    sync.Mutex
 	at    time.Time
 	last  map[string]int64
+	seen  map[string]bool // endpoints ever reported: an emptied queue reads 0, not absent
 }
 
 var depthDesc = prometheus.NewDesc("meetsync_delivery_queue_depth", "Pending or failed (awaiting retry) deliveries per endpoint.", []string{"endpoint"}, nil)
@@ -66,7 +67,13 @@ func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
 			c.last, c.at = depths, time.Now()
 		}
 	}
-	for id, n := range c.last {
-		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(n), id)
+	if c.seen == nil {
+		c.seen = map[string]bool{}
+	}
+	for id := range c.last {
+		c.seen[id] = true
+	}
+	for id := range c.seen {
+		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(c.last[id]), id)
 	}
 }
