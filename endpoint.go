@@ -63,17 +63,6 @@ func NewEndpointSecret() string {
 	return SecretPrefix + base64.StdEncoding.EncodeToString(b)
 }
 
-// ActiveSecrets returns the secrets valid at now, newest first.
-func (e *Endpoint) ActiveSecrets(now time.Time) []string {
-	out := make([]string, 0, len(e.Secrets))
-	for _, s := range e.Secrets {
-		if s.ExpiresAt == nil || now.Before(*s.ExpiresAt) {
-			out = append(out, s.Secret)
-		}
-	}
-	return out
-}
-
 // Subscribed reports whether the endpoint takes events of type typ.
 func (e *Endpoint) Subscribed(typ string) bool { return !e.Disabled && e.EventTypes.Match(typ) }
 

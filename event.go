@@ -669,23 +669,6 @@ func sortMembers(members []objMember) bool {
 	return true
 }
 
-// NewStatusEventData builds the data of a meeting.status_changed event that
-// meetsync emits itself (reconciler, sessions).
-func NewStatusEventData(st MeetingStatus, r Reason, meetingNum string) json.RawMessage {
-	m := map[string]any{"status": st.Name(), "status_code": int(st), "reason": r.Name(), "reason_code": int(r)}
-	if meetingNum != "" {
-		m["meeting_num"] = meetingNum
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
-
-// SetStatus attaches a parsed status to a system-built meeting.status_changed event.
-func (e *Event) SetStatus(st MeetingStatus, r Reason, meetingNum string) {
-	e.status = &statusData{Status: st, Reason: r, MeetingNum: meetingNum}
-	e.Data = NewStatusEventData(st, r, meetingNum)
-}
-
 // StatusChange returns the status carried by a meeting.status_changed
 // event, parsing its data if needed (events read back from a store).
 func (e *Event) StatusChange() (st MeetingStatus, r Reason, meetingNum string, ok bool) {

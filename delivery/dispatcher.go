@@ -210,9 +210,6 @@ func New(store meetsync.Store, log *slog.Logger, reg prometheus.Registerer, cfg 
 	return d, nil
 }
 
-// Owner returns the id under which this dispatcher claims deliveries.
-func (d *Dispatcher) Owner() string { return d.cfg.Owner }
-
 // Start starts the claim loop, the workers and the completer.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	if d.cfg.ReleaseOnStart {

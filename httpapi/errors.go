@@ -30,17 +30,6 @@ func ErrorStatus(code string) int {
 	return http.StatusInternalServerError
 }
 
-// ErrorCodeForStatus returns the error code whose status is status, for
-// clients that receive an error without a body.
-func ErrorCodeForStatus(status int) string {
-	for c, s := range statusOf {
-		if s == status {
-			return c
-		}
-	}
-	return meetsync.EINTERNAL
-}
-
 type errorBody struct {
 	Error *meetsync.Error `json:"error"`
 }

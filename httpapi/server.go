@@ -136,9 +136,6 @@ func (s *Server) routes() {
 	})
 }
 
-// Handle registers an extra handler (for other packages' routes).
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
-
 // ServeHTTP implements http.Handler with metrics.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()

@@ -326,26 +326,12 @@ func (r *deliveryReport) writeTable(out io.Writer) {
 	}
 	profiles := append([]*deliveryPhaseResult(nil), phases...)
 	if p := r.HTTP; p != nil {
-		if p.ProfileError != "" {
-			notes = append(notes, fmt.Sprintf("http: no CPU profile: %s", p.ProfileError))
-		} else if p.Profile != "" {
-			notes = append(notes, fmt.Sprintf("http: CPU profile in %s", p.Profile))
-		}
+		notes = appendProfileNote(notes, "http", p.Profile, p.ProfileError)
 	}
 	for _, p := range profiles {
-		if p.ProfileError != "" {
-			notes = append(notes, fmt.Sprintf("%s: no CPU profile: %s", p.Name, p.ProfileError))
-		} else if p.Profile != "" {
-			notes = append(notes, fmt.Sprintf("%s: CPU profile in %s", p.Name, p.Profile))
-		}
+		notes = appendProfileNote(notes, p.Name, p.Profile, p.ProfileError)
 	}
-	if len(notes) > 0 {
-		fmt.Fprintln(out)
-		for _, n := range notes {
-			fmt.Fprintln(out, "note:", n)
-		}
-	}
-	fmt.Fprintln(out)
+	writeNotes(out, notes)
 }
 
 // phaseNote marks a figure that is not a clean measurement.

@@ -95,19 +95,9 @@ func parseIngestFlags(args []string, stderr io.Writer) (*ingestOptions, error) {
 	if o.Batch < 1 || o.Batch > 1000 {
 		return nil, errors.New("--batch must be from 1 to 1000 (the API's batch limit)")
 	}
-	o.Phases = map[string]bool{}
-	for _, p := range strings.Split(*phases, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		if !slices.Contains(ingestPhases, p) {
-			return nil, fmt.Errorf("--phases: unknown phase %q (known: %s)", p, strings.Join(ingestPhases, ","))
-		}
-		o.Phases[p] = true
-	}
-	if len(o.Phases) == 0 {
-		return nil, errors.New("--phases: no phase selected")
+	var err error
+	if o.Phases, err = parsePhases(*phases, ingestPhases); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
@@ -179,19 +169,28 @@ func parseDeliveryFlags(args []string, stderr io.Writer) (*deliveryOptions, erro
 	case o.Timeout <= 0:
 		return nil, errors.New("--timeout must be positive")
 	}
-	o.Phases = map[string]bool{}
-	for _, p := range strings.Split(*phases, ",") {
+	var err error
+	if o.Phases, err = parsePhases(*phases, deliveryPhases); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// parsePhases reads a comma-separated --phases value against the known phases.
+func parsePhases(v string, known []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, p := range strings.Split(v, ",") {
 		p = strings.TrimSpace(p)
 		if p == "" {
 			continue
 		}
-		if !slices.Contains(deliveryPhases, p) {
-			return nil, fmt.Errorf("--phases: unknown phase %q (known: %s)", p, strings.Join(deliveryPhases, ","))
+		if !slices.Contains(known, p) {
+			return nil, fmt.Errorf("--phases: unknown phase %q (known: %s)", p, strings.Join(known, ","))
 		}
-		o.Phases[p] = true
+		out[p] = true
 	}
-	if len(o.Phases) == 0 {
+	if len(out) == 0 {
 		return nil, errors.New("--phases: no phase selected")
 	}
-	return o, nil
+	return out, nil
 }

@@ -445,36 +445,18 @@ func (r *ingestReport) writeTable(out io.Writer) {
 		if p.SendLagMs != nil && p.SendLagMs.P99 > 1 {
 			notes = append(notes, fmt.Sprintf("%s: requests left up to %s ms (p99) after their scheduled time; the latency counts that wait", p.Name, fmtMs(p.SendLagMs.P99)))
 		}
-		if p.ProfileError != "" {
-			notes = append(notes, fmt.Sprintf("%s: no CPU profile: %s", p.Name, p.ProfileError))
-		} else if p.Profile != "" {
-			notes = append(notes, fmt.Sprintf("%s: CPU profile in %s", p.Name, p.Profile))
-		}
+		notes = appendProfileNote(notes, p.Name, p.Profile, p.ProfileError)
 	}
 	for _, c := range []*commitResult{r.Commit, r.CommitBatch} {
 		if c == nil {
 			continue
 		}
-		if c.ProfileErr != "" {
-			notes = append(notes, fmt.Sprintf("commit%d: no CPU profile: %s", c.RowsPerTxn, c.ProfileErr))
-		} else if c.Profile != "" {
-			notes = append(notes, fmt.Sprintf("commit%d: CPU profile in %s", c.RowsPerTxn, c.Profile))
-		}
+		notes = appendProfileNote(notes, fmt.Sprintf("commit%d", c.RowsPerTxn), c.Profile, c.ProfileErr)
 	}
 	for _, a := range r.StoreAppend {
-		if a.ProfileErr != "" {
-			notes = append(notes, fmt.Sprintf("%s: no CPU profile: %s", a.Name, a.ProfileErr))
-		} else if a.Profile != "" {
-			notes = append(notes, fmt.Sprintf("%s: CPU profile in %s", a.Name, a.Profile))
-		}
+		notes = appendProfileNote(notes, a.Name, a.Profile, a.ProfileErr)
 	}
-	if len(notes) > 0 {
-		fmt.Fprintln(out)
-		for _, n := range notes {
-			fmt.Fprintln(out, "note:", n)
-		}
-	}
-	fmt.Fprintln(out)
+	writeNotes(out, notes)
 }
 
 // writeCommits prints what the group committer reported per phase.
@@ -582,4 +564,26 @@ func groupDigits(v float64) string {
 		return "-" + b.String()
 	}
 	return b.String()
+}
+
+// appendProfileNote notes where a phase's CPU profile went, or why it is missing.
+func appendProfileNote(notes []string, phase, path, errText string) []string {
+	switch {
+	case errText != "":
+		return append(notes, fmt.Sprintf("%s: no CPU profile: %s", phase, errText))
+	case path != "":
+		return append(notes, fmt.Sprintf("%s: CPU profile in %s", phase, path))
+	}
+	return notes
+}
+
+// writeNotes prints the notes under a report, then a blank line.
+func writeNotes(out io.Writer, notes []string) {
+	if len(notes) > 0 {
+		fmt.Fprintln(out)
+		for _, n := range notes {
+			fmt.Fprintln(out, "note:", n)
+		}
+	}
+	fmt.Fprintln(out)
 }
