@@ -15,9 +15,12 @@ import (
 // cannot ingest an unknown type in them, nor register a custom type there.
 const (
 	TypeClientInitialized    = "client.initialized"
+	TypeSessionLoginStarted  = "session.login_started"
 	TypeSessionLoggedIn      = "session.logged_in"
 	TypeSessionLoginFailed   = "session.login_failed"
 	TypeSessionRolledBack    = "session.rolled_back"
+	TypeSessionDegraded      = "session.degraded"
+	TypeSessionLogoutStarted = "session.logout_started"
 	TypeSessionLoggedOut     = "session.logged_out"
 	TypeSessionKickedOut     = "session.kicked_out"
 	TypeSessionAuthExpired   = "session.auth_expired"
@@ -27,6 +30,7 @@ const (
 	TypeMeetingEnded         = "meeting.ended"
 	TypeMeetingMemberJoined  = "meeting.member_joined"
 	TypeMeetingMemberLeft    = "meeting.member_left"
+	TypeMeetingPlatformEvent = "meeting.platform_event"
 	TypeInvitationCreated    = "invitation.created"
 	TypeInvitationAccepted   = "invitation.accepted"
 	TypeInvitationRejected   = "invitation.rejected"
@@ -48,9 +52,12 @@ type BuiltinType struct {
 // BuiltinTypes lists the built-in event types.
 var BuiltinTypes = []BuiltinType{
 	{TypeClientInitialized, "A client initialised the business system and the meeting SDK (results of both).", true},
+	{TypeSessionLoginStarted, "The business side of a user logged in; meeting credentials were issued and the meeting login is pending.", false},
 	{TypeSessionLoggedIn, "Both sides of a user's session are logged in.", false},
 	{TypeSessionLoginFailed, "The meeting-side login failed after its retries.", false},
 	{TypeSessionRolledBack, "The session was rolled back by the app's policy.", false},
+	{TypeSessionDegraded, "The meeting side did not log in by the deadline; by the app's degrade policy the business session stays and meetings are unavailable.", false},
+	{TypeSessionLogoutStarted, "A logout was requested: the meeting credentials are revoked and the user's devices told to log out.", false},
 	{TypeSessionLoggedOut, "Both sides of a user's session are logged out.", false},
 	{TypeSessionKickedOut, "The meeting SDK reported onKickOut.", true},
 	{TypeSessionAuthExpired, "The meeting SDK reported onAuthInfoExpired.", true},
@@ -60,6 +67,7 @@ var BuiltinTypes = []BuiltinType{
 	{TypeMeetingEnded, "A meeting ended.", true},
 	{TypeMeetingMemberJoined, "A user joined a meeting.", true},
 	{TypeMeetingMemberLeft, "A user left a meeting.", true},
+	{TypeMeetingPlatformEvent, "A meeting-platform callback meetsync does not interpret, with its original payload.", false},
 	{TypeInvitationCreated, "An invitation was created for this user.", false},
 	{TypeInvitationAccepted, "An invitation was accepted.", false},
 	{TypeInvitationRejected, "An invitation was rejected.", false},
