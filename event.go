@@ -131,11 +131,31 @@ type Event struct {
 	Stale      bool
 	Data       json.RawMessage
 
+	// Effects, set only on events meetsync makes itself, say what the event
+	// does besides its status (see UserState.Apply). Not stored.
+	Effects *EventEffects
+
 	// CallerID is true when ID was supplied by the caller (and so must be
 	// checked for duplicates).
 	CallerID bool
 	// status holds the parsed meeting status of a meeting.status_changed event.
 	status *statusData
+}
+
+// EventEffects are the state changes a server-made event carries.
+type EventEffects struct {
+	// Session replaces the user's session (its Version is assigned by Apply).
+	Session *Session
+	// Member is a change of the user's meeting membership reported by the platform.
+	Member *Membership
+}
+
+// Membership is the platform's report that a user joined or left a meeting.
+type Membership struct {
+	MeetingNum string
+	Joined     bool
+	// CheckAt is when a device still in the meeting is corrected (left only).
+	CheckAt time.Time
 }
 
 // statusData is the parsed content of a meeting.status_changed event.

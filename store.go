@@ -101,6 +101,10 @@ type AppendRequest struct {
 	IdempotencyKey string
 	RequestHash    []byte
 	Events         []*Event
+	// ExpectSession, when set, makes the request conditional on the
+	// session version of a user (compare-and-set across replicas): on a
+	// mismatch the request fails with ECONFLICT and has no effect.
+	ExpectSession *SessionExpectation
 
 	// Filled by the store.
 	Results []EventResult

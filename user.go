@@ -26,12 +26,30 @@ type UserState struct {
 	DeviceID   string    // device whose report set Status ("" for server-side reports)
 	Since      time.Time // effective time of the event that set Status
 	StatusSeq  int64     // seq of that event
-	// Session sides, maintained by the session engine.
+	// Session sides, maintained by the session engine: the same as
+	// Session.Business and Session.Meeting, kept as columns for queries.
 	BusinessSide string
 	MeetingSide  string
-	UpdatedAt    time.Time
+	Session      Session
+	// Platform is what the meeting platform last said of this user's
+	// meeting membership (from its callbacks).
+	Platform PlatformPresence
+	// DueAt is when meetsync must look at this user again (a session
+	// deadline, a reconciliation after a grace period); zero for never.
+	DueAt     time.Time
+	UpdatedAt time.Time
 	// Devices holds the per-device state of this user, loaded with it.
 	Devices []*DeviceState
+}
+
+// PlatformPresence is the platform's view of a user's meeting membership.
+type PlatformPresence struct {
+	MeetingNum string    `json:"meeting_num,omitempty"`
+	InMeeting  bool      `json:"in_meeting"`
+	Since      time.Time `json:"since,omitzero"`
+	// CheckAt is when a device that still says it is in a meeting the
+	// platform says the user left is corrected (the grace period's end).
+	CheckAt time.Time `json:"check_at,omitzero"`
 }
 
 // DeviceState is what one device of a user last reported.
@@ -50,7 +68,8 @@ type DeviceState struct {
 
 // NewUserState returns the state of a user that has no events yet.
 func NewUserState(appID, userID string) *UserState {
-	return &UserState{AppID: appID, UserID: userID, Status: StatusIdle, BusinessSide: SideLoggedOut, MeetingSide: SideLoggedOut}
+	return &UserState{AppID: appID, UserID: userID, Status: StatusIdle, BusinessSide: SideLoggedOut, MeetingSide: SideLoggedOut,
+		Session: Session{Business: SideLoggedOut, Meeting: SideLoggedOut}}
 }
 
 // Device returns the state of deviceID, or nil.
@@ -111,6 +130,8 @@ func (u *UserState) Apply(ev *Event) {
 			dev.LastClientSeq = ev.ClientSeq
 		}
 	}
+	u.applyEffects(ev)
+	defer u.recomputeDue()
 	st, reason, num, ok := ev.StatusChange()
 	if !ok {
 		return
@@ -127,6 +148,66 @@ func (u *UserState) Apply(ev *Event) {
 	}
 	dev.Status, dev.Reason, dev.MeetingNum, dev.Since, dev.StatusSeq = st, reason, num, t, ev.Seq
 	u.combine()
+}
+
+// applyEffects applies what ev does to the session, the platform presence
+// and the due time:
+//
+//   - an event made by meetsync's session engine carries the new session
+//     (Effects.Session), which replaces the old one with the next version;
+//   - session.kicked_out and session.auth_expired from a client (the SDK's
+//     onKickOut / onAuthInfoExpired) take a logged-in meeting side to
+//     logged_out / pending, unless stale;
+//   - a platform membership change (Effects.Member) sets Platform.
+func (u *UserState) applyEffects(ev *Event) {
+	fx := ev.Effects
+	switch {
+	case fx != nil && fx.Session != nil:
+		s := *fx.Session
+		s.Version = u.Session.Version + 1
+		u.setSession(s)
+	case ev.Stale:
+	case ev.Type == TypeSessionKickedOut && u.Session.Meeting == SideLoggedIn:
+		s := u.Session
+		s.Meeting, s.Version = SideLoggedOut, s.Version+1
+		u.setSession(s)
+	case ev.Type == TypeSessionAuthExpired && u.Session.Meeting == SideLoggedIn:
+		s := u.Session
+		s.Meeting, s.Version = SidePending, s.Version+1
+		u.setSession(s)
+	}
+	if fx != nil && fx.Member != nil {
+		u.Platform = PlatformPresence{MeetingNum: fx.Member.MeetingNum, InMeeting: fx.Member.Joined, Since: ev.EffectiveTime(),
+			CheckAt: fx.Member.CheckAt.Truncate(time.Microsecond)}
+	}
+}
+
+// recomputeDue derives DueAt, the time the session engine must look at
+// this user again: the session's deadline, the check after a business
+// logout while a meeting still looked active, and the platform's report
+// that the user left a meeting while a device still says it is in one.
+func (u *UserState) recomputeDue() {
+	var due time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (due.IsZero() || t.Before(due)) {
+			due = t
+		}
+	}
+	s := &u.Session
+	earliest(s.Deadline)
+	if s.Business == SideLoggedOut && (u.Status.Active() || u.Platform.InMeeting) {
+		earliest(s.CheckAt)
+	}
+	if !u.Platform.InMeeting && u.Status.Active() {
+		earliest(u.Platform.CheckAt)
+	}
+	u.DueAt = due
+}
+
+func (u *UserState) setSession(s Session) {
+	s.Deadline, s.CheckAt = s.Deadline.Truncate(time.Microsecond), s.CheckAt.Truncate(time.Microsecond)
+	s.StartedAt = s.StartedAt.Truncate(time.Microsecond)
+	u.Session, u.BusinessSide, u.MeetingSide = s, s.Business, s.Meeting
 }
 
 // combine derives the user's status from its devices.

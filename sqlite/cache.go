@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/meetsync/meetsync"
@@ -19,6 +20,7 @@ type userCache struct {
 
 func cloneUser(u *meetsync.UserState) *meetsync.UserState {
 	c := *u
+	c.Session.Devices = slices.Clone(u.Session.Devices)
 	c.Devices = make([]*meetsync.DeviceState, len(u.Devices))
 	for i, d := range u.Devices {
 		dc := *d

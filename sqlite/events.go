@@ -13,16 +13,16 @@ import (
 )
 
 const (
-	userCols = "app_id, user_id, last_seq, status, reason, meeting_num, device_id, since, status_seq, business_side, meeting_side, updated_at, devices"
+	userCols = "app_id, user_id, last_seq, status, reason, meeting_num, device_id, since, status_seq, business_side, meeting_side, updated_at, devices, extra, due_at"
 
 	idemGetSQL = "SELECT request_hash, results FROM idempotency_keys WHERE app_id = ? AND key = ?"
 	idemPutSQL = "INSERT INTO idempotency_keys (app_id, key, request_hash, results, created_at) VALUES (?, ?, ?, ?, ?)"
 	userGetSQL = "SELECT " + userCols + " FROM users WHERE app_id = ? AND user_id = ?"
-	userPutSQL = `INSERT INTO users (` + userCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	userPutSQL = `INSERT INTO users (` + userCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app_id, user_id) DO UPDATE SET last_seq = excluded.last_seq, status = excluded.status, reason = excluded.reason,
 		meeting_num = excluded.meeting_num, device_id = excluded.device_id, since = excluded.since, status_seq = excluded.status_seq,
 		business_side = excluded.business_side, meeting_side = excluded.meeting_side, updated_at = excluded.updated_at,
-		devices = excluded.devices`
+		devices = excluded.devices, extra = excluded.extra, due_at = excluded.due_at`
 	eventByIDSQL  = "SELECT e.id, e.seq, e.stale, e.pos FROM event_ids i JOIN events e ON e.pos = i.pos WHERE i.app_id = ? AND i.id = ?"
 	eventIDPutSQL = "INSERT INTO event_ids (app_id, id, pos) VALUES (?, ?, ?)"
 	// The newest event of the device with that client_seq, read from the
@@ -78,16 +78,60 @@ func scanUser(sc scanner) (*meetsync.UserState, error) {
 	var u meetsync.UserState
 	var status, reason int
 	var since, updated int64
-	var devices []byte
+	var devices, extra []byte
+	var due int64
 	if err := sc.Scan(&u.AppID, &u.UserID, &u.LastSeq, &status, &reason, &u.MeetingNum, &u.DeviceID, &since, &u.StatusSeq,
-		&u.BusinessSide, &u.MeetingSide, &updated, &devices); err != nil {
+		&u.BusinessSide, &u.MeetingSide, &updated, &devices, &extra, &due); err != nil {
 		return nil, err
 	}
 	u.Status, u.Reason = meetsync.MeetingStatus(status), meetsync.Reason(reason)
 	u.Since, u.UpdatedAt = fromMicros(since), fromMicros(updated)
+	if due != 0 {
+		u.DueAt = fromMicros(due)
+	}
 	var err error
-	u.Devices, err = decodeDevices(devices)
-	return &u, err
+	if u.Devices, err = decodeDevices(devices); err != nil {
+		return nil, err
+	}
+	return &u, decodeExtra(extra, &u)
+}
+
+// extraJSON is users.extra: the session and the platform presence.
+type extraJSON struct {
+	Session  *meetsync.Session          `json:"session,omitempty"`
+	Platform *meetsync.PlatformPresence `json:"platform,omitempty"`
+}
+
+func encodeExtra(u *meetsync.UserState) []byte {
+	var x extraJSON
+	if u.Session.Version != 0 {
+		x.Session = &u.Session
+	}
+	if u.Platform != (meetsync.PlatformPresence{}) {
+		x.Platform = &u.Platform
+	}
+	b, _ := json.Marshal(x)
+	return b
+}
+
+func decodeExtra(b []byte, u *meetsync.UserState) error {
+	if len(b) <= 2 {
+		u.Session = meetsync.Session{Business: u.BusinessSide, Meeting: u.MeetingSide}
+		return nil
+	}
+	var x extraJSON
+	if err := json.Unmarshal(b, &x); err != nil {
+		return fmt.Errorf("decode user extra: %w", err)
+	}
+	if x.Session != nil {
+		u.Session = *x.Session
+	} else {
+		u.Session = meetsync.Session{Business: u.BusinessSide, Meeting: u.MeetingSide}
+	}
+	if x.Platform != nil {
+		u.Platform = *x.Platform
+	}
+	return nil
 }
 
 type userKey struct{ app, user string }
@@ -157,6 +201,16 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 			return err
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return err
+		}
+	}
+	if x := req.ExpectSession; x != nil {
+		u, err := at.user(req.AppID, x.UserID)
+		if err != nil {
+			return err
+		}
+		if u.Session.Version != x.Version {
+			req.Err = meetsync.Errorf(meetsync.ECONFLICT, "the session of user %s changed concurrently; try again", x.UserID)
+			return nil
 		}
 	}
 	req.Results = make([]meetsync.EventResult, 0, len(req.Events))
@@ -248,7 +302,8 @@ func (at *appendTx) user(appID, userID string) (*meetsync.UserState, error) {
 func (at *appendTx) flushUsers() error {
 	for _, u := range at.order {
 		if _, err := at.tx.ExecContext(at.ctx, userPutSQL, u.AppID, u.UserID, u.LastSeq, int(u.Status), int(u.Reason), u.MeetingNum,
-			u.DeviceID, micros(u.Since), u.StatusSeq, u.BusinessSide, u.MeetingSide, micros(u.UpdatedAt), encodeDevices(u.Devices)); err != nil {
+			u.DeviceID, micros(u.Since), u.StatusSeq, u.BusinessSide, u.MeetingSide, micros(u.UpdatedAt), encodeDevices(u.Devices),
+			encodeExtra(u), micros(u.DueAt)); err != nil {
 			return err
 		}
 	}
