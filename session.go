@@ -275,3 +275,22 @@ func NewStatusEvent(appID, userID, deviceID string, st MeetingStatus, reason Rea
 	ev.DeviceID, ev.status = deviceID, sd
 	return ev
 }
+
+// CheckUserID validates a business user id given in a path or body.
+func CheckUserID(id, field string) error {
+	if !validIdent(id, true) {
+		return checkIdent(id, field, true)
+	}
+	if strings.HasPrefix(id, "@") {
+		return FieldErrorf(field, "user ids starting with '@' are reserved for meetsync")
+	}
+	return nil
+}
+
+// CheckDeviceID validates a device id.
+func CheckDeviceID(id, field string) error {
+	if !validIdent(id, true) {
+		return checkIdent(id, field, true)
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +45,19 @@ var statuses = map[MeetingStatus]statusInfo{
 	StatusDisconnecting:      {"disconnecting", "MEETING_STATUS_DISCONNECTING", 1},
 	StatusInScreenSharing:    {"in_screen_sharing", "MEETING_STATUS_IN_SCREEN_SHARING", 2},
 	StatusUnknown:            {"unknown", "MEETING_STATUS_UNKNOWN", 0},
+}
+
+// ActiveStatuses returns the statuses in which a user counts as in (or
+// entering, or leaving) a meeting.
+func ActiveStatuses() []MeetingStatus {
+	var out []MeetingStatus
+	for s, info := range statuses {
+		if info.rank > 0 {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Valid reports whether s is one of the NEMeeting statuses.

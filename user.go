@@ -198,10 +198,28 @@ func (u *UserState) recomputeDue() {
 	if s.Business == SideLoggedOut && (u.Status.Active() || u.Platform.InMeeting) {
 		earliest(s.CheckAt)
 	}
-	if !u.Platform.InMeeting && u.Status.Active() {
+	if len(u.ContradictedDevices()) > 0 {
 		earliest(u.Platform.CheckAt)
 	}
 	u.DueAt = due
+}
+
+// ContradictedDevices returns the devices whose last report says the user
+// is in a meeting although the platform said later that the user left
+// (or is not a member): the ones the reconciler corrects once the grace
+// period (Platform.CheckAt) is over. A device that reported after the
+// platform's word is believed.
+func (u *UserState) ContradictedDevices() []*DeviceState {
+	if u.Platform.InMeeting || u.Platform.CheckAt.IsZero() {
+		return nil
+	}
+	var out []*DeviceState
+	for _, d := range u.Devices {
+		if d.Status.Active() && !d.Since.After(u.Platform.Since) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func (u *UserState) setSession(s Session) {

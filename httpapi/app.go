@@ -14,7 +14,16 @@ func (s *Server) handleAppGet(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, app)
+	if s.cfg.SessionStore == nil {
+		writeJSON(w, http.StatusOK, app)
+		return
+	}
+	set, err := s.cfg.SessionStore.AppSettingsGet(r.Context(), app.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, renderApp(app, set))
 }
 
 type keyJSON struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/internal/jsonscan"
+	"github.com/meetsync/meetsync/session"
 )
 
 // ingestBody is the top level of POST /v1/events: one event, or {"events":[…]}.
@@ -565,9 +566,19 @@ func appendIngestResponse(b []byte, results []meetsync.EventResult) []byte {
 	return append(b, "]}"...)
 }
 
+// prepareClientAppend is prepareAppend for a client token: every event is
+// the token's user's and device's.
+func (s *Server) prepareClientAppend(c session.ClientAuth, body []byte, idemKey string) (*meetsync.AppendRequest, error) {
+	return s.prepareAppendAs(c.AppID, body, idemKey, "client\x00"+c.UserID+"\x00"+c.DeviceID, c.UserID, c.DeviceID)
+}
+
 // prepareAppend validates an ingest body into an AppendRequest. principal
 // distinguishes callers sharing an Idempotency-Key namespace.
 func (s *Server) prepareAppend(appID string, body []byte, idemKey, principal string) (*meetsync.AppendRequest, error) {
+	return s.prepareAppendAs(appID, body, idemKey, principal, "", "")
+}
+
+func (s *Server) prepareAppendAs(appID string, body []byte, idemKey, principal, forceUser, forceDevice string) (*meetsync.AppendRequest, error) {
 	inputs, batch, err := ParseIngestBody(body)
 	if err != nil {
 		return nil, err
@@ -580,11 +591,12 @@ func (s *Server) prepareAppend(appID string, body []byte, idemKey, principal str
 			field = "events[" + strconv.Itoa(i) + "]"
 		}
 		source := meetsync.SourceBusiness
-		if in.DeviceID != "" {
+		if in.DeviceID != "" || forceDevice != "" {
 			source = meetsync.SourceClient
 		}
 		ev, err := meetsync.PrepareEvent(in, meetsync.PrepareParams{
 			AppID: appID, Source: source, ReceivedAt: now, Field: field, Types: s.cfg.Types,
+			ForceUserID: forceUser, ForceDeviceID: forceDevice,
 			NewID: func() string { return meetsync.NewID("evt") },
 		})
 		if err != nil {

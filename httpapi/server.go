@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/session"
 )
 
 // Ingester is the write path the API posts events to (ingest.Service).
@@ -39,6 +40,11 @@ type Config struct {
 	Types meetsync.TypeChecker
 	// URLPolicy is the SSRF guard for endpoint URLs.
 	URLPolicy meetsync.URLPolicy
+	// Sessions runs logins, logouts, client reports, commands and platform
+	// callbacks; SessionStore is its store. Without them those routes
+	// answer 503.
+	Sessions     *session.Service
+	SessionStore meetsync.SessionStore
 	// Delivery, when set, is woken when deliveries become due through the
 	// API (replay, recover, an endpoint enabled again).
 	Delivery interface{ Wake() }
@@ -130,6 +136,18 @@ func (s *Server) routes() {
 
 	m.HandleFunc("GET /v1/users", s.withApp(s.handleUserList))
 	m.HandleFunc("GET /v1/users/{id}", s.withApp(s.handleUserGet))
+	m.HandleFunc("POST /v1/users/{id}/login", s.withApp(s.handleLogin))
+	m.HandleFunc("POST /v1/users/{id}/logout", s.withApp(s.handleLogout))
+	m.HandleFunc("PATCH /v1/app", s.withApp(s.handleAppPatch))
+
+	m.HandleFunc("POST /v1/client/init", s.withClient(s.handleClientInit))
+	m.HandleFunc("POST /v1/client/login", s.withClient(s.handleClientLogin))
+	m.HandleFunc("POST /v1/client/credentials", s.withClient(s.handleClientCredentials))
+	m.HandleFunc("POST /v1/client/events", s.withClient(s.handleClientEvents))
+	m.HandleFunc("GET /v1/client/commands", s.withClient(s.handleCommands))
+	m.HandleFunc("POST /v1/client/commands/{id}/ack", s.withClient(s.handleCommandAck))
+
+	m.HandleFunc("POST /v1/providers/{kind}/callback/{app_id}", s.handleProviderCallback)
 
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, meetsync.Errorf(meetsync.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))

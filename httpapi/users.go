@@ -26,15 +26,20 @@ type deviceJSON struct {
 }
 
 type userJSON struct {
-	UserID  string `json:"user_id"`
-	Session struct {
-		Business string `json:"business"`
-		Meeting  string `json:"meeting"`
-	} `json:"session"`
-	Meeting   meetingJSON  `json:"meeting"`
-	LastSeq   int64        `json:"last_seq"`
-	UpdatedAt time.Time    `json:"updated_at"`
-	Devices   []deviceJSON `json:"devices,omitempty"`
+	UserID    string        `json:"user_id"`
+	Session   sessionJSON   `json:"session"`
+	Platform  *platformJSON `json:"platform,omitempty"`
+	Meeting   meetingJSON   `json:"meeting"`
+	LastSeq   int64         `json:"last_seq"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	Devices   []deviceJSON  `json:"devices,omitempty"`
+}
+
+// platformJSON is what the meeting platform last said of the user.
+type platformJSON struct {
+	MeetingNum string    `json:"meeting_num"`
+	InMeeting  bool      `json:"in_meeting"`
+	Since      time.Time `json:"since"`
 }
 
 func meetingOf(st meetsync.MeetingStatus, r meetsync.Reason, num, device string, since time.Time) meetingJSON {
@@ -48,7 +53,10 @@ func meetingOf(st meetsync.MeetingStatus, r meetsync.Reason, num, device string,
 func renderUser(u *meetsync.UserState) userJSON {
 	j := userJSON{UserID: u.UserID, LastSeq: u.LastSeq, UpdatedAt: u.UpdatedAt,
 		Meeting: meetingOf(u.Status, u.Reason, u.MeetingNum, u.DeviceID, u.Since)}
-	j.Session.Business, j.Session.Meeting = u.BusinessSide, u.MeetingSide
+	j.Session = renderSession(u.Session)
+	if u.Platform.MeetingNum != "" {
+		j.Platform = &platformJSON{MeetingNum: u.Platform.MeetingNum, InMeeting: u.Platform.InMeeting, Since: u.Platform.Since}
+	}
 	for _, d := range u.Devices {
 		j.Devices = append(j.Devices, deviceJSON{DeviceID: d.DeviceID, LastClientSeq: d.LastClientSeq, LastSeenAt: d.LastSeenAt,
 			Meeting: meetingOf(d.Status, d.Reason, d.MeetingNum, "", d.Since)})
