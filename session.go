@@ -155,6 +155,7 @@ type StoredAccount struct {
 	AppID     string
 	UserID    string
 	Provider  string
+	AppKey    string // the platform app key the account belongs to
 	UserUUID  string
 	UserToken string // a secret
 	CreatedAt time.Time

@@ -78,7 +78,10 @@ func decodeOptionalJSON(r *http.Request, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
-	return strictUnmarshal(body, v)
+	if err := strictUnmarshal(body, v); err != nil {
+		return jsonError(err, "")
+	}
+	return nil
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {

@@ -360,13 +360,7 @@ func (s *Service) reconcileUser(ctx context.Context, prov meetsync.Provider, set
 		ev.Effects = &meetsync.EventEffects{Member: &meetsync.Membership{MeetingNum: u.MeetingNum, Joined: false, CheckAt: now.Add(time.Duration(set.ReconcileGrace))}}
 		req := &meetsync.AppendRequest{AppID: u.AppID, Events: []*meetsync.Event{ev},
 			ExpectSession: &meetsync.SessionExpectation{UserID: u.UserID, Version: cur.Session.Version}}
-		if err := s.cfg.Appender.Append(ctx, req); err != nil {
-			return err
-		}
-		if meetsync.ErrorCode(req.Err) == meetsync.ECONFLICT {
-			return staleVersion{req.Err}
-		}
-		return req.Err
+		return appendChange(ctx, s.cfg.Appender, req)
 	})
 }
 
@@ -438,9 +432,6 @@ func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header
 	req := &meetsync.AppendRequest{AppID: appID, Events: evs}
 	if err := s.cfg.Appender.Append(ctx, req); err != nil {
 		return 0, err
-	}
-	if req.Err != nil {
-		return 0, req.Err
 	}
 	if req.Results[0].Duplicate {
 		return 0, meetsync.Errorf(meetsync.ECONFLICT, "callback requestId %q was already processed", cb.RequestID)

@@ -118,7 +118,7 @@ func (s *Service) Login(ctx context.Context, appID, userID string, in LoginInput
 		res.Deadline = &d
 	}
 	if acct != nil {
-		res.Meeting = &meetsync.MeetingAccount{Provider: prov.Kind(), AppKey: set.Provider.AppKey, UserUUID: acct.UserUUID, UserToken: acct.UserToken}
+		res.Meeting = &meetsync.MeetingAccount{Provider: prov.Kind(), AppKey: acct.AppKey, UserUUID: acct.UserUUID, UserToken: acct.UserToken}
 	} else {
 		res.MeetingError = meetsync.ErrorMessage(provErr)
 	}
@@ -156,7 +156,7 @@ func (s *Service) account(ctx context.Context, prov meetsync.Provider, appID, us
 		return nil, err
 	}
 	now := s.now()
-	sa := &meetsync.StoredAccount{AppID: appID, UserID: userID, Provider: prov.Kind(), UserUUID: acct.UserUUID, UserToken: acct.UserToken, CreatedAt: now, UpdatedAt: now}
+	sa := &meetsync.StoredAccount{AppID: appID, UserID: userID, Provider: prov.Kind(), AppKey: acct.AppKey, UserUUID: acct.UserUUID, UserToken: acct.UserToken, CreatedAt: now, UpdatedAt: now}
 	if err := s.cfg.Sessions.AccountPut(ctx, sa); err != nil {
 		return nil, err
 	}
@@ -195,9 +195,6 @@ func (s *Service) ClientInit(ctx context.Context, c ClientAuth, in InitInput) (*
 	req := &meetsync.AppendRequest{AppID: c.AppID, Events: []*meetsync.Event{ev}}
 	if err := s.cfg.Appender.Append(ctx, req); err != nil {
 		return nil, err
-	}
-	if req.Err != nil {
-		return nil, req.Err
 	}
 	return &req.Results[0], nil
 }
@@ -261,7 +258,7 @@ func (s *Service) ClientLogin(ctx context.Context, c ClientAuth, in LoginReport)
 // Credentials returns the meeting credentials of a client's user; refresh
 // asks the platform for a new token (after onAuthInfoExpired).
 func (s *Service) Credentials(ctx context.Context, c ClientAuth, refresh bool) (*meetsync.MeetingAccount, error) {
-	prov, set, err := s.Provider(ctx, c.AppID)
+	prov, _, err := s.Provider(ctx, c.AppID)
 	if err != nil {
 		return nil, err
 	}
@@ -275,11 +272,14 @@ func (s *Service) Credentials(ctx context.Context, c ClientAuth, refresh bool) (
 			return nil, err
 		}
 		a.UserToken, a.UpdatedAt = na.UserToken, s.now()
+		if na.AppKey != "" {
+			a.AppKey = na.AppKey
+		}
 		if err := s.cfg.Sessions.AccountPut(ctx, a); err != nil {
 			return nil, err
 		}
 	}
-	return &meetsync.MeetingAccount{Provider: prov.Kind(), AppKey: set.Provider.AppKey, UserUUID: a.UserUUID, UserToken: a.UserToken}, nil
+	return &meetsync.MeetingAccount{Provider: prov.Kind(), AppKey: a.AppKey, UserUUID: a.UserUUID, UserToken: a.UserToken}, nil
 }
 
 // LogoutResult is the answer of a logout.
@@ -397,6 +397,9 @@ func (s *Service) revoke(ctx context.Context, prov meetsync.Provider, appID, use
 		return err
 	}
 	a.UserToken, a.UpdatedAt = na.UserToken, s.now()
+	if na.AppKey != "" {
+		a.AppKey = na.AppKey
+	}
 	return s.cfg.Sessions.AccountPut(ctx, a)
 }
 

@@ -135,13 +135,20 @@ func (s *Service) user(ctx context.Context, appID, userID string) (*meetsync.Use
 func (s *Service) change(ctx context.Context, u *meetsync.UserState, evs ...*meetsync.Event) error {
 	req := &meetsync.AppendRequest{AppID: u.AppID, Events: evs,
 		ExpectSession: &meetsync.SessionExpectation{UserID: u.UserID, Version: u.Session.Version}}
-	if err := s.cfg.Appender.Append(ctx, req); err != nil {
-		return err
+	return appendChange(ctx, s.cfg.Appender, req)
+}
+
+// appendChange appends a conditional request; a lost race on the session
+// version is a staleVersion error (retry reads again and retries).
+func appendChange(ctx context.Context, a Appender, req *meetsync.AppendRequest) error {
+	err := a.Append(ctx, req)
+	if err == nil {
+		err = req.Err
 	}
 	if req.Err != nil && meetsync.ErrorCode(req.Err) == meetsync.ECONFLICT {
 		return staleVersion{req.Err}
 	}
-	return req.Err
+	return err
 }
 
 // retry runs fn again while it fails because another session change came

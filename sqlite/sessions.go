@@ -47,12 +47,12 @@ func (db *DB) AppSettingsPut(ctx context.Context, appID string, s *meetsync.AppS
 	return interpretError(err, "app "+appID)
 }
 
-const accountCols = "app_id, user_id, provider, user_uuid, user_token, created_at, updated_at"
+const accountCols = "app_id, user_id, provider, app_key, user_uuid, user_token, created_at, updated_at"
 
 func scanAccount(sc scanner) (*meetsync.StoredAccount, error) {
 	var a meetsync.StoredAccount
 	var created, updated int64
-	if err := sc.Scan(&a.AppID, &a.UserID, &a.Provider, &a.UserUUID, &a.UserToken, &created, &updated); err != nil {
+	if err := sc.Scan(&a.AppID, &a.UserID, &a.Provider, &a.AppKey, &a.UserUUID, &a.UserToken, &created, &updated); err != nil {
 		return nil, interpretError(err, "meeting account")
 	}
 	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updated)
@@ -72,10 +72,10 @@ func (db *DB) AccountByUUID(ctx context.Context, appID, provider, userUUID strin
 
 // AccountPut inserts or replaces a user's meeting account.
 func (db *DB) AccountPut(ctx context.Context, a *meetsync.StoredAccount) error {
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO meeting_accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (app_id, user_id) DO UPDATE SET provider = excluded.provider, user_uuid = excluded.user_uuid,
+	_, err := db.writer.ExecContext(ctx, `INSERT INTO meeting_accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (app_id, user_id) DO UPDATE SET provider = excluded.provider, app_key = excluded.app_key, user_uuid = excluded.user_uuid,
 		user_token = excluded.user_token, updated_at = excluded.updated_at`,
-		a.AppID, a.UserID, a.Provider, a.UserUUID, a.UserToken, micros(a.CreatedAt), micros(a.UpdatedAt))
+		a.AppID, a.UserID, a.Provider, a.AppKey, a.UserUUID, a.UserToken, micros(a.CreatedAt), micros(a.UpdatedAt))
 	return interpretError(err, "meeting account of "+a.UserID)
 }
 

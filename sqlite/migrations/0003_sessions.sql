@@ -15,6 +15,7 @@ CREATE TABLE meeting_accounts (
     app_id     TEXT NOT NULL,
     user_id    TEXT NOT NULL,
     provider   TEXT NOT NULL,
+    app_key    TEXT NOT NULL,
     user_uuid  TEXT NOT NULL,
     user_token TEXT NOT NULL,
     created_at INTEGER NOT NULL,
