@@ -20,6 +20,8 @@ import (
 	"github.com/meetsync/meetsync/delivery"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
+	"github.com/meetsync/meetsync/session"
+	"github.com/meetsync/meetsync/sim"
 	"github.com/meetsync/meetsync/sqlite"
 )
 
@@ -32,6 +34,8 @@ type Main struct {
 	Store    meetsync.Store
 	Ingest   *ingest.Service
 	Delivery *delivery.Dispatcher
+	Sessions *session.Service
+	Sim      *sim.Platform
 	API      *httpapi.Server
 	HTTP     *http.Server
 	Listener net.Listener
@@ -130,7 +134,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Delivery.Start(ctx); err != nil {
 		return fmt.Errorf("start delivery: %w", err)
 	}
-	m.API = httpapi.New(httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery})
+	if err := m.startSessions(db, db, log); err != nil {
+		return err
+	}
+	m.API = httpapi.New(httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery,
+		Sessions: m.Sessions, SessionStore: db})
 	m.HTTP = &http.Server{
 		Handler:           m.API,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -178,6 +186,7 @@ func (m *Main) Close() error {
 	if m.Delivery != nil {
 		m.Delivery.Close(m.Config.ShutdownTimeout)
 	}
+	m.stopSessions()
 	if m.Ingest != nil {
 		m.Ingest.Close()
 	}
