@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -310,7 +311,12 @@ func describeTransportError(err error, actx context.Context) string {
 	}
 	var op *net.OpError
 	if errors.As(err, &op) {
-		return "connection failed (" + op.Op + ": " + op.Err.Error() + ")"
+		cause := op.Err
+		var se *os.SyscallError
+		if errors.As(cause, &se) {
+			cause = se.Err
+		}
+		return "connection failed (" + op.Op + ": " + cause.Error() + ")"
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return "connection closed by the platform"

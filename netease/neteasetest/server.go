@@ -363,9 +363,11 @@ func (s *Server) checkSignature(r *http.Request) string {
 	if d := now.Sub(time.Unix(sec, 0)); d > SignatureTolerance || -d > SignatureTolerance {
 		return "Unauthorized: signature expired (CurTime too far from the server clock)"
 	}
-	for n, at := range s.nonces {
-		if now.Sub(at) > 2*SignatureTolerance {
-			delete(s.nonces, n)
+	if len(s.nonces) > 4096 {
+		for n, at := range s.nonces {
+			if now.Sub(at) > 2*SignatureTolerance {
+				delete(s.nonces, n)
+			}
 		}
 	}
 	if _, used := s.nonces[nonce]; used {
