@@ -21,6 +21,7 @@ import (
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
+	"github.com/meetsync/meetsync/netease"
 	"github.com/meetsync/meetsync/session"
 	"github.com/meetsync/meetsync/sim"
 	"github.com/meetsync/meetsync/sqlite"
@@ -53,8 +54,14 @@ func setup(t *testing.T) *env {
 	e.Svc = session.New(session.Config{
 		Store: db, Sessions: db, Appender: ing, Logger: slog.New(slog.DiscardHandler),
 		Providers: func(appID string, cfg meetsync.ProviderConfig) (meetsync.Provider, error) {
-			if cfg.Kind != meetsync.ProviderSim {
-				return nil, meetsync.Errorf(meetsync.EINVALID, "provider %s not available in this test", cfg.Kind)
+			if cfg.Kind == meetsync.ProviderNetEase {
+				nc := netease.ConfigFrom(cfg)
+				nc.Backoff, nc.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+				p, err := netease.New(nc)
+				if err != nil {
+					return nil, err
+				}
+				return p, nil
 			}
 			return platform.Provider(appID), nil
 		},

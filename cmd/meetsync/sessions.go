@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/netease"
 	"github.com/meetsync/meetsync/session"
 	"github.com/meetsync/meetsync/sim"
 )
@@ -41,6 +42,12 @@ func (m *Main) provider(appID string, cfg meetsync.ProviderConfig) (meetsync.Pro
 	switch cfg.Kind {
 	case meetsync.ProviderSim, "":
 		return m.Sim.Provider(appID), nil
+	case meetsync.ProviderNetEase:
+		p, err := netease.New(netease.ConfigFrom(cfg))
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
 	default:
 		return nil, meetsync.Errorf(meetsync.EINVALID, "meeting provider %q is not available", cfg.Kind)
 	}
