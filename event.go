@@ -69,10 +69,12 @@ var BuiltinTypes = []BuiltinType{
 	{TypeMeetingMemberLeft, "A user left a meeting.", true},
 	{TypeMeetingPlatformEvent, "A meeting-platform callback meetsync does not interpret, with its original payload.", false},
 	{TypeInvitationCreated, "An invitation was created for this user.", false},
+	{TypeInvitationCalling, "An invitation reached a device of the invitee.", false},
 	{TypeInvitationAccepted, "An invitation was accepted.", false},
 	{TypeInvitationRejected, "An invitation was rejected.", false},
 	{TypeInvitationCanceled, "An invitation was canceled.", false},
 	{TypeInvitationExpired, "An invitation expired.", false},
+	{TypeInvitationJoined, "The invitee joined the meeting of an invitation: it is complete.", false},
 	{TypeEndpointDisabled, "A webhook endpoint was disabled.", false},
 	{TypeDeliveryExhausted, "A delivery used up its retries and is now a dead letter.", false},
 }
@@ -148,6 +150,9 @@ type EventEffects struct {
 	Session *Session
 	// Member is a change of the user's meeting membership reported by the platform.
 	Member *Membership
+	// Invitation is written with the event (the store checks that the
+	// stored version is Version-1, or that none exists for Version 1).
+	Invitation *Invitation
 }
 
 // Membership is the platform's report that a user joined or left a meeting.

@@ -34,6 +34,8 @@ type UserState struct {
 	// Platform is what the meeting platform last said of this user's
 	// meeting membership (from its callbacks).
 	Platform PlatformPresence
+	// Invites are the user's open invitations as an invitee.
+	Invites []InviteRef
 	// DueAt is when meetsync must look at this user again (a session
 	// deadline, a reconciliation after a grace period); zero for never.
 	DueAt     time.Time
@@ -176,6 +178,9 @@ func (u *UserState) applyEffects(ev *Event) {
 		s.Meeting, s.Version = SidePending, s.Version+1
 		u.setSession(s)
 	}
+	if fx != nil && fx.Invitation != nil && fx.Invitation.Invitee == u.UserID {
+		u.applyInvitation(fx.Invitation)
+	}
 	if fx != nil && fx.Member != nil {
 		u.Platform = PlatformPresence{MeetingNum: fx.Member.MeetingNum, InMeeting: fx.Member.Joined, Since: ev.EffectiveTime(),
 			CheckAt: fx.Member.CheckAt.Truncate(time.Microsecond)}
@@ -200,6 +205,12 @@ func (u *UserState) recomputeDue() {
 	}
 	if len(u.ContradictedDevices()) > 0 {
 		earliest(u.Platform.CheckAt)
+	}
+	for _, r := range u.Invites {
+		earliest(r.ExpiresAt)
+	}
+	if u.JoinedInvitedMeeting() {
+		earliest(u.UpdatedAt)
 	}
 	u.DueAt = due
 }

@@ -43,8 +43,9 @@ type Config struct {
 	// Sessions runs logins, logouts, client reports, commands and platform
 	// callbacks; SessionStore is its store. Without them those routes
 	// answer 503.
-	Sessions     *session.Service
-	SessionStore meetsync.SessionStore
+	Sessions        *session.Service
+	SessionStore    meetsync.SessionStore
+	InvitationStore meetsync.InvitationStore
 	// Delivery, when set, is woken when deliveries become due through the
 	// API (replay, recover, an endpoint enabled again).
 	Delivery interface{ Wake() }
@@ -148,6 +149,13 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/client/commands/{id}/ack", s.withClient(s.handleCommandAck))
 
 	m.HandleFunc("POST /v1/providers/{kind}/callback/{app_id}", s.handleProviderCallback)
+
+	m.HandleFunc("POST /v1/invitations", s.withApp(s.handleInvite))
+	m.HandleFunc("GET /v1/invitations", s.withApp(s.handleInvitationList))
+	m.HandleFunc("GET /v1/invitations/{id}", s.withApp(s.handleInvitationGet))
+	m.HandleFunc("POST /v1/invitations/{id}/{action}", s.withApp(s.invitationAction(s.appActor)))
+	m.HandleFunc("GET /v1/client/invitations", s.withClient(s.handleClientInvitationList))
+	m.HandleFunc("POST /v1/client/invitations/{id}/{action}", s.withClient(s.invitationAction(s.clientActor)))
 
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, meetsync.Errorf(meetsync.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))

@@ -100,6 +100,11 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 
 // act does what a due user needs.
 func (s *Service) act(ctx context.Context, u *meetsync.UserState, now time.Time) error {
+	if len(u.Invites) > 0 && s.cfg.Invitations != nil {
+		if err := s.settleInvitations(ctx, u, now); err != nil {
+			return err
+		}
+	}
 	sess := u.Session
 	switch {
 	case !sess.Deadline.IsZero() && !now.Before(sess.Deadline):
@@ -414,6 +419,26 @@ func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header
 		occurred := pe.OccurredAt
 		if occurred.IsZero() {
 			occurred = now
+		}
+		if (pe.Type == meetsync.TypeInvitationCreated || pe.Type == meetsync.TypeInvitationCanceled) && s.cfg.Invitations != nil {
+			invEvs, ok, err := s.platformInvitation(ctx, appID, kind, pe, userID, now)
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				for j, ev := range invEvs {
+					// The first keeps the id a plain platform event would
+					// have had, so any replay of this callback is caught.
+					ev.ID, ev.CallerID = base+"_"+strconv.Itoa(i), true
+					if j > 0 {
+						ev.ID += "_" + strconv.Itoa(j)
+					}
+					ev.OccurredAt = occurred.UTC()
+				}
+				evs = append(evs, invEvs...)
+				continue
+			}
+			pe.Type = meetsync.TypeMeetingPlatformEvent
 		}
 		ev := meetsync.NewServerEvent(appID, userID, pe.Type, meetsync.SourcePlatform, pe.Data, now)
 		ev.OccurredAt = occurred.UTC()

@@ -52,7 +52,7 @@ func setup(t *testing.T) *env {
 	platform := sim.New()
 	e := &env{Store: db, Sim: platform}
 	e.Svc = session.New(session.Config{
-		Store: db, Sessions: db, Appender: ing, Logger: slog.New(slog.DiscardHandler),
+		Store: db, Sessions: db, Invitations: db, Appender: ing, Logger: slog.New(slog.DiscardHandler),
 		Providers: func(appID string, cfg meetsync.ProviderConfig) (meetsync.Provider, error) {
 			if cfg.Kind == meetsync.ProviderNetEase {
 				nc := netease.ConfigFrom(cfg)
@@ -77,7 +77,7 @@ func setup(t *testing.T) *env {
 		return err
 	})
 	api := httpapi.New(httpapi.Config{Store: db, Ingester: ing, Logger: slog.New(slog.DiscardHandler), Registry: reg,
-		Sessions: e.Svc, SessionStore: db, StreamHeartbeat: 200 * time.Millisecond})
+		Sessions: e.Svc, SessionStore: db, InvitationStore: db, StreamHeartbeat: 200 * time.Millisecond})
 	srv := httptest.NewServer(api)
 	if !strings.HasPrefix(srv.Listener.Addr().String(), "127.0.0.1:") {
 		t.Fatalf("listening on %s", srv.Listener.Addr())

@@ -420,8 +420,16 @@ func (s *Service) AckCommand(ctx context.Context, c ClientAuth, id string, in Ac
 	if err != nil {
 		return err
 	}
-	if cmd.Type == meetsync.CommandLogout {
+	switch cmd.Type {
+	case meetsync.CommandLogout:
 		return s.finishLogout(ctx, c.AppID, c.UserID, cmd.SessionID, false)
+	case meetsync.CommandInvitation:
+		var d struct {
+			ID string `json:"invitation_id"`
+		}
+		if json.Unmarshal(cmd.Data, &d) == nil && d.ID != "" && ok {
+			return s.markCalling(ctx, c.AppID, d.ID)
+		}
 	}
 	return nil
 }

@@ -184,3 +184,29 @@ func TestNetEaseCallbacks(t *testing.T) {
 		t.Fatalf("not reconciled: %+v", u.Meeting)
 	}
 }
+
+// TestNetEaseInviteCallbacks: MEETING_MEMBER_INVITE / _CANCEL from NetEase
+// drive the invitation state machine.
+func TestNetEaseInviteCallbacks(t *testing.T) {
+	e, fake := setupNetEase(t)
+	host := e.login(t, "host", "h1")
+	guest := e.login(t, "guest", "g1")
+	num := fake.AddMeeting(host.Meeting.UserUUID, "review")
+	if err := fake.Invite(num, host.Meeting.UserUUID, guest.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Invitations []invitationView `json:"invitations"`
+	}
+	e.want(t, e.do(t, "GET", "/v1/invitations?user_id=guest", e.Key, nil), 200).decode(t, &list)
+	if len(list.Invitations) != 1 || list.Invitations[0].Source != "platform" || list.Invitations[0].Inviter != "host" {
+		t.Fatalf("after MEETING_MEMBER_INVITE: %+v", list)
+	}
+	id := list.Invitations[0].ID
+	if err := fake.CancelInvite(num, host.Meeting.UserUUID, guest.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	if v := e.invitation(t, id); v.State != "canceled" {
+		t.Fatalf("after MEETING_MEMBER_INVITE_CANCEL: %+v", v)
+	}
+}

@@ -30,12 +30,13 @@ type ProviderFactory func(appID string, cfg meetsync.ProviderConfig) (meetsync.P
 
 // Config configures a Service.
 type Config struct {
-	Store     meetsync.Store
-	Sessions  meetsync.SessionStore
-	Appender  Appender
-	Providers ProviderFactory
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Store       meetsync.Store
+	Sessions    meetsync.SessionStore
+	Invitations meetsync.InvitationStore
+	Appender    Appender
+	Providers   ProviderFactory
+	Logger      *slog.Logger
+	Now         func() time.Time
 	// TickEvery is how often due users are looked at. Default 500 ms.
 	TickEvery time.Duration
 	// ReconcileEvery is how often the platform's view of active users is
@@ -202,15 +203,16 @@ func commandID(sessionID, deviceID, kind string) string {
 	return "cmd_" + hex.EncodeToString(h[:13])
 }
 
-// pushCommands creates a command for each device and wakes their streams.
-func (s *Service) pushCommands(ctx context.Context, u *meetsync.UserState, sessionID string, devices []string, kind string, data map[string]any, now time.Time) error {
+// pushCommands creates a command for each device and wakes their streams;
+// ref (a session or invitation id) makes the command ids deterministic.
+func (s *Service) pushCommands(ctx context.Context, u *meetsync.UserState, ref string, devices []string, kind string, data map[string]any, now time.Time) error {
 	if len(devices) == 0 {
 		return nil
 	}
 	cmds := make([]*meetsync.Command, 0, len(devices))
 	for _, d := range devices {
-		cmds = append(cmds, &meetsync.Command{ID: commandID(sessionID, d, kind), AppID: u.AppID, UserID: u.UserID, DeviceID: d,
-			SessionID: sessionID, Type: kind, Data: mustJSON(data), CreatedAt: now})
+		cmds = append(cmds, &meetsync.Command{ID: commandID(ref, d, kind), AppID: u.AppID, UserID: u.UserID, DeviceID: d,
+			SessionID: u.Session.ID, Type: kind, Data: mustJSON(data), CreatedAt: now})
 	}
 	if err := s.cfg.Sessions.CommandsCreate(ctx, cmds); err != nil {
 		return err

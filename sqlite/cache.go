@@ -21,6 +21,7 @@ type userCache struct {
 func cloneUser(u *meetsync.UserState) *meetsync.UserState {
 	c := *u
 	c.Session.Devices = slices.Clone(u.Session.Devices)
+	c.Invites = slices.Clone(u.Invites)
 	c.Devices = make([]*meetsync.DeviceState, len(u.Devices))
 	for i, d := range u.Devices {
 		dc := *d

@@ -100,6 +100,7 @@ func scanUser(sc scanner) (*meetsync.UserState, error) {
 type extraJSON struct {
 	Session  *meetsync.Session          `json:"session,omitempty"`
 	Platform *meetsync.PlatformPresence `json:"platform,omitempty"`
+	Invites  []meetsync.InviteRef       `json:"invites,omitempty"`
 }
 
 func encodeExtra(u *meetsync.UserState) []byte {
@@ -110,6 +111,7 @@ func encodeExtra(u *meetsync.UserState) []byte {
 	if u.Platform != (meetsync.PlatformPresence{}) {
 		x.Platform = &u.Platform
 	}
+	x.Invites = u.Invites
 	b, _ := json.Marshal(x)
 	return b
 }
@@ -131,6 +133,7 @@ func decodeExtra(b []byte, u *meetsync.UserState) error {
 	if x.Platform != nil {
 		u.Platform = *x.Platform
 	}
+	u.Invites = x.Invites
 	return nil
 }
 
@@ -213,6 +216,9 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 			return nil
 		}
 	}
+	if ok, err := at.checkInvitations(req); err != nil || !ok {
+		return err
+	}
 	req.Results = make([]meetsync.EventResult, 0, len(req.Events))
 	for _, ev := range req.Events {
 		r, err := at.appendEvent(ev)
@@ -270,6 +276,11 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 	if ev.CallerID {
 		if _, err := at.tx.ExecContext(at.ctx, eventIDPutSQL, ev.AppID, ev.ID, ev.Pos); err != nil {
 			return r, interpretError(err, "event "+ev.ID)
+		}
+	}
+	if ev.Effects != nil && ev.Effects.Invitation != nil {
+		if err := at.writeInvitation(ev.Effects.Invitation); err != nil {
+			return r, err
 		}
 	}
 	if err := at.fanOut(ev); err != nil {

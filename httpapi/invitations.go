@@ -1,0 +1,126 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/session"
+)
+
+func (s *Server) appActor(r *http.Request) session.Actor {
+	return session.Actor{AppID: principalOf(r.Context()).AppID}
+}
+
+func (s *Server) clientActor(r *http.Request) session.Actor {
+	c := clientOf(r.Context())
+	return session.Actor{AppID: c.AppID, UserID: c.UserID}
+}
+
+func (s *Server) handleInvite(w http.ResponseWriter, r *http.Request) {
+	svc := s.sessions(w, r)
+	if svc == nil {
+		return
+	}
+	var in session.InviteInput
+	if err := decodeJSON(r, &in); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	invs, err := svc.Invite(r.Context(), s.appActor(r), in)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"invitations": invs})
+}
+
+// invitationAction serves accept, reject and cancel for an actor.
+func (s *Server) invitationAction(actor func(*http.Request) session.Actor) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		svc := s.sessions(w, r)
+		if svc == nil {
+			return
+		}
+		var in struct {
+			Reason string `json:"reason"`
+		}
+		if err := decodeOptionalJSON(r, &in); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		a, id := actor(r), r.PathValue("id")
+		var inv *meetsync.Invitation
+		var err error
+		switch r.PathValue("action") {
+		case "accept":
+			inv, err = svc.Accept(r.Context(), a, id)
+		case "reject":
+			inv, err = svc.Reject(r.Context(), a, id, in.Reason)
+		case "cancel":
+			inv, err = svc.Cancel(r.Context(), a, id, in.Reason)
+		default:
+			err = meetsync.Errorf(meetsync.ENOTFOUND, "no such action %q (accept, reject, cancel)", r.PathValue("action"))
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, inv)
+	}
+}
+
+func (s *Server) handleInvitationGet(w http.ResponseWriter, r *http.Request) {
+	inv, err := s.cfg.InvitationStore.InvitationGet(r.Context(), principalOf(r.Context()).AppID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, inv)
+}
+
+func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request, appID, userID string) {
+	if s.cfg.InvitationStore == nil {
+		s.writeError(w, r, errNoSessions)
+		return
+	}
+	q := r.URL.Query()
+	p := meetsync.InvitationListParams{AppID: appID, UserID: userID, State: q.Get("state"), After: q.Get("cursor")}
+	if p.State != "" && !meetsync.ValidInviteState(p.State) {
+		s.writeError(w, r, meetsync.FieldErrorf("state", "unknown invitation state %q; accepted: %v", p.State, meetsync.InviteStates))
+		return
+	}
+	var err error
+	if p.Limit, err = parseLimit(q.Get("limit")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	invs, err := s.cfg.InvitationStore.InvitationList(r.Context(), p)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if invs == nil {
+		invs = []*meetsync.Invitation{}
+	}
+	next := ""
+	if len(invs) == p.Limit {
+		next = invs[len(invs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"invitations": invs, "next": next})
+}
+
+func (s *Server) handleInvitationList(w http.ResponseWriter, r *http.Request) {
+	uid := r.URL.Query().Get("user_id")
+	if uid != "" {
+		if err := meetsync.CheckUserID(uid, "user_id"); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	s.listInvitations(w, r, principalOf(r.Context()).AppID, uid)
+}
+
+func (s *Server) handleClientInvitationList(w http.ResponseWriter, r *http.Request) {
+	c := clientOf(r.Context())
+	s.listInvitations(w, r, c.AppID, c.UserID)
+}

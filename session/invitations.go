@@ -1,0 +1,371 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/meetsync/meetsync"
+)
+
+// Invitation limits and defaults.
+const (
+	DefaultInviteExpiry = 2 * time.Minute
+	MaxInviteExpiry     = 24 * time.Hour
+	MaxInvitees         = 100
+)
+
+// InviteInput is the body of POST /v1/invitations.
+type InviteInput struct {
+	MeetingNum string            `json:"meeting_num"`
+	Inviter    string            `json:"inviter"`
+	Invitees   []string          `json:"invitees"`
+	Subject    string            `json:"subject"`
+	Password   string            `json:"password"`
+	ExpiresIn  meetsync.Duration `json:"expires_in"`
+}
+
+// Actor is who acts on an invitation: the app (API key, any invitation)
+// or a client token's user (only its own side of an invitation).
+type Actor struct {
+	AppID  string
+	UserID string // "" for the app
+}
+
+func (a Actor) source() string {
+	if a.UserID != "" {
+		return meetsync.SourceClient
+	}
+	return meetsync.SourceBusiness
+}
+
+func invitationData(inv *meetsync.Invitation, extra map[string]any) map[string]any {
+	d := map[string]any{"invitation_id": inv.ID, "group_id": inv.GroupID, "meeting_num": inv.MeetingNum, "inviter": inv.Inviter,
+		"invitee": inv.Invitee, "state": inv.State, "expires_at": inv.ExpiresAt, "has_password": inv.Password != "", "source": inv.Source}
+	if inv.Subject != "" {
+		d["subject"] = inv.Subject
+	}
+	if inv.Reason != "" {
+		d["reason"] = inv.Reason
+	}
+	for k, v := range extra {
+		d[k] = v
+	}
+	return d
+}
+
+// invitationEvent is the invitee's event for an invitation change; the
+// change is written with it.
+func invitationEvent(inv *meetsync.Invitation, typ string, extra map[string]any, now time.Time) *meetsync.Event {
+	ev := meetsync.NewServerEvent(inv.AppID, inv.Invitee, typ, inv.Source, invitationData(inv, extra), now)
+	if inv.Source == "" {
+		ev.Source = meetsync.SourceSystem
+	}
+	c := *inv
+	ev.Effects = &meetsync.EventEffects{Invitation: &c}
+	return ev
+}
+
+// Invite creates one invitation per invitee: an invitation.created event
+// for each (delivered to the business system's endpoints, so it can notify
+// through its own channels) and an invitation command to each invitee's
+// logged-in devices.
+func (s *Service) Invite(ctx context.Context, a Actor, in InviteInput) ([]*meetsync.Invitation, error) {
+	if in.MeetingNum == "" || len(in.MeetingNum) > 64 {
+		return nil, meetsync.FieldErrorf("meeting_num", "meeting_num is required (at most 64 characters)")
+	}
+	if a.UserID != "" {
+		if in.Inviter != "" && in.Inviter != a.UserID {
+			return nil, &meetsync.Error{Code: meetsync.EFORBIDDEN, Message: "a client token can only invite as its own user", Field: "inviter"}
+		}
+		in.Inviter = a.UserID
+	}
+	if err := meetsync.CheckUserID(in.Inviter, "inviter"); err != nil {
+		return nil, err
+	}
+	if len(in.Invitees) == 0 || len(in.Invitees) > MaxInvitees {
+		return nil, meetsync.FieldErrorf("invitees", "invitees must list 1 to %d user ids", MaxInvitees)
+	}
+	if len(in.Subject) > 256 {
+		return nil, meetsync.FieldErrorf("subject", "subject must be at most 256 characters")
+	}
+	if len(in.Password) > 64 {
+		return nil, meetsync.FieldErrorf("password", "password must be at most 64 characters")
+	}
+	exp := time.Duration(in.ExpiresIn)
+	if exp == 0 {
+		exp = DefaultInviteExpiry
+	}
+	if exp < time.Second || exp > MaxInviteExpiry {
+		return nil, meetsync.FieldErrorf("expires_in", "expires_in must be between 1s and %s", MaxInviteExpiry)
+	}
+	seen := map[string]bool{}
+	users := make([]*meetsync.UserState, 0, len(in.Invitees))
+	for i, id := range in.Invitees {
+		field := "invitees[" + strconv.Itoa(i) + "]"
+		if err := meetsync.CheckUserID(id, field); err != nil {
+			return nil, err
+		}
+		if seen[id] {
+			return nil, meetsync.FieldErrorf(field, "invitee %s is listed twice", id)
+		}
+		if id == in.Inviter {
+			return nil, meetsync.FieldErrorf(field, "the inviter cannot invite itself")
+		}
+		seen[id] = true
+		u, err := s.cfg.Store.UserGet(ctx, a.AppID, id)
+		if meetsync.ErrorCode(err) == meetsync.ENOTFOUND {
+			return nil, &meetsync.Error{Code: meetsync.ENOTFOUND, Message: "unknown invitee " + id + ": meetsync has never seen this user of the app", Field: field}
+		} else if err != nil {
+			return nil, err
+		}
+		users = append(users, u)
+	}
+	now := s.now()
+	group := meetsync.NewID("grp")
+	invs := make([]*meetsync.Invitation, 0, len(users))
+	req := &meetsync.AppendRequest{AppID: a.AppID}
+	for _, u := range users {
+		inv := &meetsync.Invitation{ID: meetsync.NewID("inv"), AppID: a.AppID, GroupID: group, MeetingNum: in.MeetingNum, Inviter: in.Inviter,
+			Invitee: u.UserID, Subject: in.Subject, Password: in.Password, State: meetsync.InviteWaitingCall, Source: a.source(),
+			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(exp), Version: 1}
+		invs = append(invs, inv)
+		req.Events = append(req.Events, invitationEvent(inv, meetsync.TypeInvitationCreated, nil, now))
+	}
+	if err := s.cfg.Appender.Append(ctx, req); err != nil {
+		return nil, err
+	}
+	for i, inv := range invs {
+		if err := s.pushInvitation(ctx, users[i], inv, now); err != nil {
+			s.log.Warn("invitation command not pushed", "app", a.AppID, "invitation", inv.ID, "err", err)
+		}
+	}
+	s.Wake()
+	return invs, nil
+}
+
+// pushInvitation tells the invitee's logged-in devices.
+func (s *Service) pushInvitation(ctx context.Context, u *meetsync.UserState, inv *meetsync.Invitation, now time.Time) error {
+	if !u.Session.Open() || len(u.Session.Devices) == 0 {
+		return nil
+	}
+	data := invitationData(inv, nil)
+	if inv.Password != "" {
+		data["password"] = inv.Password
+	}
+	return s.pushCommands(ctx, u, inv.ID, u.Session.Devices, meetsync.CommandInvitation, data, now)
+}
+
+// transition moves an invitation to state (read, check, write with its
+// event, compare-and-set on its version; a lost race is read again).
+func (s *Service) transition(ctx context.Context, appID, id string, check func(inv *meetsync.Invitation, now time.Time) (state, typ string, err error), reason, source string) (*meetsync.Invitation, error) {
+	var out *meetsync.Invitation
+	err := retry(ctx, func() error {
+		inv, err := s.invitations().InvitationGet(ctx, appID, id)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		state, typ, err := check(inv, now)
+		if err != nil || state == "" {
+			out = inv
+			return err
+		}
+		next := *inv
+		next.State, next.Reason, next.UpdatedAt, next.Version = state, reason, now, inv.Version+1
+		if source != "" {
+			next.Source = source
+		}
+		req := &meetsync.AppendRequest{AppID: appID, Events: []*meetsync.Event{invitationEvent(&next, typ, nil, now)}}
+		if err := appendChange(ctx, s.cfg.Appender, req); err != nil {
+			return err
+		}
+		out = &next
+		return nil
+	})
+	return out, err
+}
+
+func (s *Service) invitations() meetsync.InvitationStore {
+	return s.cfg.Invitations
+}
+
+// closedError explains why an invitation cannot change any more.
+func closedError(inv *meetsync.Invitation, now time.Time) error {
+	if inv.State == meetsync.InviteExpired || (meetsync.InviteOpen(inv.State) && !now.Before(inv.ExpiresAt)) {
+		return meetsync.Errorf(meetsync.ECONFLICT, "invitation %s expired at %s", inv.ID, inv.ExpiresAt.Format(time.RFC3339))
+	}
+	return meetsync.Errorf(meetsync.ECONFLICT, "invitation %s is %s and cannot change any more", inv.ID, inv.State)
+}
+
+// Accept accepts an invitation (the app, or the invitee's client token).
+func (s *Service) Accept(ctx context.Context, a Actor, id string) (*meetsync.Invitation, error) {
+	return s.transition(ctx, a.AppID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+		if a.UserID != "" && a.UserID != inv.Invitee {
+			return "", "", meetsync.Errorf(meetsync.EFORBIDDEN, "only the invitee can accept invitation %s", inv.ID)
+		}
+		if inv.State == meetsync.InviteAccepted {
+			return "", "", nil // already accepted: idempotent
+		}
+		if inv.State != meetsync.InviteWaitingCall && inv.State != meetsync.InviteCalling || !now.Before(inv.ExpiresAt) {
+			return "", "", closedError(inv, now)
+		}
+		return meetsync.InviteAccepted, meetsync.TypeInvitationAccepted, nil
+	}, "", a.source())
+}
+
+// Reject rejects an invitation; reason "no_answer" records that the
+// device rang out (state no_answer).
+func (s *Service) Reject(ctx context.Context, a Actor, id, reason string) (*meetsync.Invitation, error) {
+	if len(reason) > 256 {
+		return nil, meetsync.FieldErrorf("reason", "reason must be at most 256 characters")
+	}
+	return s.transition(ctx, a.AppID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+		if a.UserID != "" && a.UserID != inv.Invitee {
+			return "", "", meetsync.Errorf(meetsync.EFORBIDDEN, "only the invitee can reject invitation %s", inv.ID)
+		}
+		if inv.State == meetsync.InviteRejected || inv.State == meetsync.InviteNoAnswer {
+			return "", "", nil
+		}
+		if !meetsync.InviteOpen(inv.State) || !now.Before(inv.ExpiresAt) {
+			return "", "", closedError(inv, now)
+		}
+		if reason == meetsync.InviteNoAnswer {
+			return meetsync.InviteNoAnswer, meetsync.TypeInvitationRejected, nil
+		}
+		return meetsync.InviteRejected, meetsync.TypeInvitationRejected, nil
+	}, reason, a.source())
+}
+
+// Cancel cancels an invitation (the app, or the inviter's client token)
+// and tells the invitee's devices.
+func (s *Service) Cancel(ctx context.Context, a Actor, id, reason string) (*meetsync.Invitation, error) {
+	if len(reason) > 256 {
+		return nil, meetsync.FieldErrorf("reason", "reason must be at most 256 characters")
+	}
+	inv, err := s.transition(ctx, a.AppID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+		if a.UserID != "" && a.UserID != inv.Inviter {
+			return "", "", meetsync.Errorf(meetsync.EFORBIDDEN, "only the inviter can cancel invitation %s", inv.ID)
+		}
+		if inv.State == meetsync.InviteCanceled {
+			return "", "", nil
+		}
+		if !meetsync.InviteOpen(inv.State) {
+			return "", "", closedError(inv, now)
+		}
+		return meetsync.InviteCanceled, meetsync.TypeInvitationCanceled, nil
+	}, reason, a.source())
+	if err != nil {
+		return nil, err
+	}
+	s.tellCanceled(ctx, inv)
+	return inv, nil
+}
+
+func (s *Service) tellCanceled(ctx context.Context, inv *meetsync.Invitation) {
+	u, err := s.user(ctx, inv.AppID, inv.Invitee)
+	if err != nil || !u.Session.Open() {
+		return
+	}
+	if err := s.pushCommands(ctx, u, inv.ID, u.Session.Devices, "invitation_canceled",
+		map[string]any{"invitation_id": inv.ID, "meeting_num": inv.MeetingNum}, s.now()); err != nil {
+		s.log.Warn("invitation cancel command not pushed", "invitation", inv.ID, "err", err)
+	}
+}
+
+// markCalling records that a device of the invitee received the invitation.
+func (s *Service) markCalling(ctx context.Context, appID, id string) error {
+	_, err := s.transition(ctx, appID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+		if inv.State != meetsync.InviteWaitingCall || !now.Before(inv.ExpiresAt) {
+			return "", "", nil
+		}
+		return meetsync.InviteCalling, meetsync.TypeInvitationCalling, nil
+	}, "", "")
+	return err
+}
+
+// settleInvitations expires a user's overdue invitations and completes
+// those whose meeting the user joined.
+func (s *Service) settleInvitations(ctx context.Context, u *meetsync.UserState, now time.Time) error {
+	joined := map[string]bool{}
+	if u.JoinedInvitedMeeting() {
+		if u.Status.Active() {
+			joined[u.MeetingNum] = true
+		}
+		if u.Platform.InMeeting {
+			joined[u.Platform.MeetingNum] = true
+		}
+	}
+	for _, r := range u.Invites {
+		var err error
+		switch {
+		case joined[r.MeetingNum]:
+			_, err = s.transition(ctx, u.AppID, r.ID, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+				if !meetsync.InviteOpen(inv.State) {
+					return "", "", nil
+				}
+				return meetsync.InviteJoined, meetsync.TypeInvitationJoined, nil
+			}, "", meetsync.SourceSystem)
+		case !now.Before(r.ExpiresAt):
+			var inv *meetsync.Invitation
+			inv, err = s.transition(ctx, u.AppID, r.ID, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+				if !meetsync.InviteOpen(inv.State) || now.Before(inv.ExpiresAt) {
+					return "", "", nil
+				}
+				return meetsync.InviteExpired, meetsync.TypeInvitationExpired, nil
+			}, "", meetsync.SourceSystem)
+			if err == nil && inv != nil && inv.State == meetsync.InviteExpired {
+				s.tellCanceled(ctx, inv)
+			}
+		}
+		if meetsync.ErrorCode(err) == meetsync.ENOTFOUND {
+			err = nil // a reference to a row that is gone
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// platformInvitations turns the platform's invite callbacks into
+// invitation events: MEETING_MEMBER_INVITE creates an invitation (source
+// platform), MEETING_MEMBER_INVITE_CANCEL cancels the invitee's open
+// invitations to that meeting. ok is false for an invite of an account
+// meetsync does not know (stored as a plain platform event instead).
+func (s *Service) platformInvitation(ctx context.Context, appID, kind string, pe meetsync.PlatformEvent, userID string, now time.Time) ([]*meetsync.Event, bool, error) {
+	if userID == meetsync.SystemUserID || pe.MeetingNum == "" {
+		return nil, false, nil
+	}
+	var d struct {
+		InviterUUID string `json:"inviter_uuid"`
+	}
+	_ = json.Unmarshal(pe.Data, &d)
+	inviter := meetsync.SystemUserID
+	if d.InviterUUID != "" {
+		if a, err := s.cfg.Sessions.AccountByUUID(ctx, appID, kind, d.InviterUUID); err == nil {
+			inviter = a.UserID
+		}
+	}
+	switch pe.Type {
+	case meetsync.TypeInvitationCreated:
+		inv := &meetsync.Invitation{ID: meetsync.NewID("inv"), AppID: appID, GroupID: meetsync.NewID("grp"), MeetingNum: pe.MeetingNum,
+			Inviter: inviter, Invitee: userID, State: meetsync.InviteWaitingCall, Source: meetsync.SourcePlatform,
+			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(DefaultInviteExpiry), Version: 1}
+		return []*meetsync.Event{invitationEvent(inv, meetsync.TypeInvitationCreated, map[string]any{"platform": pe.Data}, now)}, true, nil
+	case meetsync.TypeInvitationCanceled:
+		open, err := s.invitations().InvitationsOpenFor(ctx, appID, userID, pe.MeetingNum)
+		if err != nil {
+			return nil, false, err
+		}
+		var evs []*meetsync.Event
+		for _, inv := range open {
+			next := *inv
+			next.State, next.Source, next.UpdatedAt, next.Version = meetsync.InviteCanceled, meetsync.SourcePlatform, now, inv.Version+1
+			evs = append(evs, invitationEvent(&next, meetsync.TypeInvitationCanceled, map[string]any{"platform": pe.Data}, now))
+		}
+		return evs, len(evs) > 0, nil
+	}
+	return nil, false, nil
+}
