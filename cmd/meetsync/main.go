@@ -1,6 +1,7 @@
 // Command meetsync runs the meetsync server and its admin subcommands.
 //
 //	meetsync serve                 run the server (embedded SQLite in ./meetsync-data)
+//	meetsync demo                  the whole product in a minute: server, sim platform, users, receiver
 //	meetsync apps create NAME      create an app and print its first API key
 //	meetsync apps list             list apps
 //	meetsync keys create APP       create another API key for an app
@@ -43,6 +44,8 @@ const usage = `meetsync keeps a business system and a meeting platform in sync.
 
 Usage:
   meetsync serve [flags]                 run the server
+  meetsync demo [--keep] [-v]            see every flow in a minute: the server on the sim platform,
+                                         simulated users and a receiver that prints verified webhooks
   meetsync apps create NAME [flags]      create an app and print its first API key
   meetsync apps list [flags]             list apps
   meetsync keys create APP [flags]       create another API key for app APP (name or id)
@@ -75,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runKeys(ctx, args[1:], stdout, stderr)
 	case "receive":
 		return runReceive(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "meetsync", Version)
 		return nil
