@@ -265,7 +265,7 @@ type Coordinator struct {
 	tokenBad   bool    // the server refused the token: wait for a new login
 	loggingOut bool
 	sdkReady   bool
-	initReport *InitReport // waiting for a client token to be reported
+	initReport *InitReport     // waiting for a client token to be reported
 	sessCtx    context.Context // ends with the session
 	sessCancel context.CancelFunc
 	sessWG     sync.WaitGroup
