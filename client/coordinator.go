@@ -730,6 +730,7 @@ func (c *Coordinator) commandLoop(ctx context.Context, api *Client) {
 		c.mu.Lock()
 		if c.api == api {
 			c.tokenBad = true
+			c.signalLocked()
 		}
 		c.mu.Unlock()
 		c.fail(NoticeError, fmt.Errorf("command stream: %w", err))
@@ -1095,6 +1096,7 @@ func (c *Coordinator) send(ctx context.Context) sendOutcome {
 			c.mu.Lock()
 			if c.api == api {
 				c.tokenBad = true
+				c.signalLocked()
 			}
 			c.mu.Unlock()
 			c.fail(NoticeError, fmt.Errorf("send events: %w (waiting for a new login)", err))
@@ -1130,10 +1132,15 @@ func (c *Coordinator) acked(batch []meetsync.EventInput) {
 	}
 	c.mu.Lock()
 	c.st.Queued, c.st.Online = c.queue.Len(), true
-	close(c.progress)
-	c.progress = make(chan struct{})
+	c.signalLocked()
 	c.mu.Unlock()
 	c.notify(Notice{Kind: NoticeSent, Count: len(batch), Seq: last})
+}
+
+// signalLocked wakes the Syncs waiting for the queue. c.mu must be held.
+func (c *Coordinator) signalLocked() {
+	close(c.progress)
+	c.progress = make(chan struct{})
 }
 
 // drop removes an event the server refused for good.
@@ -1143,22 +1150,27 @@ func (c *Coordinator) drop(ev meetsync.EventInput, err error) {
 	}
 	c.mu.Lock()
 	c.st.Queued, c.st.Err = c.queue.Len(), err
-	close(c.progress)
-	c.progress = make(chan struct{})
+	c.signalLocked()
 	c.mu.Unlock()
 	c.notify(Notice{Kind: NoticeDropped, Type: ev.Type, Seq: *ev.ClientSeq, Err: err})
 }
 
 // Sync queues the held (debounced) status now and waits until meetsync
-// has stored everything in the queue, or ctx ends.
+// has stored everything in the queue, or ctx ends. Events wait for a
+// session to be sent with: without one (before a login, or once the
+// server refused the token) Sync fails with EUNAUTHORIZED if anything is
+// queued.
 func (c *Coordinator) Sync(ctx context.Context) error {
 	c.flushHeld()
 	for {
 		c.mu.Lock()
-		progress := c.progress
+		progress, usable := c.progress, c.api != nil && !c.tokenBad
 		c.mu.Unlock()
 		if c.queue.Len() == 0 {
 			return nil
+		}
+		if !usable {
+			return meetsync.Errorf(meetsync.EUNAUTHORIZED, "%d events wait for a session to be sent with: log in", c.queue.Len())
 		}
 		c.kick()
 		select {

@@ -644,8 +644,53 @@ func TestCoordinatorRemoteLogout(t *testing.T) {
 		b, _ := s.sessionOf(t, "kate")
 		return b == meetsync.SideLoggedOut
 	})
+	// A status after the logout waits for the next session.
+	d.sdk.status(meetsync.StatusIdle, 0, "")
+	d.Coordinator.OnKickOut()
+	if err := d.Sync(ctx); meetsync.ErrorCode(err) != meetsync.EUNAUTHORIZED {
+		t.Fatalf("sync without a session: %v, want unauthorized", err)
+	}
 	if err := d.Login(ctx); err != nil {
 		t.Fatalf("login after a remote logout: %v", err)
+	}
+	d.sync(t)
+	if evs := s.events(t, "kate", meetsync.TypeSessionKickedOut); len(evs) != 1 {
+		t.Fatalf("kicked_out events %v", evs)
+	}
+}
+
+// TestCoordinatorForeignEventsDropped: events queued for one user are not
+// sent with another user's session (they are dropped, and said so).
+func TestCoordinatorForeignEventsDropped(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	p := newProxy(t, s.URL)
+	dir := t.TempDir()
+	ctx := ctxT(t)
+	a := newDevice(t, s, p.URL(), "olga", dir, func(c *client.Config) { c.Debounce = -1 })
+	if err := a.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.SetDown(true)
+	a.sdk.status(meetsync.StatusInMeeting, 0, "1")
+	a.Close()
+	p.SetDown(false)
+
+	b := newDevice(t, s, p.URL(), "pete", dir, func(c *client.Config) { c.Debounce = -1 })
+	if err := b.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.sdk.status(meetsync.StatusConnecting, 0, "2")
+	b.sync(t)
+	if evs := s.events(t, "olga", meetsync.TypeMeetingStatusChanged); len(evs) != 0 {
+		t.Fatalf("olga's event was sent with pete's session: %v", evs)
+	}
+	if got := statuses(t, s.events(t, "pete", meetsync.TypeMeetingStatusChanged)); fmt.Sprint(got) != "[connecting]" {
+		t.Fatalf("pete's statuses %v", got)
+	}
+	dropped := b.notices.of(client.NoticeDropped)
+	if len(dropped) != 1 || dropped[0].Seq != 1 || meetsync.ErrorCode(dropped[0].Err) != meetsync.EFORBIDDEN {
+		t.Fatalf("dropped notices %+v", dropped)
 	}
 }
 
