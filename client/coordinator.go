@@ -265,12 +265,14 @@ type Coordinator struct {
 	tokenBad   bool    // the server refused the token: wait for a new login
 	loggingOut bool
 	sdkReady   bool
-	initReport *InitReport     // waiting for a client token to be reported
-	sessCtx    context.Context // ends with the session
-	sessCancel context.CancelFunc
-	sessWG     sync.WaitGroup
-	progress   chan struct{} // closed (and replaced) when the queue shrinks
-	handled    map[string]bool
+	// everLoggedIn: a login gave this process a user to send events for.
+	everLoggedIn bool
+	initReport   *InitReport     // waiting for a client token to be reported
+	sessCtx      context.Context // ends with the session
+	sessCancel   context.CancelFunc
+	sessWG       sync.WaitGroup
+	progress     chan struct{} // closed (and replaced) when the queue shrinks
+	handled      map[string]bool
 
 	// Debouncing: the held status, when the first held change arrived,
 	// the timer and its generation, and the last status queued.
@@ -505,12 +507,10 @@ func (c *Coordinator) startSession(res *LoginResult) *Client {
 	api := c.cfg.Client.WithToken(res.ClientToken)
 	sctx, cancel := context.WithCancel(context.Background())
 	c.mu.Lock()
-	c.api, c.tokenUser, c.tokenBad = api, res.UserID, false
+	c.api, c.tokenUser, c.tokenBad, c.everLoggedIn = api, res.UserID, false, true
 	c.sessCtx, c.sessCancel = sctx, cancel
 	c.st.Business, c.st.Meeting = meetsync.SideLoggedIn, meetsync.SidePending
-	if res.UserID != "" {
-		c.st.UserID = res.UserID
-	}
+	c.st.UserID = res.UserID
 	c.st.DeviceID, c.st.SessionID = res.DeviceID, res.SessionID
 	report := c.initReport
 	c.initReport = nil
@@ -982,9 +982,9 @@ func (c *Coordinator) emitOther(typ string) {
 // wakes the sender. It reports whether the event was queued.
 func (c *Coordinator) enqueue(typ string, data any, at time.Time) bool {
 	c.mu.Lock()
-	user := c.st.UserID
+	user, ever := c.st.UserID, c.everLoggedIn
 	c.mu.Unlock()
-	if user == "" {
+	if !ever {
 		c.fail(NoticeError, meetsync.Errorf(meetsync.EINVALID, "%s before any login: not sent (no user to send it for)", typ))
 		return false
 	}

@@ -795,3 +795,39 @@ func TestCoordinatorConfig(t *testing.T) {
 		}
 	}
 }
+
+// anonymous is a business system whose login answer does not say who logged in.
+type anonymous struct{ client.BusinessSystem }
+
+func (a anonymous) Login(ctx context.Context) (*client.LoginResult, error) {
+	res, err := a.BusinessSystem.Login(ctx)
+	if res != nil {
+		res.UserID, res.DeviceID = "", ""
+	}
+	return res, err
+}
+
+func TestCoordinatorLoginResultWithoutUser(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	d := newDevice(t, s, s.URL, "quinn", "", func(c *client.Config) {
+		c.Business = anonymous{c.Business}
+		c.Debounce = -1
+	})
+	ctx := ctxT(t)
+	// Before any login there is no one to send a status for.
+	d.sdk.status(meetsync.StatusIdle, 0, "")
+	if st := d.State(); st.Queued != 0 || st.Err == nil {
+		t.Fatalf("a status before any login: %+v", st)
+	}
+	if err := d.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.sdk.status(meetsync.StatusInMeeting, 0, "5")
+	d.sync(t)
+	// The server took the user and device from the token.
+	evs := s.events(t, "quinn", meetsync.TypeMeetingStatusChanged)
+	if len(evs) != 1 || evs[0].DeviceID != "d1" {
+		t.Fatalf("events %v", evs)
+	}
+}
