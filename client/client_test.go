@@ -586,3 +586,39 @@ func TestContractSessions(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamResumesFromAnIDOnlyBlock: a stream that starts by saying where
+// it stands (an id without data) is resumed from there, even before its
+// first event.
+func TestStreamResumesFromAnIDOnlyBlock(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		switch conns.Add(1) {
+		case 1:
+			if r.Header.Get("Last-Event-ID") != "" {
+				t.Errorf("first connection sent Last-Event-ID %q", r.Header.Get("Last-Event-ID"))
+			}
+			fmt.Fprint(w, "retry: 1\n\nid: 5\n\n") // then the connection ends
+		default:
+			if got := r.Header.Get("Last-Event-ID"); got != "5" {
+				t.Errorf("reconnection sent Last-Event-ID %q, want 5", got)
+			}
+			fmt.Fprint(w, `id: 6`+"\n"+`data: {"id":"evt_6","type":"crm.a","user_id":"u1","seq":1,"cursor":"6"}`+"\n\n")
+		}
+	}))
+	defer srv.Close()
+	c := client.New(srv.URL, client.WithAPIKey("msk_x"), client.WithRetry(client.Retry{Backoff: time.Millisecond}))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	err := c.StreamEvents(ctx, client.StreamParams{}, func(ev *meetsync.Event) error {
+		if ev.ID != "evt_6" || ev.Pos != 6 {
+			t.Errorf("event %+v", ev)
+		}
+		return errDone
+	})
+	if !errors.Is(err, errDone) {
+		t.Fatal(err)
+	}
+}

@@ -831,3 +831,31 @@ func TestCoordinatorLoginResultWithoutUser(t *testing.T) {
 		t.Fatalf("events %v", evs)
 	}
 }
+
+// TestCoordinatorCommandsReconnect: a logout pushed while the device is
+// offline reaches it when the network returns (the command stream
+// reconnects and unacknowledged commands come again).
+func TestCoordinatorCommandsReconnect(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	p := newProxy(t, s.URL)
+	d := newDevice(t, s, p.URL(), "rose", "")
+	ctx := ctxT(t)
+	if err := d.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.SetDown(true)
+	eventually(t, "the device to notice it is offline", func() bool { return !d.State().Online })
+	if _, err := s.app().Logout(ctx, "rose", client.LogoutRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	p.SetDown(false)
+	eventually(t, "the device to log out", func() bool { return d.State().Business == meetsync.SideLoggedOut })
+	if _, _, logouts := d.sdk.counts(); logouts != 1 {
+		t.Fatalf("SDK logouts %d", logouts)
+	}
+	eventually(t, "the server session to end", func() bool {
+		b, _ := s.sessionOf(t, "rose")
+		return b == meetsync.SideLoggedOut
+	})
+}

@@ -141,9 +141,10 @@ func (c *Client) ListEvents(ctx context.Context, p EventListParams) (*EventPage,
 type StreamParams struct {
 	// After is the cursor to start after: "0" replays the whole feed, ""
 	// starts at the current end. Once an event has arrived, reconnections
-	// resume after the last one handled. (Give a cursor, or "0", to be
-	// sure that nothing is missed by a reconnection that happens before
-	// the first event.)
+	// resume after the last one handled; before that, after the position
+	// the server announced (an SSE id without data), if it did. (Give a
+	// cursor, or "0", to be sure that nothing is missed by a reconnection
+	// before the first event.)
 	After string
 	// Types are exact type names and "prefix.*" patterns (none: every type).
 	Types []string

@@ -18,6 +18,9 @@ type sseMessage struct {
 	Event string // "" means "message"
 	ID    string // the last event id after this message
 	Data  string
+	// IDOnly marks a block that set the id without data: nothing to
+	// dispatch, but a reconnection resumes after that id.
+	IDOnly bool
 }
 
 // sseReader parses a text/event-stream (the WHATWG rules: LF, CR or CRLF
@@ -72,7 +75,7 @@ func (s *sseReader) line() (string, error) {
 func (s *sseReader) next() (sseMessage, error) {
 	var event string
 	var data []string
-	hasData := false
+	hasData, hasID := false, false
 	for {
 		line, err := s.line()
 		if err != nil {
@@ -80,6 +83,9 @@ func (s *sseReader) next() (sseMessage, error) {
 		}
 		if line == "" {
 			if !hasData {
+				if hasID {
+					return sseMessage{ID: s.lastID, IDOnly: true}, nil
+				}
 				event = ""
 				continue
 			}
@@ -99,7 +105,7 @@ func (s *sseReader) next() (sseMessage, error) {
 			data, hasData = append(data, value), true
 		case "id":
 			if !strings.ContainsRune(value, 0) {
-				s.lastID = value
+				s.lastID, hasID = value, true
 			}
 		case "retry":
 			if ms, err := strconv.Atoi(value); err == nil && ms >= 0 {
@@ -225,6 +231,12 @@ func (c *Client) streamOnce(ctx context.Context, path string, lastID *string, se
 				return got, err
 			}
 			return got, transportError("GET", path, err)
+		}
+		if m.IDOnly {
+			// The server says where the stream stands (a stream that
+			// starts at the current end): resume from there.
+			*lastID = m.ID
+			continue
 		}
 		got = true
 		if err := fn(m); err != nil {

@@ -22,7 +22,7 @@ func TestSSEReader(t *testing.T) {
 		{"no space after the colon", "id:7\ndata:x\n\n", []sseMessage{{ID: "7", Data: "x"}}, 0},
 		{"CRLF and CR line ends", "id: 1\r\ndata: a\r\n\r\nid: 2\rdata: b\r\r", []sseMessage{{ID: "1", Data: "a"}, {ID: "2", Data: "b"}}, 0},
 		{"the id carries on", "id: 5\ndata: a\n\ndata: b\n\n", []sseMessage{{ID: "5", Data: "a"}, {ID: "5", Data: "b"}}, 0},
-		{"an id without data sets the id only", "id: 9\n\ndata: c\n\n", []sseMessage{{ID: "9", Data: "c"}}, 0},
+		{"an id without data sets the id only", "id: 9\n\ndata: c\n\n", []sseMessage{{ID: "9", IDOnly: true}, {ID: "9", Data: "c"}}, 0},
 		{"an id with NUL is ignored", "id: 1\ndata: a\n\nid: x\x00y\ndata: b\n\n", []sseMessage{{ID: "1", Data: "a"}, {ID: "1", Data: "b"}}, 0},
 		{"the event name resets after a message", "event: command\ndata: a\n\ndata: b\n\n", []sseMessage{{Event: "command", Data: "a"}, {Data: "b"}}, 0},
 		{"unknown fields are ignored", "foo: bar\ndata: a\n\n", []sseMessage{{Data: "a"}}, 0},
@@ -41,11 +41,11 @@ func TestSSEReader(t *testing.T) {
 				got = append(got, m)
 			}
 			if len(got) != len(tc.want) {
-				t.Fatalf("got %q, want %q", got, tc.want)
+				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 			for i := range got {
 				if got[i] != tc.want[i] {
-					t.Fatalf("message %d = %q, want %q", i, got[i], tc.want[i])
+					t.Fatalf("message %d = %+v, want %+v", i, got[i], tc.want[i])
 				}
 			}
 			if r.retry != tc.retry {
@@ -56,7 +56,7 @@ func TestSSEReader(t *testing.T) {
 	t.Run("a message cut off is not dispatched", func(t *testing.T) {
 		r := newSSEReader(strings.NewReader("data: a\n\ndata: b\n"), "")
 		if m, err := r.next(); err != nil || m.Data != "a" {
-			t.Fatalf("first: %q, %v", m, err)
+			t.Fatalf("first: %+v, %v", m, err)
 		}
 		if _, err := r.next(); err == nil {
 			t.Fatal("a message without its blank line was dispatched")
