@@ -291,8 +291,8 @@ func (q *Queue) write(rec []byte) error {
 	return nil
 }
 
-// Peek returns up to n pending events, oldest first (n <= 0: all of them).
-// They stay in the queue until Ack.
+// Peek returns copies of up to n pending events, oldest first (n <= 0:
+// all of them). They stay in the queue until Ack.
 func (q *Queue) Peek(n int) []meetsync.EventInput {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -304,6 +304,7 @@ func (q *Queue) Peek(n int) []meetsync.EventInput {
 		out[i] = q.pending[i].ev
 		seq := *out[i].ClientSeq
 		out[i].ClientSeq = &seq
+		out[i].Data = append(json.RawMessage(nil), out[i].Data...)
 	}
 	return out
 }
