@@ -28,7 +28,11 @@ type MeetingSDK interface {
 // MeetingListener receives the meeting SDK's callbacks (NEMeeting's
 // onMeetingStatusChanged, onKickOut, onAuthInfoExpired). The Coordinator
 // is one.
-type MeetingListener interface {
+//
+// It is an alias of an interface type literal, not a defined type, so that
+// an SDK written without importing this package (sim.SDK) can declare
+// SetListener with an identical parameter type and satisfy MeetingSDK.
+type MeetingListener = interface {
 	OnMeetingStatusChanged(status meetsync.MeetingStatus, arg meetsync.Reason, meetingNum string)
 	OnKickOut()
 	OnAuthInfoExpired()
@@ -379,6 +383,35 @@ func (c *Coordinator) session() *Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.api
+}
+
+// ClientToken returns the client token (mct_…) of the current session, ""
+// without one. It is a secret: never log it.
+func (c *Coordinator) ClientToken() string {
+	if api := c.session(); api != nil {
+		return api.token
+	}
+	return ""
+}
+
+// AcceptInvitation accepts an invitation pushed to this device, as its
+// invitee (POST /v1/client/invitations/{id}/accept).
+func (c *Coordinator) AcceptInvitation(ctx context.Context, id string) (*InvitationInfo, error) {
+	api := c.session()
+	if api == nil {
+		return nil, meetsync.Errorf(meetsync.EUNAUTHORIZED, "no session: log in first")
+	}
+	return api.AnswerInvitation(ctx, id, "accept", "")
+}
+
+// RejectInvitation rejects an invitation pushed to this device; reason
+// "no_answer" records that it rang out.
+func (c *Coordinator) RejectInvitation(ctx context.Context, id, reason string) (*InvitationInfo, error) {
+	api := c.session()
+	if api == nil {
+		return nil, meetsync.Errorf(meetsync.EUNAUTHORIZED, "no session: log in first")
+	}
+	return api.AnswerInvitation(ctx, id, "reject", reason)
 }
 
 // Init initialises the business system and the meeting SDK concurrently
@@ -927,6 +960,14 @@ func (c *Coordinator) OnKickOut() {
 // (POST /v1/client/credentials with refresh) and a new SDK login, reported
 // like the first one.
 func (c *Coordinator) OnAuthInfoExpired() {
+	c.mu.Lock()
+	loggingOut := c.loggingOut
+	c.mu.Unlock()
+	if loggingOut {
+		// The platform revoked the token because this user is logging
+		// out (meetsync's server-side logout): expected, not an expiry.
+		return
+	}
 	c.emitOther(meetsync.TypeSessionAuthExpired)
 	api := c.session()
 	if api == nil {

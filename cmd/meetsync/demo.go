@@ -72,6 +72,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	key := strings.TrimSpace(string(keyBytes))
 	d.say("meetsync is running at %s on the built-in sim meeting platform (data in %s)", base, m.Config.Data)
+	// A device that loses its connection stays a member for 2 s (NEMeeting keeps it while it reconnects).
+	m.Sim.SetMemberTimeout(2 * time.Second)
 
 	// The business system's webhook receiver.
 	recv, err := d.startReceiver()
@@ -135,16 +137,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		d.say("%s: business %s, meeting %s", u.name, st.Business, st.Meeting)
 	}
 
-	step("2. dave logs in while the meeting platform is down: retries, then the rollback policy")
-	m.Sim.SetOutage(true)
+	step("2. dave logs in while the meeting platform is down: no credentials, retries, then the rollback policy")
 	if err := dave.coord.Init(ctx); err != nil {
 		d.say("dave init: %v", err)
 	}
+	m.Sim.SetOutage(true)
 	err = dave.coord.Login(ctx)
 	d.say("dave login: %v", err)
 	m.Sim.SetOutage(false)
 	wait(time.Second)
-	d.say("dave: business %s, meeting %s (the business system was told: session.rolled_back)", dave.coord.State().Business, dave.coord.State().Meeting)
+	d.say("dave: business %s, meeting %s: the device rolled the business login back (its logout is in the webhooks)", dave.coord.State().Business, dave.coord.State().Meeting)
 
 	step("3. alice hosts a meeting and invites bob and carol through the business system")
 	prov := m.Sim.Provider(app.ID)
@@ -155,7 +157,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := alice.sdk.JoinMeeting(ctx, mtg.MeetingNum); err != nil {
 		return err
 	}
-	invites, err := demoInvite(ctx, base, key, mtg.MeetingNum, "alice", []string{"bob", "carol"})
+	invites, err := api.CreateInvitations(ctx, client.InviteRequest{MeetingNum: mtg.MeetingNum, Inviter: "alice",
+		Invitees: []string{"bob", "carol"}, Subject: "weekly sync", ExpiresIn: client.Duration(2 * time.Minute)})
 	if err != nil {
 		return err
 	}
@@ -164,7 +167,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		switch inv.Invitee {
 		case "bob":
 			d.say("bob accepts invitation %s and joins meeting %s", inv.ID, mtg.MeetingNum)
-			if err := demoAnswer(ctx, base, bob.token(), inv.ID, "accept"); err != nil {
+			if _, err := bob.coord.AcceptInvitation(ctx, inv.ID); err != nil {
 				return err
 			}
 			if err := bob.sdk.JoinMeeting(ctx, mtg.MeetingNum); err != nil {
@@ -172,14 +175,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 		case "carol":
 			d.say("carol rejects invitation %s", inv.ID)
-			if err := demoAnswer(ctx, base, carol.token(), inv.ID, "reject"); err != nil {
+			if _, err := carol.coord.RejectInvitation(ctx, inv.ID, "busy"); err != nil {
 				return err
 			}
 		}
 	}
 	wait(time.Second)
 
-	step("4. bob's connection flaps: CONNECTING ↔ INMEETING, debounced (only the last change is sent)")
+	step("4. bob's connection flaps: CONNECTING ↔ INMEETING ×3, debounced on the device: it ends where it was, so nothing is sent")
 	for i := 0; i < 3; i++ {
 		bob.sdk.DropConnection()
 		wait(60 * time.Millisecond)
@@ -336,8 +339,6 @@ func (d *demo) newUser(p *sim.Platform, base, key, dir, name string) (*demoUser,
 	return u, nil
 }
 
-func (u *demoUser) token() string { return u.coord.ClientToken() }
-
 // switchTransport fails every request while off is set, like a device
 // without network.
 type switchTransport struct {
@@ -353,45 +354,4 @@ func (t *switchTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, errors.New("network unreachable (demo offline spell)")
 	}
 	return t.next.RoundTrip(r)
-}
-
-type demoInvitation struct {
-	ID      string `json:"id"`
-	Invitee string `json:"invitee"`
-}
-
-func demoInvite(ctx context.Context, base, key, num, inviter string, invitees []string) ([]demoInvitation, error) {
-	body, _ := json.Marshal(map[string]any{"meeting_num": num, "inviter": inviter, "invitees": invitees, "subject": "weekly sync", "expires_in": "2m"})
-	var out struct {
-		Invitations []demoInvitation `json:"invitations"`
-	}
-	if err := demoPost(ctx, base+"/v1/invitations", key, body, &out); err != nil {
-		return nil, err
-	}
-	return out.Invitations, nil
-}
-
-func demoAnswer(ctx context.Context, base, token, id, action string) error {
-	return demoPost(ctx, base+"/v1/client/invitations/"+id+"/"+action, token, nil, nil)
-}
-
-func demoPost(ctx context.Context, url, token string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(string(body)))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode >= 300 {
-		return fmt.Errorf("POST %s: %d %s", url, res.StatusCode, b)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
 }
