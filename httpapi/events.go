@@ -703,8 +703,10 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	// Tell the client how long to wait before reconnecting, then flush the headers.
-	if _, err := io.WriteString(w, "retry: 1000\n\n"); err != nil {
+	// Tell the client how long to wait before reconnecting and where the
+	// stream starts (an id with no data sets the client's Last-Event-ID,
+	// so a reconnect before the first event misses nothing), then flush.
+	if _, err := io.WriteString(w, "retry: 1000\nid: "+meetsync.FormatCursor(p.After)+"\n\n"); err != nil {
 		return
 	}
 	_ = rc.Flush()

@@ -256,3 +256,39 @@ func TestStreamEndsOnShutdown(t *testing.T) {
 		t.Fatalf("stream after BeginShutdown: %v, want the end of the stream", err)
 	}
 }
+
+// TestStreamStartCursor: a stream opened without a cursor says where it
+// starts, so a client that reconnects before its first event (with that
+// id as Last-Event-ID) misses nothing committed in between.
+func TestStreamStartCursor(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.ingest(t, map[string]any{"type": "crm.before", "user_id": "u1"})
+	req, _ := http.NewRequest("GET", e.URL+"/v1/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+e.Key)
+	resp, err := e.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 0, 256)
+	start := ""
+	for start == "" {
+		b := make([]byte, 64)
+		n, err := resp.Body.Read(b)
+		if err != nil {
+			t.Fatalf("read the stream's start: %v (got %q)", err, buf)
+		}
+		buf = append(buf, b[:n]...)
+		for _, line := range strings.Split(string(buf), "\n") {
+			if id, ok := strings.CutPrefix(line, "id: "); ok && strings.Contains(string(buf), id+"\n\n") {
+				start = id
+			}
+		}
+	}
+	resp.Body.Close()
+	missed := e.ingest(t, map[string]any{"type": "crm.between", "user_id": "u2"})
+	s := e.openStream(t, e.Key, "", start)
+	if got := s.next(t, streamWait).event(t); got.ID != missed[0].ID {
+		t.Fatalf("after reconnecting with the start id got %s, want the event committed in between %s", got.ID, missed[0].ID)
+	}
+}

@@ -16,6 +16,8 @@ type LoginInput struct {
 
 // LoginResult is the answer of a login.
 type LoginResult struct {
+	UserID      string                   `json:"user_id"`
+	DeviceID    string                   `json:"device_id"`
 	SessionID   string                   `json:"session_id"`
 	Business    string                   `json:"business"`
 	MeetingSide string                   `json:"meeting_side"`
@@ -112,7 +114,7 @@ func (s *Service) Login(ctx context.Context, appID, userID string, in LoginInput
 	if err := s.cfg.Sessions.ClientTokenCreate(ctx, tok); err != nil {
 		return nil, err
 	}
-	res := &LoginResult{SessionID: sess.ID, Business: sess.Business, MeetingSide: sess.Meeting, ClientToken: secret, ExpiresAt: tok.ExpiresAt}
+	res := &LoginResult{UserID: userID, DeviceID: in.DeviceID, SessionID: sess.ID, Business: sess.Business, MeetingSide: sess.Meeting, ClientToken: secret, ExpiresAt: tok.ExpiresAt}
 	if !sess.Deadline.IsZero() {
 		d := sess.Deadline
 		res.Deadline = &d
