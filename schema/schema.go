@@ -162,6 +162,10 @@ func violation(err error, doc any, typ string, version int, prefix string) error
 		if len(k.Missing) > 0 {
 			tokens = append(tokens[:len(tokens):len(tokens)], k.Missing[0])
 		}
+	case *kind.Dependency:
+		if len(k.Missing) > 0 {
+			tokens = append(tokens[:len(tokens):len(tokens)], k.Missing[0])
+		}
 	case *kind.AdditionalProperties:
 		if len(k.Properties) > 0 {
 			tokens = append(tokens[:len(tokens):len(tokens)], k.Properties[0])
