@@ -179,7 +179,9 @@ func WebhookPayload(e *Event) ([]byte, error) {
 		DeviceID   string          `json:"device_id,omitempty"`
 		ClientSeq  int64           `json:"client_seq,omitempty"`
 		Stale      bool            `json:"stale"`
-	}{e.Type, e.ReceivedAt, e.Data, e.ID, e.UserID, e.Seq, e.OccurredAt, e.Source, e.DeviceID, e.ClientSeq, e.Stale})
+		// SchemaVersion is the custom type's schema version (omitted for built-ins).
+		SchemaVersion int `json:"schema_version,omitempty"`
+	}{e.Type, e.ReceivedAt, e.Data, e.ID, e.UserID, e.Seq, e.OccurredAt, e.Source, e.DeviceID, e.ClientSeq, e.Stale, e.SchemaVersion})
 }
 
 // SystemUserID is the user of events that concern no user (endpoint.disabled).

@@ -132,6 +132,10 @@ type Event struct {
 	ClientSeq  int64 // 0 when the source gave none
 	Stale      bool
 	Data       json.RawMessage
+	// SchemaVersion is the version of the custom type's schema the data was
+	// validated against on ingest (0: a built-in type, or a custom type not
+	// registered then). An event keeps it for good.
+	SchemaVersion int
 
 	// Effects, set only on events meetsync makes itself, say what the event
 	// does besides its status (see UserState.Apply). Not stored.
@@ -201,7 +205,13 @@ const (
 // TypeChecker validates events of custom (non-built-in) types. A nil
 // TypeChecker accepts every well-formed custom type.
 type TypeChecker interface {
-	CheckCustomEvent(appID, typ string, data json.RawMessage, field string) error
+	// CheckCustomEvent validates the data of an event of the custom type
+	// typ and returns the version of the type's schema it was validated
+	// against (0 if the type is not registered). prefix is the event's
+	// field prefix for errors ("events[3]", or "" for a single event): an
+	// error is an EINVALID *Error naming prefix.data.<path> (a schema
+	// violation) or prefix.type (a type the app requires to be registered).
+	CheckCustomEvent(appID, typ string, data json.RawMessage, prefix string) (version int, err error)
 }
 
 // PrepareParams are the inputs of PrepareEvent besides the event itself.
@@ -328,9 +338,11 @@ func PrepareEvent(in *EventInput, p PrepareParams) (*Event, error) {
 	} else if IsReservedType(in.Type) {
 		return nil, FieldErrorf(f("type"), "unknown event type %q in a reserved namespace (%s.*); see GET /v1/event-types", in.Type, strings.SplitN(in.Type, ".", 2)[0])
 	} else if p.Types != nil {
-		if err := p.Types.CheckCustomEvent(p.AppID, in.Type, data, f("data")); err != nil {
+		v, err := p.Types.CheckCustomEvent(p.AppID, in.Type, data, p.Field)
+		if err != nil {
 			return nil, err
 		}
+		ev.SchemaVersion = v
 	}
 	ev.Data = data
 	return ev, nil
@@ -804,13 +816,15 @@ type eventJSON struct {
 	ClientSeq  int64           `json:"client_seq,omitempty"`
 	Stale      bool            `json:"stale"`
 	Data       json.RawMessage `json:"data"`
-	Cursor     string          `json:"cursor,omitempty"`
+	// SchemaVersion is omitted for built-in and unregistered types.
+	SchemaVersion int    `json:"schema_version,omitempty"`
+	Cursor        string `json:"cursor,omitempty"`
 }
 
 // MarshalJSON renders the public form of an event.
 func (e *Event) MarshalJSON() ([]byte, error) {
 	j := eventJSON{ID: e.ID, Type: e.Type, UserID: e.UserID, Seq: e.Seq, OccurredAt: e.OccurredAt, ReceivedAt: e.ReceivedAt,
-		Source: e.Source, DeviceID: e.DeviceID, ClientSeq: e.ClientSeq, Stale: e.Stale, Data: e.Data}
+		Source: e.Source, DeviceID: e.DeviceID, ClientSeq: e.ClientSeq, Stale: e.Stale, Data: e.Data, SchemaVersion: e.SchemaVersion}
 	if e.Pos > 0 {
 		j.Cursor = FormatCursor(e.Pos)
 	}
@@ -824,7 +838,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*e = Event{ID: j.ID, Type: j.Type, UserID: j.UserID, Seq: j.Seq, OccurredAt: j.OccurredAt, ReceivedAt: j.ReceivedAt,
-		Source: j.Source, DeviceID: j.DeviceID, ClientSeq: j.ClientSeq, Stale: j.Stale, Data: j.Data}
+		Source: j.Source, DeviceID: j.DeviceID, ClientSeq: j.ClientSeq, Stale: j.Stale, Data: j.Data, SchemaVersion: j.SchemaVersion}
 	if j.Cursor != "" {
 		pos, err := ParseCursor(j.Cursor, "cursor")
 		if err != nil {

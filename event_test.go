@@ -176,9 +176,9 @@ func TestPrepareEventClientToken(t *testing.T) {
 
 type rejectAll struct{ calls []string }
 
-func (r *rejectAll) CheckCustomEvent(appID, typ string, data json.RawMessage, field string) error {
-	r.calls = append(r.calls, appID+" "+typ+" "+string(data)+" "+field)
-	return meetsync.FieldErrorf(field, "does not match the schema of %s", typ)
+func (r *rejectAll) CheckCustomEvent(appID, typ string, data json.RawMessage, prefix string) (int, error) {
+	r.calls = append(r.calls, appID+" "+typ+" "+string(data)+" "+prefix)
+	return 0, meetsync.FieldErrorf(prefix+".data", "does not match the schema of %s", typ)
 }
 
 func TestPrepareEventCustomTypes(t *testing.T) {
@@ -193,7 +193,7 @@ func TestPrepareEventCustomTypes(t *testing.T) {
 	if _, err := prepare(&meetsync.EventInput{Type: "meeting.member_joined", UserID: "u"}, withTypes); err != nil {
 		t.Errorf("built-in type: %v", err)
 	}
-	if want := []string{"app_1 crm.order_paid {} events[1].data"}; fmt.Sprint(tc.calls) != fmt.Sprint(want) {
+	if want := []string{"app_1 crm.order_paid {} events[1]"}; fmt.Sprint(tc.calls) != fmt.Sprint(want) {
 		t.Errorf("checker calls = %q, want %q", tc.calls, want)
 	}
 }

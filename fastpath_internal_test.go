@@ -399,9 +399,11 @@ func refPrepareEvent(in *EventInput, p PrepareParams) (*Event, error) {
 	} else if IsReservedType(in.Type) {
 		return nil, FieldErrorf(f("type"), "unknown event type %q in a reserved namespace (%s.*); see GET /v1/event-types", in.Type, strings.SplitN(in.Type, ".", 2)[0])
 	} else if p.Types != nil {
-		if err := p.Types.CheckCustomEvent(p.AppID, in.Type, data, f("data")); err != nil {
+		v, err := p.Types.CheckCustomEvent(p.AppID, in.Type, data, p.Field)
+		if err != nil {
 			return nil, err
 		}
+		ev.SchemaVersion = v
 	}
 	ev.Data = data
 	return ev, nil

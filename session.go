@@ -97,8 +97,12 @@ type AppSettings struct {
 	ClientTokenTTL Duration       `json:"client_token_ttl"`
 	// ReconcileGrace is how long the platform's word that a user left a
 	// meeting waits before it overrides a device that still says it is in one.
-	ReconcileGrace Duration  `json:"reconcile_grace"`
-	UpdatedAt      time.Time `json:"updated_at,omitzero"`
+	ReconcileGrace Duration `json:"reconcile_grace"`
+	// StrictEventTypes makes ingest refuse events of custom types that are
+	// not registered (PUT /v1/event-types/{name}). Off by default: an
+	// unregistered custom type is accepted unchecked.
+	StrictEventTypes bool      `json:"strict_event_types,omitempty"`
+	UpdatedAt        time.Time `json:"updated_at,omitzero"`
 }
 
 // DefaultAppSettings are the settings of a new app.

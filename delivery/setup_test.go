@@ -23,6 +23,7 @@ import (
 	"github.com/meetsync/meetsync/delivery"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
+	"github.com/meetsync/meetsync/schema"
 	"github.com/meetsync/meetsync/sqlite"
 	"github.com/meetsync/meetsync/webhook"
 )
@@ -152,7 +153,7 @@ func setup(t *testing.T, opts ...option) *env {
 		t.Fatalf("start dispatcher: %v", err)
 	}
 	api := httpapi.New(httpapi.Config{Store: db, Ingester: ing, Logger: log, Registry: reg, Now: clk.Now,
-		URLPolicy: o.apiPolicy, Delivery: d})
+		URLPolicy: o.apiPolicy, Delivery: d, Types: schema.New(db, db, schema.Config{Logger: log})})
 	srv := httptest.NewServer(api)
 	if host := srv.Listener.Addr().String(); !strings.HasPrefix(host, "127.0.0.1:") {
 		t.Fatalf("API listens on %s, want 127.0.0.1", host)
@@ -500,11 +501,12 @@ func statusEvent(user, status string) map[string]any {
 
 // feedEvent is an event of the feed.
 type feedEvent struct {
-	ID     string          `json:"id"`
-	Type   string          `json:"type"`
-	UserID string          `json:"user_id"`
-	Seq    int64           `json:"seq"`
-	Data   json.RawMessage `json:"data"`
+	ID            string          `json:"id"`
+	Type          string          `json:"type"`
+	UserID        string          `json:"user_id"`
+	Seq           int64           `json:"seq"`
+	Data          json.RawMessage `json:"data"`
+	SchemaVersion int             `json:"schema_version"`
 }
 
 // feed returns the app's whole feed filtered by query (type=…&user_id=…).
@@ -545,6 +547,8 @@ type payload struct {
 	DeviceID   string          `json:"device_id"`
 	ClientSeq  int64           `json:"client_seq"`
 	Stale      bool            `json:"stale"`
+	// SchemaVersion is set on events of registered custom types.
+	SchemaVersion int `json:"schema_version"`
 }
 
 // webhookReq is one request a receiver got.

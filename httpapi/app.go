@@ -72,18 +72,6 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) handleEventTypes(w http.ResponseWriter, r *http.Request) {
-	type typeJSON struct {
-		meetsync.BuiltinType
-		Builtin bool `json:"builtin"`
-	}
-	out := make([]typeJSON, 0, len(meetsync.BuiltinTypes))
-	for _, t := range meetsync.BuiltinTypes {
-		out = append(out, typeJSON{t, true})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"event_types": out, "reserved_namespaces": meetsync.ReservedNamespaces})
-}
-
 // decodeJSON decodes a small JSON body strictly into v.
 func decodeJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, meetsync.MaxBodyBytes))

@@ -36,8 +36,12 @@ type Config struct {
 	StreamHeartbeat time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-	// Types validates custom event types (nil: any well-formed custom type).
-	Types meetsync.TypeChecker
+	// Types keeps the apps' custom event types (PUT and GET
+	// /v1/event-types) and validates custom events on ingest
+	// (schema.Registry). Without it any well-formed custom type is
+	// accepted unchecked, GET /v1/event-types lists the built-ins only and
+	// PUT answers 503.
+	Types TypeRegistry
 	// URLPolicy is the SSRF guard for endpoint URLs.
 	URLPolicy meetsync.URLPolicy
 	// Sessions runs logins, logouts, client reports, commands and platform
@@ -122,7 +126,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/events", s.withApp(s.handleIngest))
 	m.HandleFunc("GET /v1/events", s.withApp(s.handleEventList))
 	m.HandleFunc("GET /v1/events/stream", s.withApp(s.handleEventStream))
-	m.HandleFunc("GET /v1/event-types", s.withApp(s.handleEventTypes))
+	m.HandleFunc("GET /v1/event-types", s.withApp(s.handleEventTypeList))
+	m.HandleFunc("GET /v1/event-types/{name}", s.withApp(s.handleEventTypeGet))
+	m.HandleFunc("PUT /v1/event-types/{name}", s.withApp(s.handleEventTypePut))
 
 	m.HandleFunc("POST /v1/endpoints", s.withApp(s.handleEndpointCreate))
 	m.HandleFunc("GET /v1/endpoints", s.withApp(s.handleEndpointList))

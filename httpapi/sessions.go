@@ -351,7 +351,9 @@ type appJSON struct {
 	LogoutDeadline meetsync.Duration `json:"logout_deadline"`
 	ClientTokenTTL meetsync.Duration `json:"client_token_ttl"`
 	ReconcileGrace meetsync.Duration `json:"reconcile_grace"`
-	Callbacks      map[string]string `json:"callback_paths,omitempty"`
+	// StrictEventTypes: see meetsync.AppSettings (docs/event-types.md).
+	StrictEventTypes bool              `json:"strict_event_types"`
+	Callbacks        map[string]string `json:"callback_paths,omitempty"`
 }
 
 type providerJSON struct {
@@ -365,7 +367,7 @@ func renderApp(app *meetsync.App, set *meetsync.AppSettings) appJSON {
 	return appJSON{ID: app.ID, Name: app.Name, CreatedAt: app.CreatedAt,
 		Provider:      providerJSON{Kind: set.Provider.Kind, AppKey: set.Provider.AppKey, BaseURL: set.Provider.BaseURL, AppSecretSet: set.Provider.AppSecret != ""},
 		SessionPolicy: set.SessionPolicy, LoginDeadline: set.LoginDeadline, LogoutDeadline: set.LogoutDeadline,
-		ClientTokenTTL: set.ClientTokenTTL, ReconcileGrace: set.ReconcileGrace,
+		ClientTokenTTL: set.ClientTokenTTL, ReconcileGrace: set.ReconcileGrace, StrictEventTypes: set.StrictEventTypes,
 		Callbacks: map[string]string{set.Provider.Kind: "/v1/providers/" + set.Provider.Kind + "/callback/" + app.ID}}
 }
 
@@ -383,6 +385,7 @@ func (s *Server) handleAppPatch(w http.ResponseWriter, r *http.Request) {
 		LogoutDeadline *meetsync.Duration       `json:"logout_deadline"`
 		ClientTokenTTL *meetsync.Duration       `json:"client_token_ttl"`
 		ReconcileGrace *meetsync.Duration       `json:"reconcile_grace"`
+		StrictTypes    *bool                    `json:"strict_event_types"`
 	}
 	if err := decodeJSON(r, &in); err != nil {
 		s.writeError(w, r, err)
@@ -408,6 +411,9 @@ func (s *Server) handleAppPatch(w http.ResponseWriter, r *http.Request) {
 	if in.SessionPolicy != nil {
 		set.SessionPolicy = *in.SessionPolicy
 	}
+	if in.StrictTypes != nil {
+		set.StrictEventTypes = *in.StrictTypes
+	}
 	for _, f := range []struct {
 		in  *meetsync.Duration
 		dst *meetsync.Duration
@@ -425,6 +431,7 @@ func (s *Server) handleAppPatch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.typesChanged(appID)
 	s.log.Info("app settings changed", "app_id", appID, "provider", set.Provider.Kind, "by_key_id", principalOf(ctx).KeyID)
 	writeJSON(w, http.StatusOK, renderApp(app, set))
 }

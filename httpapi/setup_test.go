@@ -21,6 +21,7 @@ import (
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
+	"github.com/meetsync/meetsync/schema"
 	"github.com/meetsync/meetsync/sqlite"
 )
 
@@ -52,6 +53,8 @@ func setup(t *testing.T) *env {
 		Logger:          slog.New(slog.DiscardHandler),
 		Registry:        reg,
 		StreamHeartbeat: 200 * time.Millisecond,
+		SessionStore:    db,
+		Types:           schema.New(db, db, schema.Config{Logger: slog.New(slog.DiscardHandler)}),
 	})
 	srv := httptest.NewServer(api)
 	if host := srv.Listener.Addr().String(); !strings.HasPrefix(host, "127.0.0.1:") {
@@ -202,7 +205,9 @@ type feedEvent struct {
 	ClientSeq  int64           `json:"client_seq"`
 	Stale      bool            `json:"stale"`
 	Data       json.RawMessage `json:"data"`
-	Cursor     string          `json:"cursor"`
+	// SchemaVersion is set on events of registered custom types.
+	SchemaVersion int    `json:"schema_version"`
+	Cursor        string `json:"cursor"`
 }
 
 type feedPage struct {

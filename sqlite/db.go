@@ -77,11 +77,13 @@ type DB struct {
 	ckpt   *sql.DB // the background checkpointer's connection
 	cache  stmtCache
 
-	// writeMu serialises the transactions that write users rows or
-	// endpoints, so the caches below change only with their commits.
+	// writeMu serialises the transactions that write users rows,
+	// endpoints or event types, so the caches below change only with
+	// their commits.
 	writeMu   sync.Mutex
 	userCache userCache
 	endpoints map[string][]*meetsync.Endpoint // enabled endpoints per app
+	debounced map[string]map[string]bool      // custom types registered with debounce, per app
 
 	stopCkpt chan struct{}
 	ckptDone chan struct{}
@@ -109,7 +111,8 @@ func Open(path string, cfg Config) (*DB, error) {
 		}
 		return "file:" + path + "?" + v.Encode() + "&_txlock=immediate"
 	}
-	db := &DB{path: path, userCache: userCache{max: cfg.UserCacheSize}, endpoints: map[string][]*meetsync.Endpoint{}}
+	db := &DB{path: path, userCache: userCache{max: cfg.UserCacheSize}, endpoints: map[string][]*meetsync.Endpoint{},
+		debounced: map[string]map[string]bool{}}
 	var err error
 	if db.writer, err = sql.Open("sqlite", dsn("wal_autocheckpoint(0)")); err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)

@@ -189,7 +189,7 @@ func loadTasks(ctx context.Context, tx execQuerier, poses []int64, until time.Ti
 	for i, p := range poses {
 		args[i] = p
 	}
-	q := "SELECT " + deliveryCols + ", d.claim_id, e.pos, e.id, e.type, e.app_id, e.user_id, e.seq, e.occurred_at, e.received_at, e.source, e.device_id, e.client_seq, e.stale, e.data" +
+	q := "SELECT " + deliveryCols + ", d.claim_id, e.pos, e.id, e.type, e.app_id, e.user_id, e.seq, e.occurred_at, e.received_at, e.source, e.device_id, e.client_seq, e.stale, e.data, e.schema_version" +
 		" FROM deliveries d JOIN events e ON e.pos = d.event_pos WHERE d.pos IN (?" + strings.Repeat(", ?", len(poses)-1) + ") ORDER BY d.pos"
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -201,7 +201,7 @@ func loadTasks(ctx context.Context, tx execQuerier, poses []int64, until time.Ti
 		var e meetsync.Event
 		var occ, rec, claimID int64
 		var data []byte
-		d, err := scanDelivery(rows, &claimID, &e.Pos, &e.ID, &e.Type, &e.AppID, &e.UserID, &e.Seq, &occ, &rec, &e.Source, &e.DeviceID, &e.ClientSeq, &e.Stale, &data)
+		d, err := scanDelivery(rows, &claimID, &e.Pos, &e.ID, &e.Type, &e.AppID, &e.UserID, &e.Seq, &occ, &rec, &e.Source, &e.DeviceID, &e.ClientSeq, &e.Stale, &data, &e.SchemaVersion)
 		if err != nil {
 			rows.Close()
 			return nil, err

@@ -29,13 +29,13 @@ const (
 	// covering events_user index newest first.
 	eventByClientSeqSQL = `SELECT id, seq, stale, pos FROM events INDEXED BY events_user
 		WHERE app_id = ? AND user_id = ? AND device_id = ? AND client_seq = ? ORDER BY seq DESC LIMIT 1`
-	eventInsertSQL = `INSERT INTO events (app_id, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	eventInsertSQL = `INSERT INTO events (app_id, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	queueActiveSQL    = "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status IN ('pending', 'failed') LIMIT 1)"
 	deliveryInsertSQL = `INSERT INTO deliveries (app_id, endpoint_id, event_pos, event_id, event_type, user_id, seq, status, head, next_at, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`
 	supersedableSQL = `SELECT pos, next_at, head FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status = 'pending'
-		AND attempts = 0 AND claim_owner = '' AND event_type = 'meeting.status_changed' AND seq < ?`
+		AND attempts = 0 AND claim_owner = '' AND event_type = ? AND seq < ?`
 )
 
 type scanner interface{ Scan(...any) error }
@@ -266,7 +266,7 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 		at.order = append(at.order, u)
 	}
 	res, err := at.tx.ExecContext(at.ctx, eventInsertSQL, ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Seq, micros(ev.OccurredAt),
-		micros(ev.ReceivedAt), ev.Source, ev.DeviceID, ev.ClientSeq, ev.Stale, []byte(ev.Data))
+		micros(ev.ReceivedAt), ev.Source, ev.DeviceID, ev.ClientSeq, ev.Stale, []byte(ev.Data), ev.SchemaVersion)
 	if err != nil {
 		return r, interpretError(err, "event "+ev.ID)
 	}
@@ -321,13 +321,14 @@ func (at *appendTx) flushUsers() error {
 	return nil
 }
 
-const eventCols = "pos, id, type, app_id, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data"
+const eventCols = "pos, id, type, app_id, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version"
 
 func scanEvent(sc scanner) (*meetsync.Event, error) {
 	var e meetsync.Event
 	var occ, rec int64
 	var data []byte
-	if err := sc.Scan(&e.Pos, &e.ID, &e.Type, &e.AppID, &e.UserID, &e.Seq, &occ, &rec, &e.Source, &e.DeviceID, &e.ClientSeq, &e.Stale, &data); err != nil {
+	if err := sc.Scan(&e.Pos, &e.ID, &e.Type, &e.AppID, &e.UserID, &e.Seq, &occ, &rec, &e.Source, &e.DeviceID, &e.ClientSeq, &e.Stale, &data,
+		&e.SchemaVersion); err != nil {
 		return nil, err
 	}
 	e.OccurredAt, e.ReceivedAt, e.Data = fromMicros(occ), fromMicros(rec), data
@@ -429,14 +430,18 @@ func (db *DB) UserList(ctx context.Context, p meetsync.UserListParams) ([]*meets
 }
 
 // fanOut writes the deliveries of ev to every enabled endpoint of its app
-// that subscribes to its type (the transactional outbox), coalescing a
-// status change with a pending, unattempted older one inside the
-// endpoint's debounce window.
+// that subscribes to its type (the transactional outbox), coalescing an
+// event of a debounced type (a status change, or a custom type registered
+// with debounce) with a pending, unattempted older one of the same type
+// inside the endpoint's debounce window.
 func (at *appendTx) fanOut(ev *meetsync.Event) error {
 	eps, err := at.appEndpoints(ev.AppID)
 	if err != nil {
 		return err
 	}
+	// Whether ev's type is debounced, looked up once an endpoint with a
+	// debounce window needs it.
+	var debounced, known bool
 	for _, ep := range eps {
 		if !ep.Subscribed(ev.Type) {
 			continue
@@ -451,7 +456,13 @@ func (at *appendTx) fanOut(ev *meetsync.Event) error {
 			active = n > 0
 		}
 		nextAt := ev.ReceivedAt
-		coalesce := ev.Type == meetsync.TypeMeetingStatusChanged && ep.Debounce > 0 && !ev.Stale
+		if ep.Debounce > 0 && !ev.Stale && !known {
+			if debounced, err = at.debounces(ev); err != nil {
+				return err
+			}
+			known = true
+		}
+		coalesce := debounced && ep.Debounce > 0 && !ev.Stale
 		if coalesce {
 			nextAt = nextAt.Add(ep.Debounce)
 		}
@@ -468,18 +479,31 @@ func (at *appendTx) fanOut(ev *meetsync.Event) error {
 		if err != nil {
 			return err
 		}
-		if err := at.supersede(ep.ID, ev.UserID, ev.Seq, pos, micros(nextAt), now); err != nil {
+		if err := at.supersede(ep.ID, ev.UserID, ev.Type, ev.Seq, pos, micros(nextAt), now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// supersede marks older pending, unattempted, unclaimed status deliveries
-// of the queue superseded by delivery pos, which inherits the earliest of
-// their due times (so a flapping connection cannot postpone delivery forever).
-func (at *appendTx) supersede(endpointID, userID string, seq, pos, nextAt, now int64) error {
-	rows, err := at.tx.QueryContext(at.ctx, supersedableSQL, endpointID, userID, seq)
+// debounces reports whether ev's type is debounced: meeting.status_changed,
+// or a custom type registered with debounce.
+func (at *appendTx) debounces(ev *meetsync.Event) (bool, error) {
+	if ev.Type == meetsync.TypeMeetingStatusChanged {
+		return true, nil
+	}
+	if meetsync.IsReservedType(ev.Type) {
+		return false, nil
+	}
+	return at.debouncedType(ev.AppID, ev.Type)
+}
+
+// supersede marks older pending, unattempted, unclaimed deliveries of the
+// same type in the queue superseded by delivery pos, which inherits the
+// earliest of their due times (so a flapping connection cannot postpone
+// delivery forever).
+func (at *appendTx) supersede(endpointID, userID, typ string, seq, pos, nextAt, now int64) error {
+	rows, err := at.tx.QueryContext(at.ctx, supersedableSQL, endpointID, userID, typ, seq)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/meetsync/meetsync/delivery"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
+	"github.com/meetsync/meetsync/schema"
 	"github.com/meetsync/meetsync/session"
 	"github.com/meetsync/meetsync/sim"
 	"github.com/meetsync/meetsync/sqlite"
@@ -138,7 +139,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.API = httpapi.New(httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery,
-		Sessions: m.Sessions, SessionStore: db, InvitationStore: db})
+		Sessions: m.Sessions, SessionStore: db, InvitationStore: db, Types: schema.New(db, db, schema.Config{Logger: log})})
 	m.HTTP = &http.Server{
 		Handler:           m.API,
 		ReadHeaderTimeout: 10 * time.Second,
