@@ -95,6 +95,9 @@ type AppSettings struct {
 	LoginDeadline  Duration       `json:"login_deadline"`
 	LogoutDeadline Duration       `json:"logout_deadline"`
 	ClientTokenTTL Duration       `json:"client_token_ttl"`
+	// Retention is how long events and delivery attempts are kept (0:
+	// forever); older ones are purged in the background, payloads included.
+	Retention Duration `json:"retention"`
 	// ReconcileGrace is how long the platform's word that a user left a
 	// meeting waits before it overrides a device that still says it is in one.
 	ReconcileGrace Duration `json:"reconcile_grace"`
@@ -134,6 +137,9 @@ func (s *AppSettings) Validate() error {
 	default:
 		return FieldErrorf("provider.kind", "unknown provider %q (accepted: sim, netease)", s.Provider.Kind)
 	}
+	if r := time.Duration(s.Retention); r != 0 && (r < time.Hour || r > 10*365*24*time.Hour) {
+		return FieldErrorf("retention", "retention must be 0 (keep forever) or between 1h and 87600h")
+	}
 	if s.SessionPolicy != PolicyRollback && s.SessionPolicy != PolicyDegrade {
 		return FieldErrorf("session_policy", "session_policy must be \"rollback\" or \"degrade\"")
 	}
@@ -152,6 +158,16 @@ func (s *AppSettings) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Purger deletes what an app's retention no longer keeps.
+type Purger interface {
+	// PurgeBefore deletes up to limit of an app's oldest events received
+	// before `before` (with their finished deliveries and attempts, and
+	// idempotency records older than before), never an event whose
+	// delivery is still pending or failed, nor any after it. It returns the
+	// number of events deleted.
+	PurgeBefore(ctx context.Context, appID string, before time.Time, limit int) (int, error)
 }
 
 // StoredAccount is the meeting account of a business user as meetsync keeps it.

@@ -351,6 +351,7 @@ type appJSON struct {
 	LogoutDeadline meetsync.Duration `json:"logout_deadline"`
 	ClientTokenTTL meetsync.Duration `json:"client_token_ttl"`
 	ReconcileGrace meetsync.Duration `json:"reconcile_grace"`
+	Retention      meetsync.Duration `json:"retention"`
 	// StrictEventTypes: see meetsync.AppSettings (docs/event-types.md).
 	StrictEventTypes bool              `json:"strict_event_types"`
 	Callbacks        map[string]string `json:"callback_paths,omitempty"`
@@ -367,7 +368,7 @@ func renderApp(app *meetsync.App, set *meetsync.AppSettings) appJSON {
 	return appJSON{ID: app.ID, Name: app.Name, CreatedAt: app.CreatedAt,
 		Provider:      providerJSON{Kind: set.Provider.Kind, AppKey: set.Provider.AppKey, BaseURL: set.Provider.BaseURL, AppSecretSet: set.Provider.AppSecret != ""},
 		SessionPolicy: set.SessionPolicy, LoginDeadline: set.LoginDeadline, LogoutDeadline: set.LogoutDeadline,
-		ClientTokenTTL: set.ClientTokenTTL, ReconcileGrace: set.ReconcileGrace, StrictEventTypes: set.StrictEventTypes,
+		ClientTokenTTL: set.ClientTokenTTL, ReconcileGrace: set.ReconcileGrace, Retention: set.Retention, StrictEventTypes: set.StrictEventTypes,
 		Callbacks: map[string]string{set.Provider.Kind: "/v1/providers/" + set.Provider.Kind + "/callback/" + app.ID}}
 }
 
@@ -385,6 +386,7 @@ func (s *Server) handleAppPatch(w http.ResponseWriter, r *http.Request) {
 		LogoutDeadline *meetsync.Duration       `json:"logout_deadline"`
 		ClientTokenTTL *meetsync.Duration       `json:"client_token_ttl"`
 		ReconcileGrace *meetsync.Duration       `json:"reconcile_grace"`
+		Retention      *meetsync.Duration       `json:"retention"`
 		StrictTypes    *bool                    `json:"strict_event_types"`
 	}
 	if err := decodeJSON(r, &in); err != nil {
@@ -417,7 +419,7 @@ func (s *Server) handleAppPatch(w http.ResponseWriter, r *http.Request) {
 	for _, f := range []struct {
 		in  *meetsync.Duration
 		dst *meetsync.Duration
-	}{{in.LoginDeadline, &set.LoginDeadline}, {in.LogoutDeadline, &set.LogoutDeadline}, {in.ClientTokenTTL, &set.ClientTokenTTL}, {in.ReconcileGrace, &set.ReconcileGrace}} {
+	}{{in.LoginDeadline, &set.LoginDeadline}, {in.LogoutDeadline, &set.LogoutDeadline}, {in.ClientTokenTTL, &set.ClientTokenTTL}, {in.ReconcileGrace, &set.ReconcileGrace}, {in.Retention, &set.Retention}} {
 		if f.in != nil {
 			*f.dst = *f.in
 		}

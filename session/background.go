@@ -47,6 +47,8 @@ func (s *Service) loop() {
 		defer t.Stop()
 		reconcile = t.C
 	}
+	purge := time.NewTicker(s.cfg.PurgeEvery)
+	defer purge.Stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { <-s.stop; cancel() }()
@@ -54,6 +56,13 @@ func (s *Service) loop() {
 		select {
 		case <-s.stop:
 			return
+		case <-purge.C:
+			if s.leader() && s.cfg.Purger != nil {
+				if _, err := s.PurgeAll(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("retention purge", "err", err)
+				}
+			}
+			continue
 		case <-tick.C:
 		case <-s.wake:
 		case <-reconcile:
@@ -273,6 +282,40 @@ func (s *Service) forceLogoutAgain(ctx context.Context, appID, userID, sessionID
 		}
 		return s.change(ctx, u, sessionEvent(u, meetsync.TypeSessionDiverged, next, data, s.now()))
 	})
+}
+
+// PurgeAll deletes, for every app with a retention, the events and
+// attempts older than it (in chunks), and returns how many events went.
+func (s *Service) PurgeAll(ctx context.Context) (int, error) {
+	apps, err := s.cfg.Store.AppList(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, a := range apps {
+		set, err := s.cfg.Sessions.AppSettingsGet(ctx, a.ID)
+		if err != nil {
+			return total, err
+		}
+		if set.Retention == 0 {
+			continue
+		}
+		before := s.now().Add(-time.Duration(set.Retention))
+		for {
+			n, err := s.cfg.Purger.PurgeBefore(ctx, a.ID, before, 2000)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if n < 2000 {
+				break
+			}
+		}
+	}
+	if total > 0 {
+		s.log.Info("retention purge", "events", total)
+	}
+	return total, nil
 }
 
 // ReconcileAll compares, for every app, the platform's meetings with the

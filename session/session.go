@@ -33,6 +33,10 @@ type Config struct {
 	Store       meetsync.Store
 	Sessions    meetsync.SessionStore
 	Invitations meetsync.InvitationStore
+	// Purger, when set, deletes what each app's retention no longer keeps,
+	// every PurgeEvery (default 10 min).
+	Purger     meetsync.Purger
+	PurgeEvery time.Duration
 	Appender    Appender
 	Providers   ProviderFactory
 	Logger      *slog.Logger
@@ -89,6 +93,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.ReconcileEvery == 0 {
 		cfg.ReconcileEvery = time.Minute
+	}
+	if cfg.PurgeEvery <= 0 {
+		cfg.PurgeEvery = 10 * time.Minute
 	}
 	if cfg.ProvisionAttempts <= 0 {
 		cfg.ProvisionAttempts = 3

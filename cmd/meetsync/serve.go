@@ -135,7 +135,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Delivery.Start(ctx); err != nil {
 		return fmt.Errorf("start delivery: %w", err)
 	}
-	if err := m.startSessions(db, db, db, log); err != nil {
+	if err := m.startSessions(db, db, db, db, log); err != nil {
 		return err
 	}
 	m.API = httpapi.New(httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery,

@@ -16,7 +16,7 @@ import (
 // startSessions opens the built-in sim platform (its state in
 // DATA/sim-platform.json) and starts the session engine, with the sim
 // platform's callbacks wired to it in process.
-func (m *Main) startSessions(store meetsync.Store, sessions meetsync.SessionStore, invitations meetsync.InvitationStore, log *slog.Logger) error {
+func (m *Main) startSessions(store meetsync.Store, sessions meetsync.SessionStore, invitations meetsync.InvitationStore, purger meetsync.Purger, log *slog.Logger) error {
 	platform, err := sim.Open(filepath.Join(m.Config.Data, "sim-platform.json"))
 	if err != nil {
 		return fmt.Errorf("open the sim platform: %w", err)
@@ -24,6 +24,7 @@ func (m *Main) startSessions(store meetsync.Store, sessions meetsync.SessionStor
 	m.Sim = platform
 	m.Sessions = session.New(session.Config{
 		Store: store, Sessions: sessions, Invitations: invitations, Appender: m.Ingest, Logger: log,
+		Purger: purger,
 		Providers: m.provider,
 	})
 	platform.SetCallbackSink(func(ctx context.Context, appID string, h http.Header, body []byte) error {

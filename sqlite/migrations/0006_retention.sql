@@ -1,0 +1,3 @@
+-- Retention: the purge finds an app's deliveries by event position.
+CREATE INDEX deliveries_event ON deliveries(app_id, event_pos);
+CREATE INDEX idempotency_keys_created ON idempotency_keys(app_id, created_at);

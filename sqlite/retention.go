@@ -1,0 +1,70 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/meetsync/meetsync"
+)
+
+var _ meetsync.Purger = (*DB)(nil)
+
+// PurgeBefore deletes up to limit of an app's oldest events received
+// before `before`, with their finished deliveries and those deliveries'
+// attempts, their caller-id records, and the app's idempotency records
+// older than `before`. Events from the oldest one with a delivery still
+// pending or failed onwards are kept, so no queue loses its head; they go
+// once delivered or dead. It returns how many events it deleted.
+func (db *DB) PurgeBefore(ctx context.Context, appID string, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	defer tx.Rollback()
+	var active sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT min(event_pos) FROM deliveries WHERE app_id = ? AND status IN ('pending', 'failed')`,
+		appID).Scan(&active); err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	bound := int64(1 << 62)
+	if active.Valid {
+		bound = active.Int64
+	}
+	var cutoff sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT max(pos) FROM (SELECT pos FROM events WHERE app_id = ? AND pos < ? AND received_at < ?
+		ORDER BY pos LIMIT ?)`, appID, bound, micros(before), limit).Scan(&cutoff); err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	if !cutoff.Valid {
+		return 0, nil
+	}
+	for _, q := range []string{
+		`DELETE FROM delivery_attempts WHERE delivery_pos IN (SELECT pos FROM deliveries WHERE app_id = ? AND event_pos <= ?
+			AND status NOT IN ('pending', 'failed'))`,
+		`DELETE FROM deliveries WHERE app_id = ? AND event_pos <= ? AND status NOT IN ('pending', 'failed')`,
+		`DELETE FROM event_ids WHERE app_id = ? AND pos <= ?`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, appID, cutoff.Int64); err != nil {
+			return 0, fmt.Errorf("purge: %w", err)
+		}
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE app_id = ? AND pos <= ? AND received_at < ?`, appID, cutoff.Int64, micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE app_id = ? AND created_at < ?`, appID, micros(before)); err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	return int(n), nil
+}
