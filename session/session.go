@@ -37,10 +37,10 @@ type Config struct {
 	// every PurgeEvery (default 10 min).
 	Purger     meetsync.Purger
 	PurgeEvery time.Duration
-	Appender    Appender
-	Providers   ProviderFactory
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Appender   Appender
+	Providers  ProviderFactory
+	Logger     *slog.Logger
+	Now        func() time.Time
 	// TickEvery is how often due users are looked at. Default 500 ms.
 	TickEvery time.Duration
 	// ReconcileEvery is how often the platform's view of active users is

@@ -24,7 +24,7 @@ func (m *Main) startSessions(store meetsync.Store, sessions meetsync.SessionStor
 	m.Sim = platform
 	m.Sessions = session.New(session.Config{
 		Store: store, Sessions: sessions, Invitations: invitations, Appender: m.Ingest, Logger: log,
-		Purger: purger,
+		Purger:    purger,
 		Providers: m.provider,
 	})
 	platform.SetCallbackSink(func(ctx context.Context, appID string, h http.Header, body []byte) error {
