@@ -260,6 +260,15 @@ func (s *Service) ClientLogin(ctx context.Context, c ClientAuth, in LoginReport)
 // Credentials returns the meeting credentials of a client's user; refresh
 // asks the platform for a new token (after onAuthInfoExpired).
 func (s *Service) Credentials(ctx context.Context, c ClientAuth, refresh bool) (*meetsync.MeetingAccount, error) {
+	u, err := s.user(ctx, c.AppID, c.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Session.ID != c.SessionID || u.Session.Business != meetsync.SideLoggedIn {
+		// A session that ended or is logging out gets no credentials: they
+		// would undo the logout's revocation at the platform.
+		return nil, conflict("session %s is no longer open", c.SessionID)
+	}
 	prov, _, err := s.Provider(ctx, c.AppID)
 	if err != nil {
 		return nil, err
@@ -367,6 +376,10 @@ func (s *Service) Logout(ctx context.Context, appID, userID, reason string) (*Lo
 		if _, err := s.cfg.Sessions.ClientTokensRevoke(ctx, appID, userID, res.SessionID, now); err != nil {
 			return nil, err
 		}
+	} else if err := s.finishLogout(ctx, appID, userID, res.SessionID, false); err != nil {
+		// The devices may have acknowledged their commands (pushed before
+		// the session changed) already: if all did, the logout is complete.
+		return nil, err
 	}
 	s.Wake()
 	return res, nil
