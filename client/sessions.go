@@ -126,10 +126,11 @@ type InitReport struct {
 }
 
 // ClientInit reports the init results of the device (POST
-// /v1/client/init, client token) and returns the client.initialized event.
-func (c *Client) ClientInit(ctx context.Context, r InitReport) (*meetsync.Event, error) {
+// /v1/client/init, client token) and returns where the client.initialized
+// event was stored (its id and the user's seq).
+func (c *Client) ClientInit(ctx context.Context, r InitReport) (*EventResult, error) {
 	var out struct {
-		Event *meetsync.Event `json:"event"`
+		Event *EventResult `json:"event"`
 	}
 	if err := c.do(ctx, request{method: "POST", path: "/v1/client/init", body: r}, &out); err != nil {
 		return nil, err
