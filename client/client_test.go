@@ -549,6 +549,14 @@ func TestContractSessions(t *testing.T) {
 	if _, err := app.Login(ctx, "alice", client.LoginRequest{DeviceID: "d1"}); meetsync.ErrorCode(err) != meetsync.ECONFLICT {
 		t.Fatalf("login while logging out: %v, want conflict", err)
 	}
+	// While the session logs out the device gets no meeting credentials:
+	// the platform token was just revoked for this logout, and a new one
+	// would log the device in again.
+	for _, refresh := range []bool{false, true} {
+		if acct, err := dev.ClientCredentials(ctx, refresh); meetsync.ErrorCode(err) != meetsync.ECONFLICT {
+			t.Errorf("credentials (refresh %v) while logging out: got credentials %v, error %v; want conflict", refresh, acct != nil, err)
+		}
+	}
 	cmds, err := dev.PendingCommands(ctx)
 	if err != nil || len(cmds) != 1 || cmds[0].Type != client.CommandLogout {
 		t.Fatalf("pending commands after logout = %+v, %v", cmds, err)

@@ -285,10 +285,7 @@ func TestCoordinatorInitLoginLogout(t *testing.T) {
 	if _, _, logouts := d.sdk.counts(); logouts != 1 {
 		t.Fatalf("SDK logouts: %d", logouts)
 	}
-	eventually(t, "the server session to end", func() bool {
-		b, _ := s.sessionOf(t, "alice")
-		return b == meetsync.SideLoggedOut
-	})
+	s.sessionEnded(t, "alice")
 	if err := d.Logout(ctx); err != nil {
 		t.Fatalf("a second logout: %v", err)
 	}
@@ -354,7 +351,7 @@ func TestCoordinatorLoginRetries(t *testing.T) {
 	if st := d.State(); st.Meeting != meetsync.SideLoggedIn {
 		t.Fatalf("state %+v", st)
 	}
-	// Each attempt was reported: two failures (with the SDK's message), then the success.
+	// Each attempt was reported: two failures (with the step and the SDK's message), then the success.
 	var reported []string
 	for _, ev := range s.events(t, "carol", meetsync.TypeSessionLoginFailed, meetsync.TypeSessionLoggedIn) {
 		var d struct {
@@ -366,7 +363,7 @@ func TestCoordinatorLoginRetries(t *testing.T) {
 		}
 		reported = append(reported, fmt.Sprintf("%s/%d/%s", ev.Type, d.Attempt, d.Message))
 	}
-	if want := "[session.login_failed/1/network session.login_failed/2/timeout session.logged_in/0/]"; fmt.Sprint(reported) != want {
+	if want := "[session.login_failed/1/meeting SDK login: network session.login_failed/2/meeting SDK login: timeout session.logged_in/0/]"; fmt.Sprint(reported) != want {
 		t.Fatalf("reported results %v, want %s", reported, want)
 	}
 	if b, m := s.sessionOf(t, "carol"); b != meetsync.SideLoggedIn || m != meetsync.SideLoggedIn {
@@ -395,10 +392,7 @@ func TestCoordinatorRollback(t *testing.T) {
 	if d.biz.outs != 1 {
 		t.Fatalf("business logouts: %d", d.biz.outs)
 	}
-	eventually(t, "the server session to end", func() bool {
-		b, _ := s.sessionOf(t, "dave")
-		return b == meetsync.SideLoggedOut
-	})
+	s.sessionEnded(t, "dave")
 	// The user may log in again.
 	d.sdk.mu.Lock()
 	d.sdk.loginErr = nil
@@ -633,10 +627,7 @@ func TestCoordinatorRemoteLogout(t *testing.T) {
 	if cmds := d.notices.of(client.NoticeCommand); len(cmds) == 0 || cmds[0].Command.Type != client.CommandLogout {
 		t.Fatalf("command notices %+v", cmds)
 	}
-	eventually(t, "the server session to end", func() bool {
-		b, _ := s.sessionOf(t, "kate")
-		return b == meetsync.SideLoggedOut
-	})
+	s.sessionEnded(t, "kate")
 	// A status after the logout waits for the next session.
 	d.sdk.status(meetsync.StatusIdle, 0, "")
 	d.Coordinator.OnKickOut()
@@ -830,8 +821,5 @@ func TestCoordinatorCommandsReconnect(t *testing.T) {
 	if _, _, logouts := d.sdk.counts(); logouts != 1 {
 		t.Fatalf("SDK logouts %d", logouts)
 	}
-	eventually(t, "the server session to end", func() bool {
-		b, _ := s.sessionOf(t, "rose")
-		return b == meetsync.SideLoggedOut
-	})
+	s.sessionEnded(t, "rose")
 }

@@ -188,6 +188,28 @@ func (s *server) sessionOf(t testing.TB, user string) (business, meeting string)
 	return u.Session.Business, u.Session.Meeting
 }
 
+// sessionEnded waits until a user's session ended on the server (both
+// sides logged out); if it does not, the failure shows the session and
+// the user's session events.
+func (s *server) sessionEnded(t testing.TB, user string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		b, m := s.sessionOf(t, user)
+		if b == meetsync.SideLoggedOut && m == meetsync.SideLoggedOut {
+			return
+		}
+		if time.Now().After(deadline) {
+			var evs []string
+			for _, ev := range s.events(t, user, "session.*") {
+				evs = append(evs, ev.Type+" "+string(ev.Data))
+			}
+			t.Fatalf("the server session did not end: business %s, meeting %s; session events:\n%s", b, m, strings.Join(evs, "\n"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
