@@ -109,7 +109,10 @@ const (
 	NoticeLoginAttempt NoticeKind = "login_attempt" // a meeting-SDK login attempt ended (Attempt, Err: nil on success)
 	NoticeCommand      NoticeKind = "command"       // a command arrived (Command)
 	NoticeInvitation   NoticeKind = "invitation"    // an invitation arrived (Invitation)
-	NoticeError        NoticeKind = "error"         // something failed that the Coordinator works around (Err)
+	// NoticeInvitationCanceled: an invitation pushed before was canceled
+	// or expired (Invitation: its ID and meeting number).
+	NoticeInvitationCanceled NoticeKind = "invitation_canceled"
+	NoticeError              NoticeKind = "error" // something failed that the Coordinator works around (Err)
 )
 
 // Notice is one thing that happened in a Coordinator, for Config.OnNotice.
@@ -125,11 +128,12 @@ type Notice struct {
 }
 
 // Invitation is a meeting invitation pushed to the device. The fields are
-// read from the command's data when present; Data holds all of it.
+// read from the command's data when present; Data holds all of it (also
+// the meeting's password, if it has one).
 //
-// Accepting or rejecting an invitation through meetsync comes with the
-// invitations API (a later issue); until then an app that accepts joins the
-// meeting with MeetingSDK.JoinMeeting itself.
+// The app answers it with Coordinator.AcceptInvitation (then joins the
+// meeting with its SDK: joining completes the invitation) or
+// RejectInvitation.
 type Invitation struct {
 	CommandID  string          `json:"-"`
 	ID         string          `json:"invitation_id,omitempty"`
@@ -185,6 +189,10 @@ type Config struct {
 	// OnInvitation is called with each invitation pushed to the device
 	// (from the command stream's goroutine; it should return quickly).
 	OnInvitation func(Invitation)
+	// OnInvitationCanceled is called when an invitation pushed before was
+	// canceled (by the inviter or the business system) or expired: take
+	// it off the screen. Only ID, MeetingNum and Data are set.
+	OnInvitationCanceled func(Invitation)
 	// OnNotice is called with everything that happens (from the
 	// Coordinator's goroutines, never with a lock held; it should return
 	// quickly and may call State).
@@ -800,25 +808,38 @@ func (c *Coordinator) handleCommand(ctx context.Context, api *Client, cmd Comman
 		}
 		return c.remoteLogout(ctx, api, cmd)
 	case CommandInvitation:
-		inv := Invitation{CommandID: cmd.ID, Data: cmd.Data}
-		if len(cmd.Data) > 0 {
-			_ = json.Unmarshal(cmd.Data, &inv)
-			if inv.ID == "" {
-				var alt struct {
-					ID string `json:"id"`
-				}
-				_ = json.Unmarshal(cmd.Data, &alt)
-				inv.ID = alt.ID
-			}
-		}
+		inv := invitationOf(cmd)
 		if c.cfg.OnInvitation != nil {
 			c.cfg.OnInvitation(inv)
 		}
 		c.notify(Notice{Kind: NoticeInvitation, Invitation: &inv})
 		return c.ack(ctx, api, cmd, Result{OK: true})
+	case CommandInvitationCanceled:
+		inv := invitationOf(cmd)
+		if c.cfg.OnInvitationCanceled != nil {
+			c.cfg.OnInvitationCanceled(inv)
+		}
+		c.notify(Notice{Kind: NoticeInvitationCanceled, Invitation: &inv})
+		return c.ack(ctx, api, cmd, Result{OK: true})
 	default:
 		return c.ack(ctx, api, cmd, Result{Code: -1, Message: fmt.Sprintf("command type %q is not supported by this client", cmd.Type)})
 	}
+}
+
+// invitationOf reads an invitation command's data.
+func invitationOf(cmd Command) Invitation {
+	inv := Invitation{CommandID: cmd.ID, Data: cmd.Data}
+	if len(cmd.Data) > 0 {
+		_ = json.Unmarshal(cmd.Data, &inv)
+		if inv.ID == "" {
+			var alt struct {
+				ID string `json:"id"`
+			}
+			_ = json.Unmarshal(cmd.Data, &alt)
+			inv.ID = alt.ID
+		}
+	}
+	return inv
 }
 
 func (c *Coordinator) ack(ctx context.Context, api *Client, cmd Command, r Result) error {
@@ -1012,6 +1033,10 @@ func (c *Coordinator) authExpired(ctx context.Context, api *Client) {
 	}
 	c.emitOther(meetsync.TypeSessionAuthExpired)
 	c.update(func(s *State) { s.Meeting = meetsync.SidePending })
+	// meetsync must store the expiry (meeting side pending) before the
+	// new login is reported, or the report would come first and the
+	// expiry would leave the session pending.
+	c.syncQueue(ctx, 5*time.Second)
 	c.relogin(ctx, api)
 }
 

@@ -184,11 +184,14 @@ func (c *Client) ClientCredentials(ctx context.Context, refresh bool) (*meetsync
 const (
 	CommandLogout     = "logout"
 	CommandInvitation = "invitation"
+	// CommandInvitationCanceled: an invitation pushed before was canceled
+	// or expired; data {"invitation_id","meeting_num"}.
+	CommandInvitationCanceled = "invitation_canceled"
 )
 
-// Command is an instruction meetsync pushes to a device: CommandLogout or
-// CommandInvitation. An unacknowledged command is sent again when the
-// device reconnects.
+// Command is an instruction meetsync pushes to a device: CommandLogout,
+// CommandInvitation or CommandInvitationCanceled. An unacknowledged
+// command is sent again when the device reconnects.
 type Command struct {
 	ID        string          `json:"id"`
 	Type      string          `json:"type"`

@@ -29,6 +29,7 @@ type simDevice struct {
 	net     *netSwitch
 	notices *notices
 	invites chan client.Invitation
+	dropped chan client.Invitation // canceled or expired
 	user    string
 }
 
@@ -38,7 +39,8 @@ type simDevice struct {
 // an option says otherwise.
 func newSimDevice(t *testing.T, s *server, user, device string, opts ...deviceOpt) *simDevice {
 	t.Helper()
-	d := &simDevice{sdk: s.Sim.NewSDK(""), net: newNetSwitch(), notices: &notices{}, invites: make(chan client.Invitation, 10), user: user}
+	d := &simDevice{sdk: s.Sim.NewSDK(""), net: newNetSwitch(), notices: &notices{}, invites: make(chan client.Invitation, 10),
+		dropped: make(chan client.Invitation, 10), user: user}
 	cfg := client.Config{
 		Client: client.New(s.URL, client.WithHTTPClient(&http.Client{Transport: d.net}),
 			client.WithRetry(client.Retry{Attempts: 2, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})),
@@ -48,8 +50,9 @@ func newSimDevice(t *testing.T, s *server, user, device string, opts ...deviceOp
 		Debounce:     -1,
 		LoginBackoff: 5 * time.Millisecond, LoginMaxBackoff: 20 * time.Millisecond,
 		SendBackoff: 5 * time.Millisecond, SendMaxBackoff: 50 * time.Millisecond,
-		OnNotice:     d.notices.add,
-		OnInvitation: func(inv client.Invitation) { d.invites <- inv },
+		OnNotice:             d.notices.add,
+		OnInvitation:         func(inv client.Invitation) { d.invites <- inv },
+		OnInvitationCanceled: func(inv client.Invitation) { d.dropped <- inv },
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -519,6 +522,61 @@ func testSimServerLogout(t *testing.T, latency time.Duration) {
 	}
 }
 
+// TestSimAuthExpired: the platform stops taking the device's meeting
+// token while it is in a meeting (no logout): the SDK leaves with
+// AUTH_INFO_EXPIRED and hears onAuthInfoExpired; the Coordinator reports
+// session.auth_expired, gets fresh credentials and logs the SDK in again.
+func TestSimAuthExpired(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	ctx := ctxT(t)
+	num := s.meeting(t, "sync")
+	d := newSimDevice(t, s, "hana", "tablet")
+	if err := d.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.sdk.JoinMeeting(ctx, num); err != nil {
+		t.Fatal(err)
+	}
+	d.settle(t)
+	old := d.credentials(t, s)
+	if _, err := s.Sim.Provider(s.AppID).RevokeToken(ctx, old.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the SDK to log in again", func() bool {
+		in, _ := d.sdk.LoggedIn()
+		return in && d.State().Meeting == meetsync.SideLoggedIn && len(d.notices.of(client.NoticeLoginAttempt)) == 2
+	})
+	d.settle(t)
+	if fresh := d.credentials(t, s); fresh.UserToken == old.UserToken || fresh.UserUUID != old.UserUUID {
+		t.Fatal("the SDK logged in again without a fresh token of the same account")
+	}
+	evs := s.events(t, "hana")
+	types := typesOf(evs)
+	if i := slices.Index(types, meetsync.TypeSessionAuthExpired); i < 0 || !slices.Contains(types[i:], meetsync.TypeSessionLoggedIn) {
+		t.Fatalf("events %v: want session.auth_expired, then the new login reported", types)
+	}
+	reason := meetsync.ReasonAuthInfoExpired.String()
+	want := fmt.Sprintf("[connecting@%[1]s in_meeting@%[1]s disconnecting/%[2]s@%[1]s idle/%[2]s@%[1]s]", num, reason)
+	if got := statusTrail(t, evs); fmt.Sprint(got) != want {
+		t.Fatalf("statuses %v, want %s", got, want)
+	}
+	if b, m := s.sessionOf(t, "hana"); b != meetsync.SideLoggedIn || m != meetsync.SideLoggedIn {
+		t.Fatalf("server session %s/%s", b, m)
+	}
+	// The device goes on: it joins the meeting again.
+	if err := d.sdk.JoinMeeting(ctx, num); err != nil {
+		t.Fatal(err)
+	}
+	d.settle(t)
+	if u := s.user(t, "hana"); u.Meeting.Status != "in_meeting" {
+		t.Fatalf("user %+v", u.Meeting)
+	}
+}
+
 // TestSimPlatformDownAtLogin: the platform is down for the whole login;
 // the Coordinator retries, then its policy decides: rollback logs the
 // business side out too; degrade keeps it, and meetsync resolves the
@@ -744,6 +802,45 @@ func TestSimInvitation(t *testing.T) {
 	if _, err := d.AcceptInvitation(ctx, inv2.ID); meetsync.ErrorCode(err) != meetsync.ECONFLICT {
 		t.Fatalf("accepting a rejected invitation: %v, want conflict", err)
 	}
+	// A third one, canceled by the business system, then a fourth that
+	// expires: the device is told to take each off the screen.
+	for _, cancel := range []bool{true, false} {
+		exp := 10 * time.Minute
+		if !cancel {
+			exp = time.Minute
+		}
+		other := s.meeting(t, fmt.Sprint("later ", cancel))
+		created, err = s.app().CreateInvitations(ctx, client.InviteRequest{MeetingNum: other, Inviter: "olga", Invitees: []string{"noah"}, ExpiresIn: client.Duration(exp)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := next(); got.ID != created[0].ID {
+			t.Fatalf("invitation %+v, created %+v", got, created[0])
+		}
+		eventually(t, "the invitation to be calling", func() bool { return state(created[0].ID) == meetsync.InviteCalling })
+		if cancel {
+			if _, err := s.app().AnswerInvitation(ctx, created[0].ID, "cancel", "meeting moved"); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			s.advance(t, exp+time.Second)
+		}
+		select {
+		case got := <-d.dropped:
+			if got.ID != created[0].ID || got.MeetingNum != other {
+				t.Fatalf("canceled invitation %+v, want %s", got, created[0].ID)
+			}
+		case <-time.After(wait):
+			t.Fatalf("the device was not told that invitation %s ended (cancel %v)", created[0].ID, cancel)
+		}
+		want := meetsync.InviteCanceled
+		if !cancel {
+			want = meetsync.InviteExpired
+		}
+		if st := state(created[0].ID); st != want {
+			t.Fatalf("invitation %s, want %s", st, want)
+		}
+	}
 	// Someone else's invitation: forbidden with the device's token, and unchanged.
 	if _, err := s.app().Login(ctx, "pia", client.LoginRequest{DeviceID: "p1"}); err != nil {
 		t.Fatal(err)
@@ -759,20 +856,24 @@ func TestSimInvitation(t *testing.T) {
 		t.Fatalf("pia's invitation is %s", st)
 	}
 
+	// The invitee's invitation events, each invitation numbered in order of creation.
 	var trail []string
+	label := map[string]int{}
 	for _, ev := range s.events(t, "noah", "invitation.*") {
 		var m struct {
 			ID string `json:"invitation_id"`
 		}
-		_ = json.Unmarshal(ev.Data, &m)
-		n := "1"
-		if m.ID == inv2.ID {
-			n = "2"
+		if err := json.Unmarshal(ev.Data, &m); err != nil {
+			t.Fatal(err)
 		}
-		trail = append(trail, n+":"+strings.TrimPrefix(ev.Type, "invitation."))
+		if label[m.ID] == 0 {
+			label[m.ID] = len(label) + 1
+		}
+		trail = append(trail, fmt.Sprintf("%d:%s", label[m.ID], strings.TrimPrefix(ev.Type, "invitation.")))
 	}
-	if want := "[1:created 1:calling 1:accepted 1:joined 2:created 2:calling 2:rejected]"; fmt.Sprint(trail) != want {
-		t.Fatalf("invitation events %v, want %s", trail, want)
+	want := "[1:created 1:calling 1:accepted 1:joined 2:created 2:calling 2:rejected 3:created 3:calling 3:canceled 4:created 4:calling 4:expired]"
+	if fmt.Sprint(trail) != want {
+		t.Fatalf("invitation events %v,\nwant %s", trail, want)
 	}
 	// Without a session the Coordinator cannot answer.
 	if err := d.Logout(ctx); err != nil {
