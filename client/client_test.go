@@ -372,16 +372,13 @@ func TestAppAndKeys(t *testing.T) {
 	requireCode(t, err, meetsync.EUNAUTHORIZED, "")
 }
 
-// TestUpdateApp needs PATCH /v1/app (docs/sessions.md); it skips until the API has it.
+// TestUpdateApp: PATCH /v1/app changes the session settings and the provider.
 func TestUpdateApp(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	ctx := context.Background()
 	app := s.app()
 	a, err := app.UpdateApp(ctx, client.AppParams{SessionPolicy: client.Ptr(client.PolicyDegrade), LoginDeadline: client.Ptr(client.Duration(45 * time.Second))})
-	if me := (*meetsync.Error)(nil); errors.As(err, &me) && me.Code == meetsync.ENOTFOUND && strings.Contains(me.Message, "no route") {
-		t.Skip("the API has no PATCH /v1/app yet")
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,11 +486,10 @@ func TestRetry(t *testing.T) {
 }
 
 // TestContractSessions checks the real server's session routes against
-// docs/sessions.md. It skips until the API has them.
+// docs/sessions.md.
 func TestContractSessions(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	needSessionRoutes(t, s)
 	ctx := context.Background()
 	app := s.app()
 
@@ -512,8 +508,11 @@ func TestContractSessions(t *testing.T) {
 	}
 	dev := client.New(s.URL, client.WithClientToken(res.ClientToken))
 	ev, err := dev.ClientInit(ctx, client.InitReport{Business: client.Result{OK: true}, Meeting: client.Result{Code: -1, Message: "no camera"}})
-	if err != nil || ev == nil || ev.Type != meetsync.TypeClientInitialized || ev.UserID != "alice" {
+	if err != nil || ev == nil || !strings.HasPrefix(ev.ID, "evt_") || ev.Seq == 0 {
 		t.Fatalf("client init = %+v, %v", ev, err)
+	}
+	if inits := s.events(t, "alice", meetsync.TypeClientInitialized); len(inits) != 1 || inits[0].ID != ev.ID || inits[0].DeviceID != "d1" {
+		t.Fatalf("client.initialized events %+v, want the one stored as %s", inits, ev.ID)
 	}
 	ses, err := dev.ClientLogin(ctx, client.Result{OK: true})
 	if err != nil || ses == nil || ses.Meeting != meetsync.SideLoggedIn {
@@ -549,6 +548,14 @@ func TestContractSessions(t *testing.T) {
 	}
 	if _, err := app.Login(ctx, "alice", client.LoginRequest{DeviceID: "d1"}); meetsync.ErrorCode(err) != meetsync.ECONFLICT {
 		t.Fatalf("login while logging out: %v, want conflict", err)
+	}
+	// While the session logs out the device gets no meeting credentials:
+	// the platform token was just revoked for this logout, and a new one
+	// would log the device in again.
+	for _, refresh := range []bool{false, true} {
+		if acct, err := dev.ClientCredentials(ctx, refresh); meetsync.ErrorCode(err) != meetsync.ECONFLICT {
+			t.Errorf("credentials (refresh %v) while logging out: got credentials %v, error %v; want conflict", refresh, acct != nil, err)
+		}
 	}
 	cmds, err := dev.PendingCommands(ctx)
 	if err != nil || len(cmds) != 1 || cmds[0].Type != client.CommandLogout {

@@ -109,7 +109,10 @@ const (
 	NoticeLoginAttempt NoticeKind = "login_attempt" // a meeting-SDK login attempt ended (Attempt, Err: nil on success)
 	NoticeCommand      NoticeKind = "command"       // a command arrived (Command)
 	NoticeInvitation   NoticeKind = "invitation"    // an invitation arrived (Invitation)
-	NoticeError        NoticeKind = "error"         // something failed that the Coordinator works around (Err)
+	// NoticeInvitationCanceled: an invitation pushed before was canceled
+	// or expired (Invitation: its ID and meeting number).
+	NoticeInvitationCanceled NoticeKind = "invitation_canceled"
+	NoticeError              NoticeKind = "error" // something failed that the Coordinator works around (Err)
 )
 
 // Notice is one thing that happened in a Coordinator, for Config.OnNotice.
@@ -125,11 +128,12 @@ type Notice struct {
 }
 
 // Invitation is a meeting invitation pushed to the device. The fields are
-// read from the command's data when present; Data holds all of it.
+// read from the command's data when present; Data holds all of it (also
+// the meeting's password, if it has one).
 //
-// Accepting or rejecting an invitation through meetsync comes with the
-// invitations API (a later issue); until then an app that accepts joins the
-// meeting with MeetingSDK.JoinMeeting itself.
+// The app answers it with Coordinator.AcceptInvitation (then joins the
+// meeting with its SDK: joining completes the invitation) or
+// RejectInvitation.
 type Invitation struct {
 	CommandID  string          `json:"-"`
 	ID         string          `json:"invitation_id,omitempty"`
@@ -185,6 +189,10 @@ type Config struct {
 	// OnInvitation is called with each invitation pushed to the device
 	// (from the command stream's goroutine; it should return quickly).
 	OnInvitation func(Invitation)
+	// OnInvitationCanceled is called when an invitation pushed before was
+	// canceled (by the inviter or the business system) or expired: take
+	// it off the screen. Only ID, MeetingNum and Data are set.
+	OnInvitationCanceled func(Invitation)
 	// OnNotice is called with everything that happens (from the
 	// Coordinator's goroutines, never with a lock held; it should return
 	// quickly and may call State).
@@ -276,6 +284,7 @@ type Coordinator struct {
 	sessCancel   context.CancelFunc
 	sessWG       sync.WaitGroup
 	progress     chan struct{} // closed (and replaced) when the queue shrinks
+	statusSig    chan struct{} // closed (and replaced) when the SDK reports a status
 	handled      map[string]bool
 
 	// Debouncing: the held status, when the first held change arrived,
@@ -320,11 +329,12 @@ func NewCoordinator(cfg Config) (*Coordinator, error) {
 	}
 	c := &Coordinator{
 		cfg: cfg, queue: q, log: cfg.Logger,
-		ops:      make(chan struct{}, 1),
-		progress: make(chan struct{}),
-		handled:  map[string]bool{},
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		ops:       make(chan struct{}, 1),
+		progress:  make(chan struct{}),
+		statusSig: make(chan struct{}),
+		handled:   map[string]bool{},
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
 		st: State{Business: meetsync.SideLoggedOut, Meeting: meetsync.SideLoggedOut, Online: true,
 			Queued: q.Len(), LastSeq: q.LastSeq()},
 	}
@@ -616,8 +626,17 @@ func (c *Coordinator) meetingLogin(ctx context.Context, api *Client, acct *meets
 }
 
 // loginOnce is one meeting login attempt: credentials if missing, SDK
-// init if it failed before, SDK login, report.
+// init if it failed before, SDK login. Its result, failed at whichever
+// step, is reported to meetsync (a session.login_failed per failure).
 func (c *Coordinator) loginOnce(ctx context.Context, api *Client, acct **meetsync.MeetingAccount) error {
+	err := c.loginSteps(ctx, api, acct)
+	if ctx.Err() == nil || err == nil {
+		c.reportLogin(ctx, api, ResultOf(err))
+	}
+	return err
+}
+
+func (c *Coordinator) loginSteps(ctx context.Context, api *Client, acct **meetsync.MeetingAccount) error {
 	if *acct == nil {
 		a, err := api.ClientCredentials(ctx, false)
 		if err != nil {
@@ -637,9 +656,7 @@ func (c *Coordinator) loginOnce(ctx context.Context, api *Client, acct **meetsyn
 		c.sdkReady = true
 		c.mu.Unlock()
 	}
-	err := c.cfg.SDK.Login(ctx, **acct)
-	c.reportLogin(ctx, api, ResultOf(err))
-	if err != nil {
+	if err := c.cfg.SDK.Login(ctx, **acct); err != nil {
 		return fmt.Errorf("meeting SDK login: %w", err)
 	}
 	return nil
@@ -708,6 +725,7 @@ func (c *Coordinator) Logout(ctx context.Context) error {
 	}
 	c.flushHeld()
 	sdkErr := c.cfg.SDK.Logout(ctx)
+	c.settleSDK(ctx)
 	if api != nil {
 		c.ackPendingLogout(ctx, api, ResultOf(sdkErr))
 	}
@@ -790,25 +808,38 @@ func (c *Coordinator) handleCommand(ctx context.Context, api *Client, cmd Comman
 		}
 		return c.remoteLogout(ctx, api, cmd)
 	case CommandInvitation:
-		inv := Invitation{CommandID: cmd.ID, Data: cmd.Data}
-		if len(cmd.Data) > 0 {
-			_ = json.Unmarshal(cmd.Data, &inv)
-			if inv.ID == "" {
-				var alt struct {
-					ID string `json:"id"`
-				}
-				_ = json.Unmarshal(cmd.Data, &alt)
-				inv.ID = alt.ID
-			}
-		}
+		inv := invitationOf(cmd)
 		if c.cfg.OnInvitation != nil {
 			c.cfg.OnInvitation(inv)
 		}
 		c.notify(Notice{Kind: NoticeInvitation, Invitation: &inv})
 		return c.ack(ctx, api, cmd, Result{OK: true})
+	case CommandInvitationCanceled:
+		inv := invitationOf(cmd)
+		if c.cfg.OnInvitationCanceled != nil {
+			c.cfg.OnInvitationCanceled(inv)
+		}
+		c.notify(Notice{Kind: NoticeInvitationCanceled, Invitation: &inv})
+		return c.ack(ctx, api, cmd, Result{OK: true})
 	default:
 		return c.ack(ctx, api, cmd, Result{Code: -1, Message: fmt.Sprintf("command type %q is not supported by this client", cmd.Type)})
 	}
+}
+
+// invitationOf reads an invitation command's data.
+func invitationOf(cmd Command) Invitation {
+	inv := Invitation{CommandID: cmd.ID, Data: cmd.Data}
+	if len(cmd.Data) > 0 {
+		_ = json.Unmarshal(cmd.Data, &inv)
+		if inv.ID == "" {
+			var alt struct {
+				ID string `json:"id"`
+			}
+			_ = json.Unmarshal(cmd.Data, &alt)
+			inv.ID = alt.ID
+		}
+	}
+	return inv
 }
 
 func (c *Coordinator) ack(ctx context.Context, api *Client, cmd Command, r Result) error {
@@ -838,6 +869,7 @@ func (c *Coordinator) remoteLogout(ctx context.Context, api *Client, cmd Command
 	c.syncQueue(ctx, 5*time.Second)
 	c.flushHeld()
 	sdkErr := c.cfg.SDK.Logout(ctx)
+	c.settleSDK(ctx)
 	_ = c.ack(ctx, api, cmd, ResultOf(sdkErr))
 	// This runs in a goroutine of the session: end it without waiting.
 	c.detachSession()
@@ -867,6 +899,8 @@ func (c *Coordinator) OnMeetingStatusChanged(status meetsync.MeetingStatus, arg 
 	ch := &statusChange{status: status, reason: arg, num: meetingNum, at: c.cfg.Now()}
 	c.mu.Lock()
 	c.st.Status, c.st.Reason, c.st.MeetingNum = status, arg, meetingNum
+	close(c.statusSig)
+	c.statusSig = make(chan struct{})
 	c.mu.Unlock()
 	c.notify(Notice{Kind: NoticeState})
 	if c.cfg.Debounce < 0 {
@@ -955,37 +989,60 @@ func (c *Coordinator) OnKickOut() {
 	c.update(func(s *State) { s.Meeting = MeetingKickedOut })
 }
 
-// OnAuthInfoExpired is the SDK's onAuthInfoExpired callback: a
-// session.auth_expired event, then, in the background, fresh credentials
-// (POST /v1/client/credentials with refresh) and a new SDK login, reported
-// like the first one.
+// OnAuthInfoExpired is the SDK's onAuthInfoExpired callback: the
+// platform no longer takes the meeting token. In the background, unless
+// the cause is a logout (this device's own, or meetsync's server-side
+// logout, whose logout command is then waiting for the device: the
+// platform token was revoked for it), a session.auth_expired event is
+// queued and the SDK logs in again with fresh credentials (POST
+// /v1/client/credentials with refresh), reported like the first login.
 func (c *Coordinator) OnAuthInfoExpired() {
 	c.mu.Lock()
-	loggingOut := c.loggingOut
+	loggingOut, api := c.loggingOut, c.api
 	c.mu.Unlock()
-	if loggingOut {
+	if loggingOut || api == nil {
 		// The platform revoked the token because this user is logging
-		// out (meetsync's server-side logout): expected, not an expiry.
+		// out, or there is no session: expected, not an expiry.
 		return
 	}
-	c.emitOther(meetsync.TypeSessionAuthExpired)
-	api := c.session()
-	if api == nil {
-		return
-	}
-	c.update(func(s *State) { s.Meeting = meetsync.SidePending })
-	c.goSession(func(ctx context.Context) { c.relogin(ctx, api) })
+	c.goSession(func(ctx context.Context) { c.authExpired(ctx, api) })
 }
 
-// relogin logs the SDK in again with fresh credentials.
-func (c *Coordinator) relogin(ctx context.Context, api *Client) {
+// authExpired handles an onAuthInfoExpired in a session goroutine.
+func (c *Coordinator) authExpired(ctx context.Context, api *Client) {
 	if err := c.lock(ctx); err != nil {
 		return
 	}
 	defer c.unlock()
-	if c.session() != api {
-		return
+	c.mu.Lock()
+	current := c.api == api && !c.loggingOut
+	c.mu.Unlock()
+	if !current {
+		return // the session ended meanwhile: the revocation was its logout
 	}
+	// meetsync pushes the logout command before it revokes the token, so
+	// a server-side logout shows here; the command stream carries it out.
+	cmds, err := api.PendingCommands(ctx)
+	if meetsync.ErrorCode(err) == meetsync.EUNAUTHORIZED {
+		return // the session ended on the server
+	}
+	for _, cmd := range cmds {
+		if cmd.Type == CommandLogout {
+			return
+		}
+	}
+	c.emitOther(meetsync.TypeSessionAuthExpired)
+	c.update(func(s *State) { s.Meeting = meetsync.SidePending })
+	// meetsync must store the expiry (meeting side pending) before the
+	// new login is reported, or the report would come first and the
+	// expiry would leave the session pending.
+	c.syncQueue(ctx, 5*time.Second)
+	c.relogin(ctx, api)
+}
+
+// relogin logs the SDK in again with fresh credentials. The ops lock must
+// be held.
+func (c *Coordinator) relogin(ctx context.Context, api *Client) {
 	var last error
 	for attempt := 1; attempt <= c.cfg.LoginAttempts; attempt++ {
 		if attempt > 1 && sleep(ctx, backoff(c.cfg.LoginBackoff, c.cfg.LoginMaxBackoff, attempt-1)) != nil {
@@ -1000,6 +1057,7 @@ func (c *Coordinator) relogin(ctx context.Context, api *Client) {
 			}
 		} else {
 			err = fmt.Errorf("refresh meeting credentials: %w", err)
+			c.reportLogin(ctx, api, ResultOf(err))
 		}
 		c.notify(Notice{Kind: NoticeLoginAttempt, Attempt: attempt, Err: err})
 		if err == nil {
@@ -1229,6 +1287,37 @@ func (c *Coordinator) syncQueue(ctx context.Context, d time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	_ = c.Sync(ctx)
+}
+
+// settleWait is how long a logout waits for the meeting SDK to report that
+// it left its meeting.
+const settleWait = 3 * time.Second
+
+// settleSDK runs after the meeting SDK's logout and before the logout is
+// acknowledged (which ends the session and its client token): an SDK in a
+// meeting reports leaving it through its listener, asynchronously (as
+// NEMeeting does), so it waits up to settleWait for a status that is not
+// in a meeting, then sends what the queue holds (best effort, up to 5 s).
+// The session then ends with the user's last status, not a stale
+// "in meeting".
+func (c *Coordinator) settleSDK(ctx context.Context) {
+	wctx, cancel := context.WithTimeout(ctx, settleWait)
+	defer cancel()
+	for {
+		c.mu.Lock()
+		active, sig := c.st.Status.Active(), c.statusSig
+		c.mu.Unlock()
+		if !active {
+			break
+		}
+		select {
+		case <-sig:
+			continue
+		case <-wctx.Done():
+		}
+		break
+	}
+	c.syncQueue(ctx, 5*time.Second)
 }
 
 // Close stops the Coordinator: a held status is queued, the sender and the

@@ -210,22 +210,6 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// sessionOf returns a user's session sides as the server keeps them.
-func (s *server) sessionOf(t *testing.T, user string) (business, meeting string) {
-	t.Helper()
-	if s.shim != nil {
-		return s.shim.session(user)
-	}
-	u, err := s.app().GetUser(context.Background(), user)
-	if meetsync.ErrorCode(err) == meetsync.ENOTFOUND {
-		return meetsync.SideLoggedOut, meetsync.SideLoggedOut
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Session.Business, u.Session.Meeting
-}
-
 // statuses returns the statuses of a user's meeting.status_changed events
 // and checks that their client_seq increases.
 func statuses(t *testing.T, evs []*meetsync.Event) []meetsync.MeetingStatus {
@@ -301,10 +285,7 @@ func TestCoordinatorInitLoginLogout(t *testing.T) {
 	if _, _, logouts := d.sdk.counts(); logouts != 1 {
 		t.Fatalf("SDK logouts: %d", logouts)
 	}
-	eventually(t, "the server session to end", func() bool {
-		b, _ := s.sessionOf(t, "alice")
-		return b == meetsync.SideLoggedOut
-	})
+	s.sessionEnded(t, "alice")
 	if err := d.Logout(ctx); err != nil {
 		t.Fatalf("a second logout: %v", err)
 	}
@@ -370,11 +351,20 @@ func TestCoordinatorLoginRetries(t *testing.T) {
 	if st := d.State(); st.Meeting != meetsync.SideLoggedIn {
 		t.Fatalf("state %+v", st)
 	}
-	if s.shim != nil {
-		r := s.shim.reports("carol")
-		if len(r) != 3 || r[0].OK || r[0].Message == "" || !r[2].OK {
-			t.Fatalf("reported results: %+v", r)
+	// Each attempt was reported: two failures (with the step and the SDK's message), then the success.
+	var reported []string
+	for _, ev := range s.events(t, "carol", meetsync.TypeSessionLoginFailed, meetsync.TypeSessionLoggedIn) {
+		var d struct {
+			Attempt int    `json:"attempt"`
+			Message string `json:"message"`
 		}
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		reported = append(reported, fmt.Sprintf("%s/%d/%s", ev.Type, d.Attempt, d.Message))
+	}
+	if want := "[session.login_failed/1/meeting SDK login: network session.login_failed/2/meeting SDK login: timeout session.logged_in/0/]"; fmt.Sprint(reported) != want {
+		t.Fatalf("reported results %v, want %s", reported, want)
 	}
 	if b, m := s.sessionOf(t, "carol"); b != meetsync.SideLoggedIn || m != meetsync.SideLoggedIn {
 		t.Fatalf("server session: %s/%s", b, m)
@@ -402,10 +392,7 @@ func TestCoordinatorRollback(t *testing.T) {
 	if d.biz.outs != 1 {
 		t.Fatalf("business logouts: %d", d.biz.outs)
 	}
-	eventually(t, "the server session to end", func() bool {
-		b, _ := s.sessionOf(t, "dave")
-		return b == meetsync.SideLoggedOut
-	})
+	s.sessionEnded(t, "dave")
 	// The user may log in again.
 	d.sdk.mu.Lock()
 	d.sdk.loginErr = nil
@@ -640,10 +627,7 @@ func TestCoordinatorRemoteLogout(t *testing.T) {
 	if cmds := d.notices.of(client.NoticeCommand); len(cmds) == 0 || cmds[0].Command.Type != client.CommandLogout {
 		t.Fatalf("command notices %+v", cmds)
 	}
-	eventually(t, "the server session to end", func() bool {
-		b, _ := s.sessionOf(t, "kate")
-		return b == meetsync.SideLoggedOut
-	})
+	s.sessionEnded(t, "kate")
 	// A status after the logout waits for the next session.
 	d.sdk.status(meetsync.StatusIdle, 0, "")
 	d.Coordinator.OnKickOut()
@@ -720,21 +704,21 @@ func TestCoordinatorAuthExpired(t *testing.T) {
 	}
 }
 
-// TestCoordinatorPlatformDownAtLogin: the login answers no meeting
-// credentials (the platform is unreachable); the Coordinator fetches them
-// again until the platform is back. It needs the shim's knob.
+// TestCoordinatorPlatformDownAtLogin: the platform is down when the user
+// logs in for the first time, so the login answers no meeting
+// credentials; the Coordinator fetches them again before each attempt and
+// logs the SDK in once the platform is back (after the third attempt).
 func TestCoordinatorPlatformDownAtLogin(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	needShim(t, s)
-	s.shim.setPlatformDown(true)
+	s.Sim.SetOutage(true)
 	rec := &notices{}
 	d := newDevice(t, s, s.URL, "mia", "", func(c *client.Config) {
 		c.LoginAttempts = 50
 		c.OnNotice = func(n client.Notice) {
 			rec.add(n)
 			if n.Kind == client.NoticeLoginAttempt && n.Attempt == 3 {
-				s.shim.setPlatformDown(false)
+				s.Sim.SetOutage(false)
 			}
 		}
 	})
@@ -746,35 +730,18 @@ func TestCoordinatorPlatformDownAtLogin(t *testing.T) {
 	if len(attempts) < 4 || attempts[0].Err == nil || attempts[len(attempts)-1].Err != nil {
 		t.Fatalf("attempts %+v", attempts)
 	}
+	if meetsync.ErrorCode(attempts[0].Err) != meetsync.EUNAVAILABLE {
+		t.Fatalf("first attempt failed with %v, want unavailable (no credentials)", attempts[0].Err)
+	}
 	if _, logins, _ := d.sdk.counts(); logins != 1 {
 		t.Fatalf("SDK logins %d: it must wait for credentials", logins)
 	}
-}
-
-// TestCoordinatorInvitation: an invitation command reaches the app and is
-// acknowledged. It needs the shim's knob (the invitations API comes later).
-func TestCoordinatorInvitation(t *testing.T) {
-	t.Parallel()
-	s := setup(t)
-	needShim(t, s)
-	got := make(chan client.Invitation, 1)
-	d := newDevice(t, s, s.URL, "noah", "", func(c *client.Config) { c.OnInvitation = func(i client.Invitation) { got <- i } })
-	if err := d.Login(ctxT(t)); err != nil {
-		t.Fatal(err)
+	if acct := d.sdk.logins[0]; acct.Provider != meetsync.ProviderSim || acct.UserUUID == "" || acct.UserToken == "" {
+		t.Fatalf("SDK logged in with %+v", acct)
 	}
-	s.shim.push("noah", "d1", client.CommandInvitation, json.RawMessage(`{"invitation_id":"inv_1","meeting_num":"555","inviter":"olga","subject":"standup"}`))
-	select {
-	case inv := <-got:
-		if inv.ID != "inv_1" || inv.MeetingNum != "555" || inv.Inviter != "olga" || inv.Subject != "standup" || inv.CommandID == "" {
-			t.Fatalf("invitation %+v", inv)
-		}
-	case <-time.After(wait):
-		t.Fatal("no invitation")
+	if b, m := s.sessionOf(t, "mia"); b != meetsync.SideLoggedIn || m != meetsync.SideLoggedIn {
+		t.Fatalf("server session: %s/%s", b, m)
 	}
-	eventually(t, "the invitation to be acknowledged", func() bool {
-		cmds, _ := s.shim.pending(&shimToken{user: "noah", device: "d1"})
-		return len(cmds) == 0
-	})
 }
 
 func TestCoordinatorConfig(t *testing.T) {
@@ -854,8 +821,5 @@ func TestCoordinatorCommandsReconnect(t *testing.T) {
 	if _, _, logouts := d.sdk.counts(); logouts != 1 {
 		t.Fatalf("SDK logouts %d", logouts)
 	}
-	eventually(t, "the server session to end", func() bool {
-		b, _ := s.sessionOf(t, "rose")
-		return b == meetsync.SideLoggedOut
-	})
+	s.sessionEnded(t, "rose")
 }

@@ -7,6 +7,7 @@ import (
 	"log"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/client"
@@ -149,6 +150,85 @@ func ExampleCoordinator() {
 	// alice is in_meeting in 123456 on laptop
 	// SDK logout
 	// business logged_out meeting logged_out
+}
+
+// An invitation from the business system reaches the user's device; the
+// user accepts it and joins the meeting with the SDK (here the simulated
+// NEMeeting SDK of meetsync's sim platform), which completes it.
+func ExampleCoordinator_AcceptInvitation() {
+	srv, stop := exampleServer()
+	defer stop()
+	ctx := context.Background()
+	queueDir, _ := os.MkdirTemp("", "meetsync-queue-")
+	defer os.RemoveAll(queueDir)
+	backend := client.New(srv.URL, client.WithAPIKey(srv.Key))
+
+	sdk := srv.Sim.NewSDK("")
+	invitations := make(chan client.Invitation, 1)
+	co, err := client.NewCoordinator(client.Config{
+		Client:       client.New(srv.URL),
+		SDK:          sdk,
+		Business:     &client.APIBusiness{Client: backend, UserID: "bob", DeviceID: "phone"},
+		QueueDir:     queueDir,
+		OnInvitation: func(inv client.Invitation) { invitations <- inv },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer co.Close()
+	if err := co.Init(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := co.Login(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	// The business system invites bob to a meeting alice hosts.
+	num := exampleMeeting(srv, "alice")
+	if _, err := backend.CreateInvitations(ctx, client.InviteRequest{MeetingNum: num, Inviter: "alice",
+		Invitees: []string{"bob"}, Subject: "standup"}); err != nil {
+		log.Fatal(err)
+	}
+	inv := <-invitations
+	fmt.Println("bob is invited by", inv.Inviter, "to", inv.Subject)
+
+	accepted, err := co.AcceptInvitation(ctx, inv.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("invitation", accepted.State)
+	if err := sdk.JoinMeeting(ctx, inv.MeetingNum); err != nil {
+		log.Fatal(err)
+	}
+	// meetsync completes the invitation once bob is in the meeting.
+	state := accepted.State
+	for deadline := time.Now().Add(10 * time.Second); state != meetsync.InviteJoined && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		if cur, err := backend.GetInvitation(ctx, inv.ID); err == nil {
+			state = cur.State
+		}
+	}
+	fmt.Println("invitation", state)
+	// Output:
+	// bob is invited by alice to standup
+	// invitation accepted
+	// invitation joined
+}
+
+// exampleMeeting creates a meeting on the sim platform hosted by host's
+// meeting account.
+func exampleMeeting(srv *server, host string) string {
+	ctx := context.Background()
+	prov := srv.Sim.Provider(srv.AppID)
+	acct, err := prov.EnsureAccount(ctx, meetsync.AccountRequest{UserUUID: meetsync.AccountUUID(srv.AppID, host), DisplayName: host})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, err := prov.CreateMeeting(ctx, meetsync.MeetingRequest{HostUUID: acct.UserUUID, Subject: "standup"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return m.MeetingNum
 }
 
 // The offline queue on its own: events are numbered and kept on disk until

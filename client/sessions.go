@@ -126,10 +126,11 @@ type InitReport struct {
 }
 
 // ClientInit reports the init results of the device (POST
-// /v1/client/init, client token) and returns the client.initialized event.
-func (c *Client) ClientInit(ctx context.Context, r InitReport) (*meetsync.Event, error) {
+// /v1/client/init, client token) and returns where the client.initialized
+// event was stored (its id and the user's seq).
+func (c *Client) ClientInit(ctx context.Context, r InitReport) (*EventResult, error) {
 	var out struct {
-		Event *meetsync.Event `json:"event"`
+		Event *EventResult `json:"event"`
 	}
 	if err := c.do(ctx, request{method: "POST", path: "/v1/client/init", body: r}, &out); err != nil {
 		return nil, err
@@ -183,11 +184,14 @@ func (c *Client) ClientCredentials(ctx context.Context, refresh bool) (*meetsync
 const (
 	CommandLogout     = "logout"
 	CommandInvitation = "invitation"
+	// CommandInvitationCanceled: an invitation pushed before was canceled
+	// or expired; data {"invitation_id","meeting_num"}.
+	CommandInvitationCanceled = "invitation_canceled"
 )
 
-// Command is an instruction meetsync pushes to a device: CommandLogout or
-// CommandInvitation. An unacknowledged command is sent again when the
-// device reconnects.
+// Command is an instruction meetsync pushes to a device: CommandLogout,
+// CommandInvitation or CommandInvitationCanceled. An unacknowledged
+// command is sent again when the device reconnects.
 type Command struct {
 	ID        string          `json:"id"`
 	Type      string          `json:"type"`
