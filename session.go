@@ -213,8 +213,9 @@ func NewClientToken(appID, userID, deviceID, sessionID string, now time.Time, tt
 
 // Command kinds pushed to devices.
 const (
-	CommandLogout     = "logout"
-	CommandInvitation = "invitation"
+	CommandLogout             = "logout"
+	CommandInvitation         = "invitation"
+	CommandInvitationCanceled = "invitation_canceled"
 )
 
 // Command is an instruction pushed to one device of a user

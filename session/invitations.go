@@ -268,7 +268,7 @@ func (s *Service) tellCanceled(ctx context.Context, inv *meetsync.Invitation) {
 	if err != nil || !u.Session.Open() {
 		return
 	}
-	if err := s.pushCommands(ctx, u, inv.ID, u.Session.Devices, "invitation_canceled",
+	if err := s.pushCommands(ctx, u, inv.ID, u.Session.Devices, meetsync.CommandInvitationCanceled,
 		map[string]any{"invitation_id": inv.ID, "meeting_num": inv.MeetingNum}, s.now()); err != nil {
 		s.log.Warn("invitation cancel command not pushed", "invitation", inv.ID, "err", err)
 	}
