@@ -1,6 +1,7 @@
 // Command meetsync runs the meetsync server and its admin subcommands.
 //
-//	meetsync serve                 run the server (embedded SQLite in ./meetsync-data)
+//	meetsync serve                 run the server (embedded SQLite in ./meetsync-data, or --database-url)
+//	meetsync migrate               apply the store's migrations (PostgreSQL: before starting replicas)
 //	meetsync apps create NAME      create an app and print its first API key
 //	meetsync apps list             list apps
 //	meetsync keys create APP       create another API key for an app
@@ -43,6 +44,7 @@ const usage = `meetsync keeps a business system and a meeting platform in sync.
 
 Usage:
   meetsync serve [flags]                 run the server
+  meetsync migrate [--database-url URL]  apply the store's database migrations
   meetsync apps create NAME [flags]      create an app and print its first API key
   meetsync apps list [flags]             list apps
   meetsync keys create APP [flags]       create another API key for app APP (name or id)
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		m.Logger = newLogger(m.Config, stderr)
 		return m.Serve(ctx)
+	case "migrate":
+		return runMigrate(ctx, args[1:], stdout, stderr)
 	case "apps":
 		return runApps(ctx, args[1:], stdout, stderr)
 	case "keys":

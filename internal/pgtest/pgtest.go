@@ -59,14 +59,18 @@ type private struct {
 	data  string
 }
 
-// Main runs the tests and then stops the private server, if one was
-// started. Call it from TestMain.
-func Main(m *testing.M) {
+// Main runs the tests, stops the private server, if one was started, and
+// exits. Call it from TestMain.
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run runs the tests, stops the private server, if one was started, and
+// returns the exit code: for a TestMain with cleanups of its own.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if p := server.private; p != nil {
 		p.stop()
 	}
-	os.Exit(code)
+	return code
 }
 
 // unavailable skips t, or fails it under CI=true.
