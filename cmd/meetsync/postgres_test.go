@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,4 +179,140 @@ func TestRunSingleton(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestReplicaWakeups runs two in-process servers on one database and
+// checks that each is woken by the other's commits (LISTEN/NOTIFY): an
+// event ingested on A reaches an SSE stream held by B, and, with A's
+// dispatcher stopped, B delivers A's new events and the deliveries
+// replayed through A, promptly (the dispatchers' idle poll is 30 s, longer
+// than this test's deadline).
+func TestReplicaWakeups(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	var mains []*Main
+	for range 2 {
+		m := NewMain()
+		m.Config.Addr, m.Config.Data, m.Config.DatabaseURL, m.Config.AllowPrivateEndpoints = "127.0.0.1:0", t.TempDir(), db, true
+		m.Logger = newLogger(m.Config, io.Discard)
+		if err := m.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		mains = append(mains, m)
+	}
+	a, b := mains[0], mains[1]
+	key := readKey(t, a.Config.Data)
+	ca := newClient(t, "http://"+a.Listener.Addr().String(), key)
+	cb := newClient(t, "http://"+b.Listener.Addr().String(), key)
+
+	hooks := make(chan string, 10)
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hooks <- r.Header.Get("webhook-id")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer rc.Close()
+	status, body, err := ca.do(ctx, http.MethodPost, "/v1/endpoints", []byte(`{"url":"`+rc.URL+`","debounce_ms":0}`), nil)
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("create endpoint: %d %s %v", status, body, err)
+	}
+	var ep struct{ ID string }
+	if err := json.Unmarshal(body, &ep); err != nil {
+		t.Fatal(err)
+	}
+
+	// B's stream, from the current end of the feed.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, cb.base+"/v1/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		buf := make([]byte, 64<<10)
+		var pending string
+		for {
+			n, err := resp.Body.Read(buf)
+			pending += string(buf[:n])
+			for {
+				i := strings.IndexByte(pending, '\n')
+				if i < 0 {
+					break
+				}
+				lines <- pending[:i]
+				pending = pending[i+1:]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// The stream is open (its first line came) before anything is posted.
+	select {
+	case <-lines:
+	case <-ctx.Done():
+		t.Fatal("the stream sent nothing")
+	}
+
+	// A's dispatcher stops: only B can deliver.
+	a.Delivery.Close(time.Second)
+	a.Delivery = nil
+
+	var id string
+	awaitHook := func(what string) {
+		t.Helper()
+		select {
+		case got := <-hooks:
+			if got != id {
+				t.Errorf("%s: webhook %s, want %s", what, got, id)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: B did not deliver", what)
+		}
+	}
+	// Twice: the stream's first read may see the first event without a
+	// wake-up; the second it sees only if woken.
+	for n := range 2 {
+		status, body, err = ca.do(ctx, http.MethodPost, "/v1/events", []byte(`{"type":"app.note","user_id":"u1","data":{"n":`+strconv.Itoa(n)+`}}`), nil)
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("ingest on A: %d %s %v", status, body, err)
+		}
+		var res struct{ Events []struct{ ID string } }
+		if err := json.Unmarshal(body, &res); err != nil || len(res.Events) != 1 {
+			t.Fatalf("ingest on A: %s %v", body, err)
+		}
+		id = res.Events[0].ID
+		for seen := false; !seen; {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("B's stream ended")
+				}
+				seen = strings.HasPrefix(l, "data: ") && strings.Contains(l, id)
+			case <-ctx.Done():
+				t.Fatalf("event %d ingested on A did not reach B's stream", n+1)
+			}
+		}
+		awaitHook(fmt.Sprintf("event %d ingested on A", n+1))
+	}
+
+	// A replay through A's API wakes B's dispatcher.
+	var list struct{ Deliveries []struct{ ID, Status string } }
+	for list.Deliveries == nil || list.Deliveries[0].Status != "delivered" {
+		ca.get(t, "/v1/endpoints/"+ep.ID+"/deliveries?limit=1", &list)
+		if ctx.Err() != nil {
+			t.Fatalf("the delivery was not recorded: %+v", list)
+		}
+		time.Sleep(10 * time.Millisecond) // polling, bounded by ctx
+	}
+	status, body, err = ca.do(ctx, http.MethodPost, "/v1/deliveries/"+list.Deliveries[0].ID+"/replay", nil, nil)
+	if err != nil || status >= 300 {
+		t.Fatalf("replay on A: %d %s %v", status, body, err)
+	}
+	awaitHook("the delivery replayed on A")
 }
