@@ -13,7 +13,7 @@ import (
 // AppCreate stores a new app with its first key (and its feed counter).
 // ECONFLICT if the name is taken.
 func (db *DB) AppCreate(ctx context.Context, app *meetsync.App, key *meetsync.APIKey) error {
-	return db.inTx(ctx, txOptions{}, func(tx pgx.Tx) error {
+	return db.inTx(ctx, txOptions{}, func(tx *txn) error {
 		if _, err := tx.Exec(ctx, "INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)", app.ID, app.Name, app.CreatedAt); err != nil {
 			return interpretError(err, "app "+app.Name)
 		}
@@ -24,7 +24,7 @@ func (db *DB) AppCreate(ctx context.Context, app *meetsync.App, key *meetsync.AP
 	})
 }
 
-func insertKey(ctx context.Context, tx pgx.Tx, key *meetsync.APIKey) error {
+func insertKey(ctx context.Context, tx *txn, key *meetsync.APIKey) error {
 	_, err := tx.Exec(ctx, "INSERT INTO api_keys (id, app_id, prefix, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
 		key.ID, key.AppID, key.Prefix, key.Hash, key.CreatedAt)
 	return interpretError(err, "app "+key.AppID)
@@ -68,7 +68,7 @@ func (db *DB) AppList(ctx context.Context) ([]*meetsync.App, error) {
 
 // APIKeyCreate stores another key for an app. ENOTFOUND if the app does not exist.
 func (db *DB) APIKeyCreate(ctx context.Context, key *meetsync.APIKey) error {
-	return db.inTx(ctx, txOptions{}, func(tx pgx.Tx) error { return insertKey(ctx, tx, key) })
+	return db.inTx(ctx, txOptions{}, func(tx *txn) error { return insertKey(ctx, tx, key) })
 }
 
 const keyCols = "id, app_id, prefix, hash, created_at, revoked_at"

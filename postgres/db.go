@@ -279,7 +279,7 @@ type txOptions struct {
 // inTx runs fn in a transaction and commits it, trying again (fn must start
 // from scratch each time) when it lost a deadlock or, with retryUnique, a
 // race for a unique key.
-func (db *DB) inTx(ctx context.Context, o txOptions, fn func(tx pgx.Tx) error) error {
+func (db *DB) inTx(ctx context.Context, o txOptions, fn func(tx *txn) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = db.tryTx(ctx, o, fn)
@@ -298,22 +298,107 @@ func (db *DB) inTx(ctx context.Context, o txOptions, fn func(tx pgx.Tx) error) e
 	}
 }
 
-func (db *DB) tryTx(ctx context.Context, o txOptions, fn func(tx pgx.Tx) error) error {
-	tx, err := db.pool.Begin(ctx)
+func (db *DB) tryTx(ctx context.Context, o txOptions, fn func(tx *txn) error) error {
+	c, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(context.Background())
-	if o.asyncCommit {
-		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
-			return err
+	t := &txn{conn: c, o: o}
+	err = fn(t)
+	if err == nil && !t.done && t.begun {
+		err = t.CommitWith(ctx, &pgx.Batch{})
+	}
+	if err != nil && t.begun && !t.done {
+		// Any error leaves the transaction open (and aborted); a
+		// connection that cannot even roll back is not reused.
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, rerr := c.Exec(rctx, "ROLLBACK"); rerr != nil {
+			c.Conn().Close(rctx)
 		}
+		cancel()
 	}
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	c.Release()
+	return err
 }
+
+// txn is a transaction on one pooled connection. Its BEGIN travels with
+// its first statement or batch and its COMMIT with its last batch
+// (CommitWith), so that a transaction of a few pipelined batches costs as
+// many round trips, BEGIN and COMMIT included.
+type txn struct {
+	conn  *pgxpool.Conn
+	o     txOptions
+	begun bool
+	done  bool // committed (or the COMMIT was sent and failed)
+}
+
+// opening returns the statements that open the transaction, once.
+func (t *txn) opening(b *pgx.Batch) {
+	if t.begun {
+		return
+	}
+	t.begun = true
+	b.Queue("BEGIN")
+	if t.o.asyncCommit {
+		b.Queue("SET LOCAL synchronous_commit = off")
+	}
+}
+
+// SendBatch sends b in the transaction (opening it first if needed); the
+// caller closes the results.
+func (t *txn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	full := &pgx.Batch{}
+	t.opening(full)
+	full.QueuedQueries = append(full.QueuedQueries, b.QueuedQueries...)
+	return t.conn.SendBatch(ctx, full)
+}
+
+// CommitWith sends b and then COMMIT in one round trip.
+func (t *txn) CommitWith(ctx context.Context, b *pgx.Batch) error {
+	b.Queue("COMMIT")
+	err := t.SendBatch(ctx, b).Close()
+	// A COMMIT that ran ends the transaction even when it failed; one
+	// that did not run (an earlier statement failed) leaves it to roll back.
+	t.done = err == nil || t.conn.Conn().PgConn().TxStatus() == 'I'
+	return err
+}
+
+func (t *txn) begin(ctx context.Context) error {
+	if t.begun {
+		return nil
+	}
+	b := &pgx.Batch{}
+	t.opening(b)
+	return t.conn.SendBatch(ctx, b).Close()
+}
+
+// Exec runs a statement in the transaction.
+func (t *txn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.begin(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return t.conn.Exec(ctx, sql, args...)
+}
+
+// Query runs a query in the transaction.
+func (t *txn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.begin(ctx); err != nil {
+		return nil, err
+	}
+	return t.conn.Query(ctx, sql, args...)
+}
+
+// QueryRow runs a query returning one row in the transaction.
+func (t *txn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.begin(ctx); err != nil {
+		return errRow{err}
+	}
+	return t.conn.QueryRow(ctx, sql, args...)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // SQLSTATE codes the store acts on.
 const (

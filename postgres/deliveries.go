@@ -108,18 +108,20 @@ func collectTasks(rows pgx.Rows, until time.Time) ([]*meetsync.DeliveryTask, err
 func (db *DB) DeliveriesClaim(ctx context.Context, p meetsync.DeliveryClaimParams) ([]*meetsync.DeliveryTask, error) {
 	until := p.Now.Add(p.Lease)
 	var tasks []*meetsync.DeliveryTask
-	err := db.inTx(ctx, txOptions{asyncCommit: true}, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `WITH due AS (
+	err := db.inTx(ctx, txOptions{asyncCommit: true}, func(tx *txn) error {
+		b := &pgx.Batch{}
+		b.Queue(`WITH due AS (
 				SELECT d.id FROM deliveries d
 				WHERE d.head AND d.next_at <= $1 AND EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = d.endpoint_id AND NOT ep.disabled)
 				ORDER BY d.next_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED),
 			claimed AS (UPDATE deliveries d SET claim_owner = $3, claim_id = nextval('delivery_claim_ids'), next_at = $4
-				FROM due WHERE d.id = due.id RETURNING d.*) `+taskSelect(""), p.Now, p.Limit, p.Owner, until)
-		if err != nil {
+				FROM due WHERE d.id = due.id RETURNING d.*) `+taskSelect(""), p.Now, p.Limit, p.Owner, until).Query(func(rows pgx.Rows) error {
+			var err error
+			tasks, err = collectTasks(rows, until)
 			return err
-		}
-		tasks, err = collectTasks(rows, until)
-		return err
+		})
+		// BEGIN, the claim and COMMIT in one round trip.
+		return tx.CommitWith(ctx, b)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
@@ -144,7 +146,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 	}
 	snap := snapshotEvents(nil, sys...)
 	var tasks []*meetsync.DeliveryTask
-	err := db.inTx(ctx, txOptions{retryUnique: true}, func(tx pgx.Tx) error {
+	err := db.inTx(ctx, txOptions{retryUnique: true}, func(tx *txn) error {
 		restoreEvents(snap)
 		var err error
 		tasks, err = db.complete(ctx, tx, p, sys)
@@ -157,7 +159,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 	return tasks, nil
 }
 
-func (db *DB) complete(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryCompleteParams, sys []*meetsync.Event) ([]*meetsync.DeliveryTask, error) {
+func (db *DB) complete(ctx context.Context, tx *txn, p meetsync.DeliveryCompleteParams, sys []*meetsync.Event) ([]*meetsync.DeliveryTask, error) {
 	at := db.newAppendTx(ctx, tx)
 	until := p.Now.Add(p.Lease)
 	ids := make([]int64, len(p.Outcomes))
@@ -195,11 +197,10 @@ func (db *DB) complete(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryComple
 		}
 		return nil
 	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
-	}
 
 	// The outcomes, fenced by claim id; an attempt row for each that won.
+	// A failed delivery stays its queue's head unless its endpoint is
+	// disabled (or gone).
 	var rel struct {
 		ids, claims []int64
 		next        []time.Time
@@ -209,7 +210,6 @@ func (db *DB) complete(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryComple
 		status, errs         []string
 		next, at             []time.Time
 		code                 []int32
-		head                 []bool
 		body                 [][]byte
 	}
 	for i, oc := range p.Outcomes {
@@ -222,10 +222,8 @@ func (db *DB) complete(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryComple
 		o.status, o.errs = append(o.status, oc.Status), append(o.errs, cleanText(a.Error))
 		o.next, o.at = append(o.next, oc.NextAttemptAt), append(o.at, a.At)
 		o.code = append(o.code, int32(a.StatusCode))
-		o.head = append(o.head, oc.Status == meetsync.DeliveryFailed && !disabled[oc.Task.Delivery.EndpointID])
 		o.body = append(o.body, []byte(a.ResponseBody))
 	}
-	b = &pgx.Batch{}
 	if len(rel.ids) > 0 {
 		b.Queue(`UPDATE deliveries d SET claim_owner = '', claim_id = 0, next_at = u.next_at
 			FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS u(id, claim_id, next_at) WHERE d.id = u.id AND d.claim_id = u.claim_id`,
@@ -233,16 +231,17 @@ func (db *DB) complete(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryComple
 	}
 	won := map[int64]bool{}
 	if len(o.ids) > 0 {
-		b.Queue(`WITH u AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::int[], $7::bool[],
-				$8::timestamptz[], $9::bigint[], $10::bytea[]) AS u(id, claim_id, status, next_at, err, code, head, at, latency, body)),
+		b.Queue(`WITH u AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::int[],
+				$7::timestamptz[], $8::bigint[], $9::bytea[]) AS u(id, claim_id, status, next_at, err, code, at, latency, body)),
 			won AS (UPDATE deliveries d SET status = u.status, attempts = d.attempts + 1, next_at = u.next_at, claim_owner = '', claim_id = 0,
-				last_error = u.err, last_code = u.code, updated_at = $11, head = u.head,
-				delivered_at = CASE WHEN u.status = 'delivered' THEN $11::timestamptz END
+				last_error = u.err, last_code = u.code, updated_at = $10,
+				head = u.status = 'failed' AND EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = d.endpoint_id AND NOT ep.disabled),
+				delivered_at = CASE WHEN u.status = 'delivered' THEN $10::timestamptz END
 				FROM u WHERE d.id = u.id AND d.claim_id = u.claim_id RETURNING d.id, d.attempts)
 			INSERT INTO delivery_attempts (delivery_id, n, at, status_code, latency_us, error, response_body)
 			SELECT won.id, won.attempts, u.at, u.code, u.latency, u.err, u.body FROM won JOIN u ON u.id = won.id
 			RETURNING delivery_id`,
-			o.ids, o.claims, o.status, o.next, o.errs, o.code, o.head, o.at, o.latency, o.body, p.Now).Query(func(rows pgx.Rows) error {
+			o.ids, o.claims, o.status, o.next, o.errs, o.code, o.at, o.latency, o.body, p.Now).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id int64
 				if err := rows.Scan(&id); err != nil {
@@ -253,10 +252,8 @@ func (db *DB) complete(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryComple
 			return nil
 		})
 	}
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return nil, err
-		}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
 	}
 
 	// In outcome order, as the SQLite store does: failure runs, disabling,
@@ -302,6 +299,10 @@ func (db *DB) complete(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryComple
 		}
 	}
 
+	// Disabling and failure runs, then (when an outcome brings system
+	// events) the events, then the next heads and the parking of the
+	// queues of endpoints disabled here, and COMMIT: in the usual case
+	// (no events) all in one round trip.
 	b = &pgx.Batch{}
 	didDisable := map[string]bool{}
 	for _, ep := range disableOrder {
@@ -325,35 +326,36 @@ func (db *DB) complete(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryComple
 			WHERE e.id = u.id AND (u.failing AND e.failing_since IS NULL OR NOT u.failing AND e.failing_since IS NOT NULL)`,
 			failOrder, flags, p.Now)
 	}
-	if b.Len() > 0 {
+	events := len(disableOrder) > 0
+	for _, st := range steps {
+		events = events || len(st.events) > 0
+	}
+	if events {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return nil, err
 		}
-	}
-
-	// System events, in outcome order, in this transaction (the outbox).
-	var evs []*meetsync.Event
-	for _, st := range steps {
-		if st.disabledEv != nil && didDisable[st.endpoint] {
-			evs = append(evs, st.disabledEv)
+		b = &pgx.Batch{}
+		// System events, in outcome order, in this transaction (the outbox).
+		var evs []*meetsync.Event
+		for _, st := range steps {
+			if st.disabledEv != nil && didDisable[st.endpoint] {
+				evs = append(evs, st.disabledEv)
+			}
+			evs = append(evs, st.events...)
 		}
-		evs = append(evs, st.events...)
-	}
-	if len(evs) > 0 {
-		for _, ev := range evs {
-			if _, err := at.appendEvent(ev); err != nil {
+		if len(evs) > 0 {
+			for _, ev := range evs {
+				if _, err := at.appendEvent(ev); err != nil {
+					return nil, err
+				}
+			}
+			if err := at.flush(false); err != nil {
 				return nil, err
 			}
 		}
-		if err := at.flush(); err != nil {
-			return nil, err
-		}
 	}
 
-	// The next heads (claimed when due and asked for), then the queues of
-	// the endpoints disabled here are parked (a claimed head stays).
 	var tasks []*meetsync.DeliveryTask
-	b = &pgx.Batch{}
 	if len(promote) > 0 {
 		slices.SortFunc(promote, queueKey.less)
 		promote = slices.Compact(promote)
@@ -374,14 +376,10 @@ func (db *DB) complete(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryComple
 		})
 	}
 	for _, ep := range disableOrder {
-		if didDisable[ep] {
-			b.Queue("UPDATE deliveries SET head = false WHERE endpoint_id = $1 AND head AND claim_owner = ''", ep)
-		}
+		b.Queue("UPDATE deliveries SET head = false WHERE endpoint_id = $1 AND head AND claim_owner = ''", ep)
 	}
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return nil, err
-		}
+	if err := tx.CommitWith(ctx, b); err != nil {
+		return nil, err
 	}
 	return tasks, nil
 }
@@ -414,7 +412,7 @@ func (db *DB) DeliveryNextDue(ctx context.Context) (time.Time, bool, error) {
 // due at once, and wakes the dispatchers of every replica.
 func (db *DB) DeliveriesReleaseClaims(ctx context.Context, owner string, now time.Time) (int, error) {
 	var n int64
-	err := db.inTx(ctx, txOptions{}, func(tx pgx.Tx) error {
+	err := db.inTx(ctx, txOptions{}, func(tx *txn) error {
 		// Claimed deliveries are always heads: the due index finds them.
 		q := "UPDATE deliveries SET claim_owner = '', claim_id = 0, next_at = $1 WHERE head AND claim_owner <> ''"
 		args := []any{now}
@@ -443,7 +441,7 @@ func (db *DB) DeliveriesReleaseClaims(ctx context.Context, owner string, now tim
 	return int(n), nil
 }
 
-func notify(ctx context.Context, tx pgx.Tx, kind, node string) error {
+func notify(ctx context.Context, tx *txn, kind, node string) error {
 	_, err := tx.Exec(ctx, "SELECT pg_notify('"+notifyChannel+"', $1)", kind+":"+node)
 	return err
 }
@@ -518,7 +516,7 @@ func (db *DB) DeliveryList(ctx context.Context, p meetsync.DeliveryListParams) (
 // dispatchers of every replica. ENOTFOUND, ECONFLICT.
 func (db *DB) DeliveriesRequeue(ctx context.Context, p meetsync.DeliveryRequeueParams) (int, error) {
 	var n int
-	err := db.inTx(ctx, txOptions{}, func(tx pgx.Tx) error {
+	err := db.inTx(ctx, txOptions{}, func(tx *txn) error {
 		var err error
 		n, err = db.requeue(ctx, tx, p)
 		return err
@@ -532,7 +530,7 @@ func (db *DB) DeliveriesRequeue(ctx context.Context, p meetsync.DeliveryRequeueP
 	return n, nil
 }
 
-func (db *DB) requeue(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryRequeueParams) (int, error) {
+func (db *DB) requeue(ctx context.Context, tx *txn, p meetsync.DeliveryRequeueParams) (int, error) {
 	var keys []queueKey
 	var endpointID string
 	n := 0
@@ -611,7 +609,7 @@ func (db *DB) requeue(ctx context.Context, tx pgx.Tx, p meetsync.DeliveryRequeue
 
 // lockUsers locks users' rows (in key order): whoever changes which
 // deliveries of a user's queues are active holds them, as appends do.
-func lockUsers(ctx context.Context, tx pgx.Tx, appID string, users []string) error {
+func lockUsers(ctx context.Context, tx *txn, appID string, users []string) error {
 	if len(users) == 0 {
 		return nil
 	}
@@ -622,7 +620,7 @@ func lockUsers(ctx context.Context, tx pgx.Tx, appID string, users []string) err
 // fixHeads re-points each queue's head at its lowest-seq active delivery,
 // unless its current head is claimed (its completion will promote), and
 // wakes the dispatchers of every replica.
-func fixHeads(ctx context.Context, tx pgx.Tx, node, appID string, keys []queueKey) error {
+func fixHeads(ctx context.Context, tx *txn, node, appID string, keys []queueKey) error {
 	slices.SortFunc(keys, queueKey.less)
 	users := make([]string, 0, len(keys))
 	for _, k := range keys {

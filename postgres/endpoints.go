@@ -88,7 +88,7 @@ func (db *DB) EndpointList(ctx context.Context, appID string) ([]*meetsync.Endpo
 // enabling resumes them in order (and wakes the dispatchers of every
 // replica). ENOTFOUND, EINVALID.
 func (db *DB) EndpointUpdate(ctx context.Context, e *meetsync.Endpoint) error {
-	return db.inTx(ctx, txOptions{}, func(tx pgx.Tx) error {
+	return db.inTx(ctx, txOptions{}, func(tx *txn) error {
 		// FOR NO KEY UPDATE: appends lock endpoints FOR KEY SHARE and keep going.
 		old, err := scanEndpoint(tx.QueryRow(ctx, "SELECT "+endpointCols+" FROM endpoints WHERE app_id = $1 AND id = $2 FOR NO KEY UPDATE", e.AppID, e.ID))
 		if err != nil {
@@ -112,7 +112,7 @@ func (db *DB) EndpointUpdate(ctx context.Context, e *meetsync.Endpoint) error {
 
 // EndpointDelete deletes an endpoint with its deliveries and attempts. ENOTFOUND.
 func (db *DB) EndpointDelete(ctx context.Context, appID, id string) error {
-	return db.inTx(ctx, txOptions{}, func(tx pgx.Tx) error {
+	return db.inTx(ctx, txOptions{}, func(tx *txn) error {
 		// The endpoint first: that waits for the appends fanning out to it
 		// (FOR KEY SHARE), so the deliveries they insert are deleted below.
 		ct, err := tx.Exec(ctx, "DELETE FROM endpoints WHERE app_id = $1 AND id = $2", appID, id)
@@ -131,14 +131,14 @@ func (db *DB) EndpointDelete(ctx context.Context, appID, id string) error {
 
 // parkEndpoint parks a disabled endpoint's queues: they have no heads, so
 // nothing of it is claimed. Claimed heads stay (their completion parks them).
-func parkEndpoint(ctx context.Context, tx pgx.Tx, endpointID string) error {
+func parkEndpoint(ctx context.Context, tx *txn, endpointID string) error {
 	_, err := tx.Exec(ctx, "UPDATE deliveries SET head = false WHERE endpoint_id = $1 AND head AND claim_owner = ''", endpointID)
 	return err
 }
 
 // unparkEndpoint re-points every queue of an enabled endpoint at its
 // lowest active delivery.
-func unparkEndpoint(ctx context.Context, tx pgx.Tx, node, appID, endpointID string) error {
+func unparkEndpoint(ctx context.Context, tx *txn, node, appID, endpointID string) error {
 	rows, err := tx.Query(ctx, "SELECT DISTINCT user_id FROM deliveries WHERE endpoint_id = $1 AND status IN ('pending', 'failed') ORDER BY user_id", endpointID)
 	if err != nil {
 		return err

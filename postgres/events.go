@@ -176,7 +176,7 @@ type queueState struct {
 type appendTx struct {
 	ctx context.Context
 	db  *DB
-	tx  pgx.Tx
+	tx  *txn
 
 	users      map[userKey]*userEntry
 	dirty      []*userEntry
@@ -188,7 +188,7 @@ type appendTx struct {
 	reqs       []*reqState
 }
 
-func (db *DB) newAppendTx(ctx context.Context, tx pgx.Tx) *appendTx {
+func (db *DB) newAppendTx(ctx context.Context, tx *txn) *appendTx {
 	return &appendTx{ctx: ctx, db: db, tx: tx, users: map[userKey]*userEntry{}, callerIDs: map[idemKey]resultRef{},
 		clientSeqs: map[csKey]*meetsync.Event{}, idem: map[idemKey]*idemEntry{}, endpoints: map[string][]*meetsync.Endpoint{}}
 }
@@ -240,7 +240,7 @@ func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) 
 			r.Results, r.Err = nil, nil
 		}
 	}
-	err := db.inTx(ctx, txOptions{retryUnique: true}, func(tx pgx.Tx) error {
+	err := db.inTx(ctx, txOptions{retryUnique: true}, func(tx *txn) error {
 		reset()
 		at := db.newAppendTx(ctx, tx)
 		if err := at.prefetch(reqs, nil); err != nil {
@@ -251,7 +251,7 @@ func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) 
 				return err
 			}
 		}
-		return at.flush()
+		return at.flush(true)
 	})
 	if err == nil {
 		return nil
@@ -524,8 +524,9 @@ func coalesces(ev *meetsync.Event, ep *meetsync.Endpoint) bool {
 // flush writes what the transaction appended: it locks the queues the new
 // deliveries join, takes the feed positions (the apps' feeds rows, held
 // until commit), then writes events, deliveries, users and idempotency
-// records and queues the notification, in two round trips.
-func (at *appendTx) flush() error {
+// records and queues the notification, in two round trips; with final,
+// the COMMIT goes with the second.
+func (at *appendTx) flush(final bool) error {
 	if err := at.loadEndpoints(at.events); err != nil {
 		return err
 	}
@@ -749,10 +750,15 @@ func (at *appendTx) flush() error {
 	if len(at.events) > 0 {
 		b.Queue("SELECT pg_notify('"+notifyChannel+"', $1)", kindEvents+":"+at.db.cfg.Node)
 	}
-	if b.Len() > 0 {
-		if err := at.tx.SendBatch(at.ctx, b).Close(); err != nil {
-			return err
-		}
+	var err error
+	switch {
+	case final:
+		err = at.tx.CommitWith(at.ctx, b)
+	case b.Len() > 0:
+		err = at.tx.SendBatch(at.ctx, b).Close()
+	}
+	if err != nil {
+		return err
 	}
 	at.results()
 	return nil

@@ -35,7 +35,9 @@ func (c LeaderConfig) withDefaults() LeaderConfig {
 //
 // fn's context ends when ctx ends or when the leader loses its lock (its
 // connection died: the database released the lock and another replica may
-// take it, so fn must stop promptly and its work must stand being redone).
+// take it). A leader notices that within Check, and another replica may
+// lead meanwhile: fn must stop promptly and its work must stand being
+// done twice (as idempotent jobs are).
 // When the process dies, its connection closes and the database releases
 // the lock at once; another replica takes over within Retry. RunLeader
 // returns when ctx ends, or when fn returns by itself while leading (the

@@ -198,7 +198,7 @@ func TestRunLeader(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	cfg := postgres.LeaderConfig{Retry: 20 * time.Millisecond, Check: 20 * time.Millisecond}
 	var leading, maxLeading atomic.Int64
-	started := make(chan int, 10)
+	started, stopped := make(chan int, 10), make(chan int, 10)
 	type replica struct {
 		cancel context.CancelFunc
 		done   chan struct{}
@@ -218,6 +218,7 @@ func TestRunLeader(t *testing.T) {
 				started <- i
 				<-ctx.Done()
 				leading.Add(-1)
+				stopped <- i
 			})
 		}()
 	}
@@ -245,7 +246,15 @@ func TestRunLeader(t *testing.T) {
 	if second == first {
 		t.Fatalf("replica %d led again after stopping", first)
 	}
-	// The leader's connection dies: it is told to stop, and one replica leads again.
+	if m := maxLeading.Load(); m != 1 {
+		t.Errorf("%d replicas led at once", m)
+	}
+	if i := <-stopped; i != first {
+		t.Fatalf("replica %d stopped, want %d", i, first)
+	}
+	// The leader's connection dies: it is told to stop (it can only tell
+	// when it next checks its connection: meanwhile another may lead), and
+	// one replica leads again.
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -257,10 +266,15 @@ func TestRunLeader(t *testing.T) {
 		t.Fatalf("terminating the leader's connection: %d, %v", n, err)
 	}
 	third := wait()
-	t.Logf("leaders: %d, %d, %d", first, second, third)
-	if m := maxLeading.Load(); m != 1 {
-		t.Errorf("%d replicas led at once", m)
+	select {
+	case i := <-stopped:
+		if i != second {
+			t.Errorf("replica %d stopped, want %d (whose connection died)", i, second)
+		}
+	case <-ctx.Done():
+		t.Fatal("the leader whose connection died was not told to stop")
 	}
+	t.Logf("leaders: %d, %d, %d", first, second, third)
 }
 
 // TestWithLock checks that WithLock excludes other holders.
