@@ -185,15 +185,17 @@ func (m *Main) Close() error {
 		}
 		cancel()
 	}
+	// Singleton jobs and the listener stop while ingest and delivery still
+	// run, so that a job finishing its work can still append events.
+	if m.stopBg != nil {
+		m.stopBg()
+		m.bg.Wait()
+	}
 	if m.Delivery != nil {
 		m.Delivery.Close(m.Config.ShutdownTimeout)
 	}
 	if m.Ingest != nil {
 		m.Ingest.Close()
-	}
-	if m.stopBg != nil {
-		m.stopBg()
-		m.bg.Wait()
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
