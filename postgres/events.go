@@ -703,7 +703,12 @@ func (at *appendTx) flush(final bool) error {
 		dels = append(dels, nd)
 	}
 
-	// Round trip 2: the writes.
+	// Round trip 2: the writes (a large transaction's events first, by COPY).
+	if len(at.events) >= copyEvents {
+		if err := at.copyEventRows(); err != nil {
+			return err
+		}
+	}
 	b = &pgx.Batch{}
 	at.queueEventInserts(b)
 	if len(dels) > 0 {
@@ -787,9 +792,40 @@ func queueArrays(keys []queueKey) (eps, users []string) {
 	return eps, users
 }
 
+// copyEvents is the number of events from which a transaction loads them
+// with COPY (one round trip more, a faster load) rather than in its
+// pipelined INSERT.
+const copyEvents = 256
+
+// copyEventRows loads the transaction's events with COPY.
+func (at *appendTx) copyEventRows() error {
+	_, err := at.tx.CopyFrom(at.ctx, pgx.Identifier{"events"},
+		[]string{"app_id", "pos", "id", "type", "user_id", "seq", "occurred_at", "received_at", "source", "device_id", "client_seq", "stale", "data"},
+		pgx.CopyFromSlice(len(at.events), func(i int) ([]any, error) {
+			ev := at.events[i]
+			return []any{ev.AppID, ev.Pos, ev.ID, ev.Type, ev.UserID, ev.Seq, ev.OccurredAt, ev.ReceivedAt, ev.Source, ev.DeviceID, ev.ClientSeq,
+				ev.Stale, []byte(ev.Data)}, nil
+		}))
+	return err
+}
+
 func (at *appendTx) queueEventInserts(b *pgx.Batch) {
 	n := len(at.events)
 	if n == 0 {
+		return
+	}
+	if n >= copyEvents {
+		// Loaded by COPY already; the caller ids here.
+		var idApps, ids []string
+		var idPos []int64
+		for _, ev := range at.events {
+			if ev.CallerID {
+				idApps, ids, idPos = append(idApps, ev.AppID), append(ids, ev.ID), append(idPos, ev.Pos)
+			}
+		}
+		if len(ids) > 0 {
+			b.Queue("INSERT INTO event_ids (app_id, id, pos) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])", idApps, ids, idPos)
+		}
 		return
 	}
 	var (

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -577,5 +578,65 @@ func testFeed(t *testing.T, su *suite) {
 	}
 	if o := e.feed(other, 0, 100); len(o) != 24 {
 		t.Errorf("the other app's feed has %d events, want 24", len(o))
+	}
+}
+
+// testLargeTransaction appends a transaction of a thousand events (a store
+// may load big ones differently) with every kind of duplicate inside it,
+// and checks the results, the feed, the users and the outbox.
+func testLargeTransaction(t *testing.T, su *suite) {
+	e := su.setup(t)
+	ep := e.endpoint([]string{"meeting.*"}, 0)
+	var evs []*meetsync.Event
+	for i := range 1000 {
+		u := fmt.Sprintf("u%02d", i%40)
+		switch i % 4 {
+		case 0:
+			evs = append(evs, e.status(u, "d", int64(i/40+1), []string{"idle", "in_meeting", "connecting"}[i%3]))
+		case 1:
+			evs = append(evs, e.event(in{id: fmt.Sprintf("ext-%d", i), user: u}))
+		default:
+			evs = append(evs, e.note(u))
+		}
+	}
+	// Repeats inside the transaction: a caller id and a (device, client_seq).
+	evs = append(evs, e.event(in{id: "ext-1", user: "u01"}), e.status("u00", "d", 1, "idle"))
+	big := req(evs...)
+	small := req(e.note("other"))
+	e.append(big, small)
+	perUser := map[string]int64{}
+	for i, r := range big.Results[:1000] {
+		perUser[evs[i].UserID]++
+		if r.Duplicate || r.Seq != perUser[evs[i].UserID] {
+			t.Fatalf("event %d: %+v, want new with seq %d", i, r, perUser[evs[i].UserID])
+		}
+	}
+	if r := big.Results[1000]; !r.Duplicate || r.ID != "ext-1" || r.Seq != big.Results[1].Seq {
+		t.Errorf("repeated caller id: %+v, want a duplicate of %+v", r, big.Results[1])
+	}
+	if r := big.Results[1001]; !r.Duplicate || r.ID != big.Results[0].ID {
+		t.Errorf("repeated client_seq: %+v, want a duplicate of %+v", r, big.Results[0])
+	}
+	feed := e.feed(e.app, 0, 300)
+	if len(feed) != 1001 {
+		t.Fatalf("the feed has %d events, want 1001", len(feed))
+	}
+	for i, ev := range feed[:1000] {
+		if ev.ID != evs[i].ID || ev.Pos != big.Results[i].Pos || !bytes.Equal(ev.Data, evs[i].Data) {
+			t.Fatalf("feed event %d: %s at %d, want %s at %d", i, ev.ID, ev.Pos, evs[i].ID, big.Results[i].Pos)
+		}
+	}
+	if feed[1000].UserID != "other" || small.Results[0].Pos != feed[1000].Pos {
+		t.Errorf("the other request's event: %+v / %+v", feed[1000], small.Results[0])
+	}
+	if u := e.user("u07"); u.LastSeq != 25 {
+		t.Errorf("user u07: last seq %d, want 25", u.LastSeq)
+	}
+	if ds := e.deliveries(ep, ""); len(ds) != 250 {
+		t.Errorf("%d deliveries of the status events, want 250", len(ds))
+	}
+	// The caller ids of the big transaction are known to the next one.
+	if r := e.appendOne(e.event(in{id: "ext-997", user: "u37"}))[0]; !r.Duplicate {
+		t.Errorf("a caller id of the big transaction: %+v, want a duplicate", r)
 	}
 }

@@ -70,6 +70,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meetsync.Store, opts ...Optio
 		{"StaleRules", testStaleRules},
 		{"DeviceCombination", testDeviceCombination},
 		{"UnstorableBytes", testUnstorableBytes},
+		{"LargeTransaction", testLargeTransaction},
 		{"Users", testUsers},
 		{"Feed", testFeed},
 		{"FeedConcurrentWriters", testFeedConcurrentWriters},
