@@ -9,7 +9,33 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meetsync/meetsync/internal/pgtest"
 )
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// stores runs f for each store the benchmarks support, with the flags that select it.
+func stores(t *testing.T, f func(t *testing.T, storeArgs []string)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, nil) })
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.NewDatabase(t)
+		f(t, []string{"--database-url", url})
+		// Every phase's database is dropped at its end.
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var left int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname LIKE 'meetsync_bench_%'").Scan(&left); err != nil || left != 0 {
+			t.Errorf("%d benchmark databases left behind (%v)", left, err)
+		}
+	})
+}
 
 // TestIngestSmoke runs every phase of the ingest benchmark briefly against
 // the real server and checks that each phase measured something without a
@@ -18,9 +44,13 @@ func TestIngestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts servers and stores")
 	}
+	stores(t, testIngestSmoke)
+}
+
+func testIngestSmoke(t *testing.T, storeArgs []string) {
 	var out, errOut bytes.Buffer
-	args := []string{"ingest", "--duration", "300ms", "--warmup", "50ms", "--clients", "4",
-		"--rate", "200", "--batch", "10", "--users", "20", "--json", "--data-dir", t.TempDir()}
+	args := append([]string{"ingest", "--duration", "300ms", "--warmup", "50ms", "--clients", "4",
+		"--rate", "200", "--batch", "10", "--users", "20", "--json", "--data-dir", t.TempDir()}, storeArgs...)
 	if err := run(context.Background(), args, &out, &errOut); err != nil {
 		t.Fatalf("run: %v\n%s", err, errOut.String())
 	}
@@ -48,7 +78,14 @@ func TestIngestSmoke(t *testing.T) {
 	if rep.Single.Commit == nil || rep.Single.Commit.Commits == 0 {
 		t.Errorf("single: no group commits seen in the ingest metrics")
 	}
-	if len(rep.Targets) != 3 {
+	wantTargets := 3
+	if storeArgs != nil {
+		wantTargets = 4 // and the multiple of PostgreSQL's raw commit rate
+		if rep.Store != "postgres" || rep.Commit.Clients != 4 {
+			t.Errorf("store %q, raw commits from %d clients; want postgres, as many clients as the load", rep.Store, rep.Commit.Clients)
+		}
+	}
+	if len(rep.Targets) != wantTargets {
 		t.Errorf("targets: %+v", rep.Targets)
 	}
 }
@@ -108,9 +145,13 @@ func TestDeliverySmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts servers and stores")
 	}
+	stores(t, testDeliverySmoke)
+}
+
+func testDeliverySmoke(t *testing.T, storeArgs []string) {
 	var out, errOut bytes.Buffer
-	args := []string{"delivery", "--users", "20", "--events", "300", "--backlog", "500", "--endpoints", "3", "--workers", "16",
-		"--rate", "100", "--duration", "300ms", "--warmup", "50ms", "--timeout", "60s", "--json", "--data-dir", t.TempDir()}
+	args := append([]string{"delivery", "--users", "20", "--events", "300", "--backlog", "500", "--endpoints", "3", "--workers", "16",
+		"--rate", "100", "--duration", "300ms", "--warmup", "50ms", "--timeout", "60s", "--json", "--data-dir", t.TempDir()}, storeArgs...)
 	if err := run(context.Background(), args, &out, &errOut); err != nil {
 		t.Fatalf("run: %v\n%s", err, errOut.String())
 	}
@@ -144,6 +185,9 @@ func TestDeliverySmoke(t *testing.T) {
 	}
 	if p := rep.Drain; p.Rejected < 20 || p.Requeued != 20 || p.OrderKept == nil || !*p.OrderKept {
 		t.Errorf("drain: %d rejected during the outage, %d requeued, order kept %v (want 20, 20, true)", p.Rejected, p.Requeued, p.OrderKept)
+	}
+	if t.Failed() {
+		t.Logf("stderr:\n%s", errOut.String())
 	}
 	if len(rep.Targets) != 5 {
 		t.Errorf("targets: %+v", rep.Targets)

@@ -53,7 +53,10 @@ func runDelivery(ctx context.Context, o *deliveryOptions, stdout, stderr io.Writ
 		return err
 	}
 	defer env.cleanup()
-	kind := storeKinds[o.Store]
+	kind, err := storeKindFor(ctx, &o.commonOptions)
+	if err != nil {
+		return err
+	}
 	rep := &deliveryReport{
 		Machine: env.machine(), Store: o.Store, StoreDescription: kind.Describe,
 		Users: o.Users, Events: o.Events, Backlog: o.Backlog, Rate: o.Rate, Endpoints: o.Endpoints, Workers: o.Workers,

@@ -285,10 +285,7 @@ func (r *deliveryReport) writeTable(out io.Writer) {
 			busy = append(busy, fmt.Sprintf("%s %.2f", p.Name, p.Resources.OtherCores))
 		}
 	}
-	if len(busy) > 0 {
-		notes = append(notes, fmt.Sprintf("WARNING: other processes used CPU during %s (cores): those figures are low and not comparable; rerun on a quiet machine",
-			strings.Join(busy, ", ")))
-	}
+	notes = append(notes, busyNote(r.Store, busy)...)
 	if p := r.HTTP; p != nil && p.Errors > 0 {
 		notes = append(notes, fmt.Sprintf("http: %d failed requests, first: %s", p.Errors, p.FirstError))
 	}

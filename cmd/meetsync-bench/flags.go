@@ -19,6 +19,7 @@ type commonOptions struct {
 	JSON         bool
 	DataDir      string
 	Store        string
+	DatabaseURL  string
 	CPUProfile   string
 	NoDispatcher bool
 }
@@ -30,9 +31,14 @@ func (o *commonOptions) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.Users, "users", 1000, "distinct user ids the events are spread over")
 	fs.BoolVar(&o.JSON, "json", false, "print machine-readable JSON instead of the table")
 	fs.StringVar(&o.DataDir, "data-dir", "", "directory for the stores (default: a temporary directory, removed at the end)")
-	fs.StringVar(&o.Store, "store", "sqlite", "store under test: sqlite")
+	o.bindStore(fs)
 	fs.BoolVar(&o.NoDispatcher, "no-dispatcher", false, "leave out the delivery dispatcher (meetsync serve runs it) to measure its cost")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof")
+}
+
+func (o *commonOptions) bindStore(fs *flag.FlagSet) {
+	fs.StringVar(&o.Store, "store", "", "store under test: sqlite (default), or postgres (with --database-url)")
+	fs.StringVar(&o.DatabaseURL, "database-url", "", "PostgreSQL server to run on (postgres://…; the role must be allowed to create databases: each phase gets a fresh one)")
 }
 
 func (o *commonOptions) validate() error {
@@ -46,8 +52,17 @@ func (o *commonOptions) validate() error {
 	case o.Users < 1:
 		return errors.New("--users must be at least 1")
 	}
-	if _, ok := storeKinds[o.Store]; !ok {
-		return fmt.Errorf("--store %q: supported stores are %s", o.Store, strings.Join(storeKindNames(), ", "))
+	switch {
+	case o.Store == "" && o.DatabaseURL != "":
+		o.Store = "postgres"
+	case o.Store == "":
+		o.Store = "sqlite"
+	}
+	if !slices.Contains(storeKindNames, o.Store) {
+		return fmt.Errorf("--store %q: supported stores are %s", o.Store, strings.Join(storeKindNames, ", "))
+	}
+	if (o.Store == "postgres") != (o.DatabaseURL != "") {
+		return errors.New("--database-url goes with --store postgres (and only with it)")
 	}
 	return nil
 }
@@ -133,7 +148,7 @@ func parseDeliveryFlags(args []string, stderr io.Writer) (*deliveryOptions, erro
 	fs.DurationVar(&o.Timeout, "timeout", 120*time.Second, "longest a phase may take to deliver everything (then the rate so far is reported, MISS)")
 	fs.BoolVar(&o.JSON, "json", false, "print machine-readable JSON instead of the table")
 	fs.StringVar(&o.DataDir, "data-dir", "", "directory for the stores (default: a temporary directory, removed at the end)")
-	fs.StringVar(&o.Store, "store", "sqlite", "store under test: sqlite")
+	o.bindStore(fs)
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof")
 	phases := fs.String("phases", strings.Join(deliveryPhases, ","), "phases to run: "+strings.Join(deliveryPhases, ","))
 	fs.Usage = func() {

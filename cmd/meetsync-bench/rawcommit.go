@@ -12,10 +12,11 @@ import (
 	_ "modernc.org/sqlite" // the driver meetsync's sqlite package uses
 )
 
-// rawCommitResult is the store's raw commit rate: one goroutine committing
-// small INSERT transactions back to back.
+// rawCommitResult is the store's raw commit rate: Clients goroutines
+// committing small INSERT transactions back to back.
 type rawCommitResult struct {
 	RowsPerTxn int
+	Clients    int
 	Txns       int64
 	Rows       int64
 	Elapsed    time.Duration
@@ -37,7 +38,7 @@ func sqliteDSN(path string) string {
 // sqliteRawCommit measures transactions of rowsPerTxn single-row INSERTs
 // per second on a fresh SQLite file in dir, from one goroutine.
 func sqliteRawCommit(ctx context.Context, dir string, rowsPerTxn int, w window, m *meter) (rawCommitResult, error) {
-	res := rawCommitResult{RowsPerTxn: rowsPerTxn, Elapsed: w.Duration}
+	res := rawCommitResult{RowsPerTxn: rowsPerTxn, Elapsed: w.Duration, Clients: 1}
 	db, err := sql.Open("sqlite", sqliteDSN(filepath.Join(dir, fmt.Sprintf("raw-%d.db", rowsPerTxn))))
 	if err != nil {
 		return res, err

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,33 +21,36 @@ import (
 )
 
 // storeKind is one store meetsync can run on: how to open a fresh one and
-// how to measure its raw commit rate. A PostgreSQL store adds an entry.
+// how to measure its raw commit rate.
 type storeKind struct {
 	// Describe names the store and its durability settings for the report.
 	Describe string
 	// Open opens a fresh, empty store in dir.
 	Open func(dir string) (meetsync.Store, error)
-	// RawCommit measures the store's raw single-writer commit rate in dir.
-	RawCommit func(ctx context.Context, dir string, rowsPerTxn int, w window, m *meter) (rawCommitResult, error)
+	// RawCommit measures the store's raw commit rate in dir, from
+	// RawCommitClients writers: SQLite has one writer; PostgreSQL is
+	// measured with as many clients as the load (its group commit).
+	RawCommit        func(ctx context.Context, dir string, rowsPerTxn int, w window, m *meter) (rawCommitResult, error)
+	RawCommitClients int
 }
 
-var storeKinds = map[string]storeKind{
-	"sqlite": {
+// storeKindNames are the values of --store.
+var storeKindNames = []string{"postgres", "sqlite"}
+
+// storeKindFor returns the store the options name: SQLite, or PostgreSQL
+// at --database-url.
+func storeKindFor(ctx context.Context, o *commonOptions) (storeKind, error) {
+	if o.Store == "postgres" {
+		return newPostgresKind(ctx, o.DatabaseURL, o.Clients)
+	}
+	return storeKind{
 		Describe: "SQLite, journal_mode=WAL, synchronous=FULL (meetsync's defaults)",
 		Open: func(dir string) (meetsync.Store, error) {
 			return sqlite.Open(filepath.Join(dir, "meetsync.db"), sqlite.Config{})
 		},
-		RawCommit: sqliteRawCommit,
-	},
-}
-
-func storeKindNames() []string {
-	var names []string
-	for k := range storeKinds {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
+		RawCommit:        sqliteRawCommit,
+		RawCommitClients: 1,
+	}, nil
 }
 
 // serverConfig is what a benchmark may vary in the server it starts.

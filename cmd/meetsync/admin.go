@@ -12,25 +12,44 @@ import (
 	"time"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/postgres"
 	"github.com/meetsync/meetsync/sqlite"
 )
 
-// openAdminStore opens the store named by --data / --database-url for an
-// admin subcommand. It may run beside a live server (SQLite WAL).
-func openAdminStore(name string, args []string, stderr io.Writer) (meetsync.Store, []string, error) {
+// storeFlags parses the flags naming a store (--data, --database-url).
+func storeFlags(name string, args []string, stderr io.Writer) (Config, []string, error) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("meetsync "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory of the embedded SQLite store")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL instead of SQLite")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL (postgres://…) instead of SQLite")
 	if err := parseFlags(fs, interleave(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil, errUsage
+			return cfg, nil, errUsage
 		}
+		return cfg, nil, err
+	}
+	return cfg, fs.Args(), checkDatabaseURL(cfg.DatabaseURL)
+}
+
+// openAdminStore opens the store named by --data / --database-url for an
+// admin subcommand. It may run beside a live server (SQLite WAL,
+// PostgreSQL), and never creates a store or changes its schema.
+func openAdminStore(ctx context.Context, name string, args []string, stderr io.Writer) (meetsync.Store, []string, error) {
+	cfg, rest, err := storeFlags(name, args, stderr)
+	if err != nil {
 		return nil, nil, err
 	}
 	if cfg.DatabaseURL != "" {
-		return nil, nil, errors.New("--database-url: the PostgreSQL store is not built into this version yet")
+		db, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Config{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open store: %w", err)
+		}
+		if err := db.CheckSchema(ctx); err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		return db, rest, nil
 	}
 	path := filepath.Join(cfg.Data, "meetsync.db")
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -42,7 +61,52 @@ func openAdminStore(name string, args []string, stderr io.Writer) (meetsync.Stor
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}
-	return db, fs.Args(), nil
+	return db, rest, nil
+}
+
+// runMigrate applies the store's migrations: PostgreSQL's (under an
+// advisory lock: safe beside running replicas and other migrates), or
+// SQLite's (which every open applies), creating the SQLite store if needed.
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := storeFlags("migrate", args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("migrate takes no arguments, got %q", rest)
+	}
+	if cfg.DatabaseURL != "" {
+		db, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Config{})
+		if err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		defer db.Close()
+		applied, err := db.Migrate(ctx)
+		for _, v := range applied {
+			fmt.Fprintf(stdout, "applied %s\n", v)
+		}
+		if err != nil {
+			return err
+		}
+		all, _ := postgres.Migrations()
+		fmt.Fprintf(stdout, "PostgreSQL database %s is up to date (%d migrations)\n", db.Where(), len(all))
+		return nil
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	path := filepath.Join(cfg.Data, "meetsync.db")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create store file: %w", err)
+	}
+	f.Close()
+	db, err := sqlite.Open(path, sqlite.Config{})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	fmt.Fprintf(stdout, "SQLite store %s is up to date\n", path)
+	return db.Close()
 }
 
 // interleave moves flags before positional arguments, so that
@@ -78,7 +142,7 @@ func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprint(stderr, "usage: meetsync apps create NAME | meetsync apps list\n")
 		return errUsage
 	}
-	store, rest, err := openAdminStore("apps "+args[0], args[1:], stderr)
+	store, rest, err := openAdminStore(ctx, "apps "+args[0], args[1:], stderr)
 	if err != nil {
 		return err
 	}
@@ -120,7 +184,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprint(stderr, "usage: meetsync keys create APP | meetsync keys list APP | meetsync keys revoke APP KEY_ID\n")
 		return errUsage
 	}
-	store, rest, err := openAdminStore("keys "+args[0], args[1:], stderr)
+	store, rest, err := openAdminStore(ctx, "keys "+args[0], args[1:], stderr)
 	if err != nil {
 		return err
 	}

@@ -4,12 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/meetsync/meetsync"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/meetsync/meetsync"
 )
 
 // Config is the configuration of `meetsync serve`. Every field is a flag
@@ -17,7 +18,8 @@ import (
 type Config struct {
 	Addr            string        // --addr: listen address. Default 127.0.0.1:8080.
 	Data            string        // --data: data directory (SQLite file, bootstrap key). Default ./meetsync-data.
-	DatabaseURL     string        // --database-url: postgres://… to use PostgreSQL instead of SQLite.
+	DatabaseURL     string        // --database-url: postgres://… to use PostgreSQL instead of SQLite (several replicas may share it).
+	NoMigrate       bool          // --no-migrate: do not apply database migrations at start (PostgreSQL; run "meetsync migrate" instead).
 	LogLevel        string        // --log-level: debug, info, warn, error. Default info.
 	LogFormat       string        // --log-format: text or json. Default text.
 	ShutdownTimeout time.Duration // --shutdown-timeout: how long in-flight requests get on SIGTERM. Default 30s.
@@ -30,6 +32,7 @@ type Config struct {
 	RetrySchedule         meetsync.RetrySchedule // --retry-schedule: delays before each delivery attempt. Default 0s,5s,5m,30m,2h,5h,10h,10h.
 	DeliveryWorkers       int                    // --delivery-workers: webhooks in flight at once. Default 256.
 	DeliveryTimeout       time.Duration          // --delivery-timeout: one webhook request's timeout. Default 15s.
+	DeliveryLease         time.Duration          // --delivery-lease: how long a claimed delivery stays with its replica before another may take it. Default 60s.
 	DisableAfter          time.Duration          // --endpoint-disable-after: disable an endpoint failing continuously this long. Default 120h.
 }
 
@@ -37,7 +40,7 @@ func defaultConfig() Config {
 	return Config{
 		Addr: "127.0.0.1:8080", Data: "./meetsync-data", LogLevel: "info", LogFormat: "text",
 		ShutdownTimeout: 30 * time.Second, Synchronous: "FULL", MaxBatchEvents: 5000,
-		RetrySchedule: meetsync.DefaultRetrySchedule, DeliveryWorkers: 256, DeliveryTimeout: 15 * time.Second,
+		RetrySchedule: meetsync.DefaultRetrySchedule, DeliveryWorkers: 256, DeliveryTimeout: 15 * time.Second, DeliveryLease: 60 * time.Second,
 		DisableAfter: 5 * 24 * time.Hour,
 	}
 }
@@ -46,7 +49,8 @@ func defaultConfig() Config {
 func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory for the embedded SQLite store and the bootstrap key")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL (postgres://…) to use instead of SQLite")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL (postgres://user:password@host:5432/db) to use instead of SQLite; several replicas may share it")
+	fs.BoolVar(&cfg.NoMigrate, "no-migrate", cfg.NoMigrate, "do not apply PostgreSQL migrations at start (apply them with \"meetsync migrate\")")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.Synchronous, "sqlite-synchronous", cfg.Synchronous, "SQLite synchronous mode: FULL (durable across power loss) or NORMAL (across process crashes)")
@@ -59,6 +63,7 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.Var((*scheduleValue)(&cfg.RetrySchedule), "retry-schedule", "delays before each delivery attempt, comma separated")
 	fs.IntVar(&cfg.DeliveryWorkers, "delivery-workers", cfg.DeliveryWorkers, "webhooks in flight at once")
 	fs.DurationVar(&cfg.DeliveryTimeout, "delivery-timeout", cfg.DeliveryTimeout, "timeout of one webhook request")
+	fs.DurationVar(&cfg.DeliveryLease, "delivery-lease", cfg.DeliveryLease, "how long a replica holds a claimed delivery; a crashed replica's claims are retried after it")
 	fs.DurationVar(&cfg.DisableAfter, "endpoint-disable-after", cfg.DisableAfter, "disable an endpoint that has failed continuously for this long")
 }
 
@@ -119,6 +124,12 @@ func (c *Config) validate() error {
 	if c.DeliveryTimeout <= 0 || c.DeliveryTimeout >= 60*time.Second {
 		return errors.New("--delivery-timeout must be between 0s and 60s")
 	}
+	if c.DeliveryLease <= c.DeliveryTimeout {
+		return fmt.Errorf("--delivery-lease (%s) must be longer than --delivery-timeout (%s)", c.DeliveryLease, c.DeliveryTimeout)
+	}
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		return err
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
@@ -140,4 +151,12 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// checkDatabaseURL accepts "" (SQLite) or a postgres:// URL.
+func checkDatabaseURL(u string) error {
+	if u == "" || strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
+		return nil
+	}
+	return errors.New("--database-url must be a PostgreSQL URL: postgres://user:password@host:5432/database")
 }

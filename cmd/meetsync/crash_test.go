@@ -274,6 +274,7 @@ type loadOptions struct {
 	triggerAt int64 // close trigger after this many acknowledged requests
 	allow503  bool  // a 503 ends a worker instead of failing the test
 	seed      uint64
+	clients   []*apiClient // when set, each request goes to one of these (replicas), at random
 }
 
 // loadRun is a running load.
@@ -305,7 +306,11 @@ func (m *loadModel) start(ctx context.Context, t *testing.T, c *apiClient, opts 
 				l.mu.Lock()
 				l.reqs = append(l.reqs, req)
 				l.mu.Unlock()
-				status, res, body, err := postRequest(ctx, c, req)
+				to := c
+				if len(opts.clients) > 0 {
+					to = opts.clients[rng.IntN(len(opts.clients))]
+				}
+				status, res, body, err := postRequest(ctx, to, req)
 				switch {
 				case errors.Is(err, errBadAnswer):
 					t.Errorf("load: %v", err)

@@ -1,6 +1,7 @@
 // Command meetsync runs the meetsync server and its admin subcommands.
 //
-//	meetsync serve                 run the server (embedded SQLite in ./meetsync-data)
+//	meetsync serve                 run the server (embedded SQLite in ./meetsync-data, or --database-url)
+//	meetsync migrate               apply the store's migrations (PostgreSQL: before starting replicas)
 //	meetsync demo                  the whole product in a minute: server, sim platform, users, receiver
 //	meetsync apps create NAME      create an app and print its first API key
 //	meetsync apps list             list apps
@@ -44,6 +45,7 @@ const usage = `meetsync keeps a business system and a meeting platform in sync.
 
 Usage:
   meetsync serve [flags]                 run the server
+  meetsync migrate [--database-url URL]  apply the store's database migrations
   meetsync demo [--keep] [-v]            see every flow in a minute: the server on the sim platform,
                                          simulated users and a receiver that prints verified webhooks
   meetsync apps create NAME [flags]      create an app and print its first API key
@@ -72,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		m.Logger = newLogger(m.Config, stderr)
 		return m.Serve(ctx)
+	case "migrate":
+		return runMigrate(ctx, args[1:], stdout, stderr)
 	case "apps":
 		return runApps(ctx, args[1:], stdout, stderr)
 	case "keys":

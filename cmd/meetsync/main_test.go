@@ -21,15 +21,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meetsync/meetsync/internal/pgtest"
 )
 
 // The tests of this file run the real meetsync binary (built once per test
 // run, with -race when the tests have it) or run() in process. Every server
 // listens on 127.0.0.1:0; its address is read from its log.
 
-// TestMain removes the binary built for the tests.
+// TestMain removes the binary built for the tests (and stops the
+// PostgreSQL server of the replica tests).
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Run(m)
 	if testBinary.dir != "" {
 		os.RemoveAll(testBinary.dir)
 	}
@@ -425,6 +428,16 @@ func TestParseFlags(t *testing.T) {
 		{name: "empty addr", env: map[string]string{"MEETSYNC_ADDR": ""}, wantErr: []string{"--addr is empty"}},
 		{name: "unknown flag", args: []string{"--adr", "x"}, wantErr: []string{"adr"}},
 		{name: "positional argument", args: []string{"now"}, wantErr: []string{"serve takes no arguments"}},
+		{name: "database url scheme", args: []string{"--database-url", "mysql://db/x"}, wantErr: []string{"--database-url", "postgres://"}},
+		{name: "lease not longer than timeout", args: []string{"--delivery-lease", "10s", "--delivery-timeout", "10s"},
+			wantErr: []string{"--delivery-lease", "--delivery-timeout"}},
+		{name: "postgres", env: map[string]string{"MEETSYNC_DATABASE_URL": "postgres://u@h/db", "MEETSYNC_NO_MIGRATE": "true"},
+			args: []string{"--delivery-lease", "90s"}, want: func(c Config) string {
+				if c.DatabaseURL != "postgres://u@h/db" || !c.NoMigrate || c.DeliveryLease != 90*time.Second {
+					return fmt.Sprintf("database settings not honoured: %+v", c)
+				}
+				return ""
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

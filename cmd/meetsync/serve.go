@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -20,9 +22,9 @@ import (
 	"github.com/meetsync/meetsync/delivery"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
-	"github.com/meetsync/meetsync/schema"
 	"github.com/meetsync/meetsync/session"
 	"github.com/meetsync/meetsync/sim"
+	"github.com/meetsync/meetsync/postgres"
 	"github.com/meetsync/meetsync/sqlite"
 )
 
@@ -43,6 +45,11 @@ type Main struct {
 
 	unlock func()
 	served chan error
+
+	pg         *postgres.DB       // the store, when it is PostgreSQL
+	background context.Context    // ends at Close: the listener and singletons
+	stopBg     context.CancelFunc // …
+	bg         sync.WaitGroup
 }
 
 // NewMain returns a Main with the default configuration.
@@ -88,34 +95,11 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger = newLogger(cfg, os.Stderr)
 	}
 	log := m.Logger
-	if cfg.DatabaseURL != "" {
-		return errors.New("--database-url: the PostgreSQL store is not built into this version yet; use the embedded SQLite store (--data)")
-	}
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-	unlock, err := lockDir(cfg.Data)
-	if err != nil {
+	m.background, m.stopBg = context.WithCancel(context.Background())
+	if err := m.openStore(ctx); err != nil {
 		return err
 	}
-	m.unlock = unlock
-	dbPath := filepath.Join(cfg.Data, "meetsync.db")
-	// SQLite would create the file 0644 (less the umask), and its -wal and
-	// -shm files copy the database's mode: create it 0600 first.
-	f, err := os.OpenFile(dbPath, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("create store file: %w", err)
-	}
-	f.Close()
-	db, err := sqlite.Open(dbPath, sqlite.Config{Synchronous: cfg.Synchronous})
-	if err != nil {
-		return fmt.Errorf("open store: %w", err)
-	}
-	m.Store = db
-	log.Info("store opened", "kind", "sqlite", "path", dbPath, "synchronous", cfg.Synchronous)
-	if err := bootstrap(ctx, db, cfg.Data, log); err != nil {
-		return err
-	}
+	db := m.Store
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -124,22 +108,47 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.AllowPrivateEndpoints {
 		log.Warn("private webhook endpoints allowed: the SSRF guard is off (--allow-private-endpoints)")
 	}
-	m.Delivery, err = delivery.New(db, log, reg, delivery.Config{
-		Workers: cfg.DeliveryWorkers, Timeout: cfg.DeliveryTimeout, Schedule: cfg.RetrySchedule, DisableAfter: cfg.DisableAfter,
-		URLPolicy: policy, ReleaseOnStart: true, Changes: m.Ingest.Changes, Notify: m.Ingest.Notify,
+	dc := delivery.Config{
+		Workers: cfg.DeliveryWorkers, Timeout: cfg.DeliveryTimeout, Lease: cfg.DeliveryLease, Schedule: cfg.RetrySchedule,
+		DisableAfter: cfg.DisableAfter, URLPolicy: policy, Changes: m.Ingest.Changes, Notify: m.Ingest.Notify,
 		UserAgent: "meetsync-webhooks/" + Version,
-	})
-	if err != nil {
+		// SQLite: this process alone uses the store (the data directory is
+		// locked), so claims left by a crashed run are released at once.
+		// PostgreSQL: other replicas hold live claims; a crashed replica's
+		// claims are taken over when their lease ends.
+		ReleaseOnStart: m.pg == nil,
+	}
+	if m.pg != nil {
+		dc.Owner = m.pg.Node()
+	}
+	var err error
+	if m.Delivery, err = delivery.New(db, log, reg, dc); err != nil {
 		return err
 	}
 	if err := m.Delivery.Start(ctx); err != nil {
 		return fmt.Errorf("start delivery: %w", err)
 	}
-	if err := m.startSessions(db, db, db, db, log); err != nil {
+	if m.pg != nil {
+		// Commits of the other replicas: the feed moved (SSE streams read
+		// on, the dispatcher claims) or deliveries became due.
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			m.pg.Listen(m.background, func(kind string) {
+				switch kind {
+				case postgres.NotifyEvents:
+					m.Ingest.Notify()
+				case postgres.NotifyDeliveries:
+					m.Delivery.Wake()
+				}
+			})
+		}()
+	}
+	apiCfg := httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery}
+	if err := m.startSessions(db, log, &apiCfg); err != nil {
 		return err
 	}
-	m.API = httpapi.New(httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery,
-		Sessions: m.Sessions, SessionStore: db, InvitationStore: db, Types: schema.New(db, db, schema.Config{Logger: log})})
+	m.API = httpapi.New(apiCfg)
 	m.HTTP = &http.Server{
 		Handler:           m.API,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -184,6 +193,12 @@ func (m *Main) Close() error {
 		}
 		cancel()
 	}
+	// Singleton jobs and the listener stop while ingest and delivery still
+	// run, so that a job finishing its work can still append events.
+	if m.stopBg != nil {
+		m.stopBg()
+		m.bg.Wait()
+	}
 	if m.Delivery != nil {
 		m.Delivery.Close(m.Config.ShutdownTimeout)
 	}
@@ -201,6 +216,78 @@ func (m *Main) Close() error {
 		m.Logger.Info("stopped")
 	}
 	return errors.Join(errs...)
+}
+
+// openStore opens the store the configuration names and bootstraps an
+// empty one: PostgreSQL (migrated unless --no-migrate) or SQLite in the
+// data directory, which it locks.
+func (m *Main) openStore(ctx context.Context) error {
+	cfg, log := m.Config, m.Logger
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if cfg.DatabaseURL != "" {
+		db, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Config{})
+		if err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+		m.Store, m.pg = db, db
+		if cfg.NoMigrate {
+			err = db.CheckSchema(ctx)
+		} else {
+			var applied []string
+			if applied, err = db.Migrate(ctx); len(applied) > 0 {
+				log.Info("database migrated", "applied", applied)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		log.Info("store opened", "kind", "postgres", "database", db.Where(), "node", db.Node())
+		// Replicas starting together bootstrap once: the first creates the
+		// app and writes its key to its data directory, the others find it.
+		return db.WithLock(ctx, "bootstrap", func(ctx context.Context, _ *pgx.Conn) error {
+			return bootstrap(ctx, db, cfg.Data, log)
+		})
+	}
+	unlock, err := lockDir(cfg.Data)
+	if err != nil {
+		return err
+	}
+	m.unlock = unlock
+	dbPath := filepath.Join(cfg.Data, "meetsync.db")
+	// SQLite would create the file 0644 (less the umask), and its -wal and
+	// -shm files copy the database's mode: create it 0600 first.
+	f, err := os.OpenFile(dbPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create store file: %w", err)
+	}
+	f.Close()
+	db, err := sqlite.Open(dbPath, sqlite.Config{Synchronous: cfg.Synchronous})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	m.Store = db
+	log.Info("store opened", "kind", "sqlite", "path", dbPath, "synchronous", cfg.Synchronous)
+	return bootstrap(ctx, db, cfg.Data, log)
+}
+
+// RunSingleton runs fn in the background until Close, on one server of
+// the cluster at a time: with PostgreSQL, on the replica holding the
+// leader lock name (another takes over when it stops or dies, and fn's
+// context ends if this replica loses the lock: fn's work must stand being
+// redone); with SQLite, here (the data directory is locked to one
+// process). Use it for background jobs that must run once per cluster.
+func (m *Main) RunSingleton(name string, fn func(ctx context.Context)) {
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		if m.pg != nil {
+			m.pg.RunLeader(m.background, name, postgres.LeaderConfig{}, fn)
+			return
+		}
+		fn(m.background)
+	}()
 }
 
 // bootstrap creates the app "default" on an empty store and writes its

@@ -6,26 +6,41 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/netease"
+	"github.com/meetsync/meetsync/schema"
 	"github.com/meetsync/meetsync/session"
 	"github.com/meetsync/meetsync/sim"
 )
 
 // startSessions opens the built-in sim platform (its state in
 // DATA/sim-platform.json) and starts the session engine, with the sim
-// platform's callbacks wired to it in process.
-func (m *Main) startSessions(store meetsync.Store, sessions meetsync.SessionStore, invitations meetsync.InvitationStore, purger meetsync.Purger, log *slog.Logger) error {
+// platform's callbacks wired to it in process, and the custom event types
+// registry; it sets them in the API's configuration. A store without the
+// session, invitation and type stores runs without them (their routes
+// answer 503), saying so. With several replicas the engine's background
+// jobs run on one of them (RunSingleton).
+func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpapi.Config) error {
+	sessions, ok1 := store.(meetsync.SessionStore)
+	invitations, ok2 := store.(meetsync.InvitationStore)
+	types, ok3 := store.(meetsync.TypeStore)
+	if !ok1 || !ok2 || !ok3 {
+		log.Warn("this store keeps no sessions, invitations or event types: those routes answer 503")
+		return nil
+	}
+	purger, _ := store.(meetsync.Purger)
 	platform, err := sim.Open(filepath.Join(m.Config.Data, "sim-platform.json"))
 	if err != nil {
 		return fmt.Errorf("open the sim platform: %w", err)
 	}
 	m.Sim = platform
+	var leader atomic.Bool
 	m.Sessions = session.New(session.Config{
-		Store: store, Sessions: sessions, Invitations: invitations, Appender: m.Ingest, Logger: log,
-		Purger:    purger,
-		Providers: m.provider,
+		Store: store, Sessions: sessions, Invitations: invitations, Purger: purger, Appender: m.Ingest, Logger: log,
+		Providers: m.provider, Leader: leader.Load,
 	})
 	platform.SetCallbackSink(func(ctx context.Context, appID string, h http.Header, body []byte) error {
 		_, err := m.Sessions.HandleCallback(ctx, meetsync.ProviderSim, appID, h, body)
@@ -35,6 +50,13 @@ func (m *Main) startSessions(store meetsync.Store, sessions meetsync.SessionStor
 		return err
 	})
 	m.Sessions.Start()
+	m.RunSingleton("sessions", func(ctx context.Context) {
+		leader.Store(true)
+		defer leader.Store(false)
+		<-ctx.Done()
+	})
+	api.Sessions, api.SessionStore, api.InvitationStore = m.Sessions, sessions, invitations
+	api.Types = schema.New(types, sessions, schema.Config{Logger: log})
 	return nil
 }
 

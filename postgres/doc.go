@@ -1,0 +1,24 @@
+// Package postgres is the PostgreSQL implementation of meetsync.Store, for
+// running several stateless meetsync replicas on one database.
+//
+// It keeps exactly the semantics of the embedded SQLite store (checked by
+// the shared conformance suite in storetest) with the mechanisms of a
+// database that many processes write at once:
+//
+//   - Feed positions are handed out per app under a row lock held until
+//     commit (table feeds), so positions follow commit order and a feed
+//     cursor never skips an event that commits late. PostgreSQL sequences
+//     would not do: their values are taken at insert time and commit in any
+//     order.
+//   - An append transaction locks the rows of the users it appends for (in
+//     key order), so seqs stay gap-free when replicas append for the same
+//     user; nothing about users is cached between transactions.
+//   - Delivery queue heads are claimed with FOR UPDATE SKIP LOCKED and a
+//     lease; outcomes are fenced by a per-claim id.
+//   - Commits that make something new visible send a NOTIFY (in the
+//     committing transaction, so only on commit); Listen turns them into
+//     wake-ups on the other replicas.
+//   - Migrations are embedded and applied under an advisory lock, so
+//     replicas starting together are safe; Leader runs a job on one replica
+//     of the cluster at a time.
+package postgres

@@ -1,0 +1,1049 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/meetsync/meetsync"
+)
+
+// Notification payloads are "<kind>:<node>".
+const (
+	notifyChannel    = "meetsync"
+	kindEvents       = "events"
+	kindDeliveries   = "deliveries"
+	userCols         = "app_id, user_id, last_seq, status, reason, meeting_num, device_id, since, status_seq, business_side, meeting_side, updated_at, devices"
+	eventCols        = "pos, id, type, app_id, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data"
+	statusChangedSQL = "'" + meetsync.TypeMeetingStatusChanged + "'"
+)
+
+// deviceJSON is a device's state inside users.devices (the SQLite store's
+// encoding, times in microseconds).
+type deviceJSON struct {
+	ID            string `json:"d"`
+	LastClientSeq int64  `json:"c,omitempty"`
+	Status        int    `json:"s"`
+	Reason        int    `json:"r,omitempty"`
+	MeetingNum    string `json:"m,omitempty"`
+	Since         int64  `json:"t,omitempty"`
+	StatusSeq     int64  `json:"q,omitempty"`
+	LastSeenAt    int64  `json:"l,omitempty"`
+}
+
+func encodeDevices(ds []*meetsync.DeviceState) []byte {
+	out := make([]deviceJSON, len(ds))
+	for i, d := range ds {
+		out[i] = deviceJSON{d.DeviceID, d.LastClientSeq, int(d.Status), int(d.Reason), d.MeetingNum, micros(d.Since), d.StatusSeq, micros(d.LastSeenAt)}
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+func decodeDevices(b []byte) ([]*meetsync.DeviceState, error) {
+	var in []deviceJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("decode devices: %w", err)
+	}
+	out := make([]*meetsync.DeviceState, len(in))
+	for i, d := range in {
+		out[i] = &meetsync.DeviceState{DeviceID: d.ID, LastClientSeq: d.LastClientSeq, Status: meetsync.MeetingStatus(d.Status),
+			Reason: meetsync.Reason(d.Reason), MeetingNum: d.MeetingNum, Since: fromMicros(d.Since), StatusSeq: d.StatusSeq, LastSeenAt: fromMicros(d.LastSeenAt)}
+	}
+	return out, nil
+}
+
+func scanUser(row pgx.Row) (*meetsync.UserState, error) {
+	var u meetsync.UserState
+	var status, reason int32
+	var since *time.Time
+	var devices []byte
+	if err := row.Scan(&u.AppID, &u.UserID, &u.LastSeq, &status, &reason, &u.MeetingNum, &u.DeviceID, &since, &u.StatusSeq,
+		&u.BusinessSide, &u.MeetingSide, &u.UpdatedAt, &devices); err != nil {
+		return nil, err
+	}
+	u.Status, u.Reason = meetsync.MeetingStatus(status), meetsync.Reason(reason)
+	u.Since = fromNull(since)
+	var err error
+	u.Devices, err = decodeDevices(devices)
+	return &u, err
+}
+
+type userKey struct{ app, user string }
+
+func (k userKey) less(o userKey) int {
+	if c := strings.Compare(k.app, o.app); c != 0 {
+		return c
+	}
+	return strings.Compare(k.user, o.user)
+}
+
+type queueKey struct{ endpoint, user string }
+
+func (k queueKey) less(o queueKey) int {
+	if c := strings.Compare(k.endpoint, o.endpoint); c != 0 {
+		return c
+	}
+	return strings.Compare(k.user, o.user)
+}
+
+// userEntry is a user's state inside an append transaction.
+type userEntry struct {
+	state  *meetsync.UserState
+	exists bool // its row existed (and is locked)
+	dirty  bool
+}
+
+// resultRef is one result of a request: an event appended in this
+// transaction (ev; its position comes at flush), or a result known already.
+type resultRef struct {
+	ev    *meetsync.Event
+	fixed meetsync.EventResult
+	dup   bool
+}
+
+func (r resultRef) result() meetsync.EventResult {
+	if r.ev == nil {
+		return r.fixed
+	}
+	return meetsync.EventResult{ID: r.ev.ID, Seq: r.ev.Seq, Stale: r.ev.Stale, Pos: r.ev.Pos, Duplicate: r.dup}
+}
+
+type idemKey struct {
+	app string
+	key string
+}
+
+// idemEntry is an Idempotency-Key seen in this transaction: stored before
+// (results) or used by an earlier request of the transaction (req).
+type idemEntry struct {
+	hash    []byte
+	results []meetsync.EventResult
+	req     *reqState
+}
+
+type reqState struct {
+	req   *meetsync.AppendRequest
+	refs  []resultRef
+	dupOf *reqState // a repeat of an earlier request of this transaction (same key)
+	fixed []meetsync.EventResult
+	store bool // record its Idempotency-Key
+}
+
+type csKey struct {
+	app, user, device string
+	seq               int64
+}
+
+// newDelivery is a delivery this transaction inserts.
+type newDelivery struct {
+	id           int64
+	ev           *meetsync.Event
+	endpointID   string
+	status       string
+	head         bool
+	nextAt       time.Time
+	updatedAt    time.Time
+	supersededBy string
+}
+
+// dbDelivery is a stored delivery an append may supersede.
+type dbDelivery struct {
+	id         int64
+	nextAt     time.Time
+	head       bool
+	superseded bool
+}
+
+// queueState is what an append transaction knows of one (endpoint, user) queue.
+type queueState struct {
+	dbActive     bool          // it had an active delivery (locked FOR SHARE)
+	supersedable []*dbDelivery // stored pending, unattempted, unclaimed status deliveries (locked)
+	batch        []*newDelivery
+	promote      bool // a stored head was superseded: promote the lowest active in SQL
+}
+
+// appendTx is the state of one transaction that appends events.
+type appendTx struct {
+	ctx context.Context
+	db  *DB
+	tx  *txn
+
+	users      map[userKey]*userEntry
+	dirty      []*userEntry
+	callerIDs  map[idemKey]resultRef // caller ids known: stored or appended here
+	clientSeqs map[csKey]*meetsync.Event
+	idem       map[idemKey]*idemEntry
+	endpoints  map[string][]*meetsync.Endpoint // enabled endpoints per app (locked FOR KEY SHARE)
+	events     []*meetsync.Event               // appended, in order
+	reqs       []*reqState
+}
+
+func (db *DB) newAppendTx(ctx context.Context, tx *txn) *appendTx {
+	return &appendTx{ctx: ctx, db: db, tx: tx, users: map[userKey]*userEntry{}, callerIDs: map[idemKey]resultRef{},
+		clientSeqs: map[csKey]*meetsync.Event{}, idem: map[idemKey]*idemEntry{}, endpoints: map[string][]*meetsync.Endpoint{}}
+}
+
+// eventSnapshot keeps what appending changes in an event, so that a
+// transaction can be tried again from scratch.
+type eventSnapshot struct {
+	ev    *meetsync.Event
+	data  json.RawMessage
+	seq   int64
+	stale bool
+	pos   int64
+}
+
+func snapshotEvents(reqs []*meetsync.AppendRequest, extra ...*meetsync.Event) []eventSnapshot {
+	var out []eventSnapshot
+	add := func(ev *meetsync.Event) {
+		out = append(out, eventSnapshot{ev, ev.Data, ev.Seq, ev.Stale, ev.Pos})
+	}
+	for _, r := range reqs {
+		for _, ev := range r.Events {
+			add(ev)
+		}
+	}
+	for _, ev := range extra {
+		add(ev)
+	}
+	return out
+}
+
+func restoreEvents(s []eventSnapshot) {
+	for _, x := range s {
+		x.ev.Data, x.ev.Seq, x.ev.Stale, x.ev.Pos = x.data, x.seq, x.stale, x.pos
+	}
+}
+
+// EventsAppend commits every request's events in one transaction (see
+// meetsync.Store). Replicas appending at the same time take turns per user
+// (row locks) and per app for feed positions (the feeds row, taken last).
+//
+// PostgreSQL refuses some values SQLite keeps (a NUL character in a text
+// column); the transaction is then tried again one request at a time, and
+// only the request at fault fails (EINVALID).
+func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) error {
+	snap := snapshotEvents(reqs)
+	reset := func() {
+		restoreEvents(snap)
+		for _, r := range reqs {
+			r.Results, r.Err = nil, nil
+		}
+	}
+	err := db.inTx(ctx, txOptions{retryUnique: true}, func(tx *txn) error {
+		reset()
+		at := db.newAppendTx(ctx, tx)
+		if err := at.prefetch(reqs, nil); err != nil {
+			return err
+		}
+		for _, r := range reqs {
+			if err := at.appendRequest(r); err != nil {
+				return err
+			}
+		}
+		return at.flush(true)
+	})
+	if err == nil {
+		return nil
+	}
+	reset()
+	if !dataError(err) {
+		return fmt.Errorf("append events: %w", err)
+	}
+	if len(reqs) == 1 {
+		reqs[0].Err = meetsync.Errorf(meetsync.EINVALID, "the events hold a value PostgreSQL cannot store (a NUL character or invalid UTF-8)")
+		return nil
+	}
+	for _, r := range reqs {
+		if err := db.EventsAppend(ctx, []*meetsync.AppendRequest{r}); err != nil {
+			r.Results, r.Err = nil, err
+		}
+	}
+	return nil
+}
+
+// prefetch locks the rows of the users of reqs' events and of extra (in key
+// order) and reads, in one round trip, what the requests will look up: the
+// stored Idempotency-Keys and caller ids, and the apps' enabled endpoints.
+func (at *appendTx) prefetch(reqs []*meetsync.AppendRequest, extra []*meetsync.Event) error {
+	users := map[userKey]bool{}
+	apps := map[string]bool{}
+	var idApps, ids, keyApps []string
+	var keys [][]byte
+	seenID := map[idemKey]bool{}
+	addEvent := func(ev *meetsync.Event) {
+		users[userKey{ev.AppID, ev.UserID}] = true
+		apps[ev.AppID] = true
+		if k := (idemKey{ev.AppID, ev.ID}); ev.CallerID && !seenID[k] {
+			seenID[k] = true
+			idApps, ids = append(idApps, ev.AppID), append(ids, ev.ID)
+		}
+	}
+	for _, r := range reqs {
+		if r.IdempotencyKey != "" {
+			keyApps, keys = append(keyApps, r.AppID), append(keys, []byte(r.IdempotencyKey))
+		}
+		for _, ev := range r.Events {
+			addEvent(ev)
+		}
+	}
+	for _, ev := range extra {
+		addEvent(ev)
+	}
+	b := &pgx.Batch{}
+	at.queueUserLocks(b, users)
+	if len(keys) > 0 {
+		b.Queue(`SELECT app_id, key, request_hash, results FROM idempotency_keys
+			WHERE (app_id, key) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))`, keyApps, keys).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var app string
+				var key, hash, results []byte
+				if err := rows.Scan(&app, &key, &hash, &results); err != nil {
+					return err
+				}
+				res, err := meetsync.UnmarshalResults(results)
+				if err != nil {
+					return fmt.Errorf("idempotency record: %w", err)
+				}
+				at.idem[idemKey{app, string(key)}] = &idemEntry{hash: hash, results: res}
+			}
+			return nil
+		})
+	}
+	if len(ids) > 0 {
+		b.Queue(`SELECT i.app_id, i.id, e.seq, e.stale, e.pos FROM event_ids i JOIN events e ON e.app_id = i.app_id AND e.pos = i.pos
+			WHERE (i.app_id, i.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, idApps, ids).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var app string
+				var r meetsync.EventResult
+				if err := rows.Scan(&app, &r.ID, &r.Seq, &r.Stale, &r.Pos); err != nil {
+					return err
+				}
+				r.Duplicate = true
+				at.callerIDs[idemKey{app, r.ID}] = resultRef{fixed: r}
+			}
+			return nil
+		})
+	}
+	at.queueEndpoints(b, apps)
+	return at.tx.SendBatch(at.ctx, b).Close()
+}
+
+// queueUserLocks queues the locking read of users' rows, in key order so
+// that concurrent transactions cannot deadlock on them.
+func (at *appendTx) queueUserLocks(b *pgx.Batch, users map[userKey]bool) {
+	var keys []userKey
+	for k := range users {
+		if _, ok := at.users[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	slices.SortFunc(keys, userKey.less)
+	apps, ids := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		apps[i], ids[i] = k.app, k.user
+		at.users[k] = &userEntry{state: meetsync.NewUserState(k.app, k.user)}
+	}
+	b.Queue(`SELECT `+userCols+` FROM users WHERE (app_id, user_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+		ORDER BY app_id, user_id FOR UPDATE`, apps, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				return err
+			}
+			at.users[userKey{u.AppID, u.UserID}] = &userEntry{state: u, exists: true}
+		}
+		return nil
+	})
+}
+
+// queueEndpoints queues the read of the apps' enabled endpoints. FOR KEY
+// SHARE keeps them from being deleted before this transaction commits (it
+// inserts their deliveries) without holding up their updates.
+func (at *appendTx) queueEndpoints(b *pgx.Batch, apps map[string]bool) {
+	var list []string
+	for a := range apps {
+		if _, ok := at.endpoints[a]; !ok {
+			list = append(list, a)
+			at.endpoints[a] = nil
+		}
+	}
+	if len(list) == 0 {
+		return
+	}
+	slices.Sort(list)
+	b.Queue("SELECT "+endpointCols+" FROM endpoints WHERE app_id = ANY($1) AND NOT disabled ORDER BY app_id, created_at, id FOR KEY SHARE",
+		list).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			ep, err := scanEndpoint(rows)
+			if err != nil {
+				return err
+			}
+			at.endpoints[ep.AppID] = append(at.endpoints[ep.AppID], ep)
+		}
+		return nil
+	})
+}
+
+// loadEndpoints reads the enabled endpoints of apps not read yet.
+func (at *appendTx) loadEndpoints(events []*meetsync.Event) error {
+	apps := map[string]bool{}
+	for _, ev := range events {
+		apps[ev.AppID] = true
+	}
+	b := &pgx.Batch{}
+	at.queueEndpoints(b, apps)
+	if b.Len() == 0 {
+		return nil
+	}
+	return at.tx.SendBatch(at.ctx, b).Close()
+}
+
+func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
+	rs := &reqState{req: req}
+	at.reqs = append(at.reqs, rs)
+	k := idemKey{req.AppID, req.IdempotencyKey}
+	if req.IdempotencyKey != "" {
+		if e := at.idem[k]; e != nil {
+			if !bytes.Equal(e.hash, req.RequestHash) {
+				req.Err = meetsync.Errorf(meetsync.ECONFLICT, "Idempotency-Key %q was already used with a different request body", req.IdempotencyKey)
+				return nil
+			}
+			if e.req != nil {
+				rs.dupOf = e.req
+			} else {
+				rs.fixed = e.results
+			}
+			return nil
+		}
+	}
+	rs.refs = make([]resultRef, 0, len(req.Events))
+	for _, ev := range req.Events {
+		r, err := at.appendEvent(ev)
+		if err != nil {
+			return err
+		}
+		rs.refs = append(rs.refs, r)
+	}
+	if req.IdempotencyKey != "" {
+		rs.store = true
+		at.idem[k] = &idemEntry{hash: req.RequestHash, req: rs}
+	}
+	return nil
+}
+
+// appendEvent applies one event: a duplicate (of a caller id, or of its
+// device's client_seq) gets the original's result; any other gets the
+// user's next seq (UserState.Apply) and is queued for writing.
+func (at *appendTx) appendEvent(ev *meetsync.Event) (resultRef, error) {
+	idk := idemKey{ev.AppID, ev.ID}
+	if ev.CallerID {
+		if r, ok := at.callerIDs[idk]; ok {
+			r.dup = true
+			return r, nil
+		}
+	}
+	ue, err := at.user(ev.AppID, ev.UserID)
+	if err != nil {
+		return resultRef{}, err
+	}
+	u := ue.state
+	csk := csKey{ev.AppID, ev.UserID, ev.DeviceID, ev.ClientSeq}
+	if u.NeedsDuplicateCheck(ev) {
+		if prev := at.clientSeqs[csk]; prev != nil {
+			return resultRef{ev: prev, dup: true}, nil
+		}
+		var r meetsync.EventResult
+		err := at.tx.QueryRow(at.ctx, `SELECT id, seq, stale, pos FROM events WHERE app_id = $1 AND user_id = $2 AND device_id = $3 AND client_seq = $4
+			ORDER BY pos DESC LIMIT 1`, ev.AppID, ev.UserID, ev.DeviceID, ev.ClientSeq).Scan(&r.ID, &r.Seq, &r.Stale, &r.Pos)
+		if err == nil {
+			r.Duplicate = true
+			return resultRef{fixed: r}, nil
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return resultRef{}, err
+		}
+	}
+	u.Apply(ev)
+	if !ue.dirty {
+		ue.dirty = true
+		at.dirty = append(at.dirty, ue)
+	}
+	at.events = append(at.events, ev)
+	ref := resultRef{ev: ev}
+	if ev.CallerID {
+		at.callerIDs[idk] = ref
+	}
+	if ev.ClientSeq != 0 {
+		at.clientSeqs[csk] = ev
+	}
+	return ref, nil
+}
+
+// user returns a user's state in this transaction, locking its row if it
+// was not prefetched.
+func (at *appendTx) user(appID, userID string) (*userEntry, error) {
+	k := userKey{appID, userID}
+	if ue, ok := at.users[k]; ok {
+		return ue, nil
+	}
+	ue := &userEntry{state: meetsync.NewUserState(appID, userID)}
+	u, err := scanUser(at.tx.QueryRow(at.ctx, "SELECT "+userCols+" FROM users WHERE app_id = $1 AND user_id = $2 FOR UPDATE", appID, userID))
+	if err == nil {
+		ue.state, ue.exists = u, true
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, err
+	}
+	at.users[k] = ue
+	return ue, nil
+}
+
+// fanOut is one delivery to make: event ev to endpoint ep.
+type fanOut struct {
+	ev *meetsync.Event
+	ep *meetsync.Endpoint
+	k  queueKey
+}
+
+func coalesces(ev *meetsync.Event, ep *meetsync.Endpoint) bool {
+	return ev.Type == meetsync.TypeMeetingStatusChanged && ep.Debounce > 0 && !ev.Stale
+}
+
+// flush writes what the transaction appended: it locks the queues the new
+// deliveries join, takes the feed positions (the apps' feeds rows, held
+// until commit), then writes events, deliveries, users and idempotency
+// records and queues the notification, in two round trips; with final,
+// the COMMIT goes with the second.
+func (at *appendTx) flush(final bool) error {
+	if err := at.loadEndpoints(at.events); err != nil {
+		return err
+	}
+	var outs []fanOut
+	queues := map[queueKey]*queueState{}
+	coalescing := map[queueKey]bool{}
+	perApp := map[string]int64{}
+	for _, ev := range at.events {
+		perApp[ev.AppID]++
+		for _, ep := range at.endpoints[ev.AppID] {
+			if !ep.Subscribed(ev.Type) {
+				continue
+			}
+			k := queueKey{ep.ID, ev.UserID}
+			outs = append(outs, fanOut{ev, ep, k})
+			if queues[k] == nil {
+				queues[k] = &queueState{}
+			}
+			if coalesces(ev, ep) {
+				coalescing[k] = true
+			}
+		}
+	}
+
+	// Round trip 1: the queues' current state (locked), the feed positions
+	// and the new deliveries' ids.
+	b := &pgx.Batch{}
+	if len(queues) > 0 {
+		keys := sortedQueues(queues)
+		eps, users := queueArrays(keys)
+		// The lowest active delivery of each queue, locked: a completion that
+		// empties the queue updates that row, so either it commits first (and
+		// this statement then sees the queue empty, or the head it promoted)
+		// or it waits for this transaction (and then promotes what it inserts).
+		b.Queue(`SELECT q.e, q.u, d.id FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(e, u, n)
+			CROSS JOIN LATERAL (SELECT d.id FROM deliveries d WHERE d.endpoint_id = q.e AND d.user_id = q.u AND d.status IN ('pending', 'failed')
+				ORDER BY d.seq LIMIT 1 FOR SHARE) d ORDER BY q.n`, eps, users).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k queueKey
+				var id int64
+				if err := rows.Scan(&k.endpoint, &k.user, &id); err != nil {
+					return err
+				}
+				queues[k].dbActive = true
+			}
+			return nil
+		})
+		if len(coalescing) > 0 {
+			ckeys := make([]queueKey, 0, len(coalescing))
+			for k := range coalescing {
+				ckeys = append(ckeys, k)
+			}
+			slices.SortFunc(ckeys, queueKey.less)
+			ceps, cusers := queueArrays(ckeys)
+			b.Queue(`SELECT d.endpoint_id, d.user_id, d.id, d.next_at, d.head FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(e, u, n)
+				JOIN deliveries d ON d.endpoint_id = q.e AND d.user_id = q.u
+				WHERE d.status = 'pending' AND d.attempts = 0 AND d.claim_owner = '' AND d.event_type = `+statusChangedSQL+`
+				ORDER BY q.n, d.seq FOR UPDATE OF d`, ceps, cusers).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var k queueKey
+					d := &dbDelivery{}
+					if err := rows.Scan(&k.endpoint, &k.user, &d.id, &d.nextAt, &d.head); err != nil {
+						return err
+					}
+					queues[k].supersedable = append(queues[k].supersedable, d)
+				}
+				return nil
+			})
+		}
+	}
+	heads := map[string]int64{}
+	if len(at.events) > 0 {
+		apps := make([]string, 0, len(perApp))
+		for a := range perApp {
+			apps = append(apps, a)
+		}
+		slices.Sort(apps)
+		for _, a := range apps {
+			b.Queue(`INSERT INTO feeds (app_id, pos) VALUES ($1, $2) ON CONFLICT (app_id) DO UPDATE SET pos = feeds.pos + excluded.pos RETURNING pos`,
+				a, perApp[a]).QueryRow(func(row pgx.Row) error {
+				var head int64
+				err := row.Scan(&head)
+				heads[a] = head
+				return err
+			})
+		}
+	}
+	var ids []int64
+	if len(outs) > 0 {
+		b.Queue("SELECT nextval('deliveries_id_seq') FROM generate_series(1, $1)", len(outs)).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				ids = append(ids, id)
+			}
+			return nil
+		})
+	}
+	if b.Len() > 0 {
+		if err := at.tx.SendBatch(at.ctx, b).Close(); err != nil {
+			return err
+		}
+	}
+
+	// Positions, in event order per app: the range ends at the new head.
+	next := map[string]int64{}
+	for a, h := range heads {
+		next[a] = h - perApp[a] + 1
+	}
+	for _, ev := range at.events {
+		ev.Pos = next[ev.AppID]
+		next[ev.AppID]++
+	}
+
+	// The deliveries, in event order (the transactional outbox), with
+	// coalescing as the SQLite store does it.
+	dels := make([]*newDelivery, 0, len(outs))
+	var superseded []*dbDelivery
+	var supersededBy []string
+	var supersededAt []time.Time
+	for i, o := range outs {
+		q := queues[o.k]
+		active := q.dbActive || len(q.batch) > 0
+		nd := &newDelivery{id: ids[i], ev: o.ev, endpointID: o.ep.ID, status: meetsync.DeliveryPending, head: !active, nextAt: o.ev.ReceivedAt,
+			updatedAt: o.ev.ReceivedAt}
+		coalesce := coalesces(o.ev, o.ep)
+		if coalesce {
+			nd.nextAt = nd.nextAt.Add(o.ep.Debounce)
+		}
+		if coalesce && active {
+			by := "del_" + strconv.FormatInt(nd.id, 10)
+			wasHead := false
+			for _, d := range q.supersedable {
+				if d.superseded {
+					continue
+				}
+				d.superseded = true
+				superseded, supersededBy, supersededAt = append(superseded, d), append(supersededBy, by), append(supersededAt, o.ev.ReceivedAt)
+				if d.nextAt.Before(nd.nextAt) {
+					nd.nextAt = d.nextAt
+				}
+				if d.head {
+					wasHead, q.promote = true, true
+				}
+			}
+			for _, d := range q.batch {
+				if d.status != meetsync.DeliveryPending || d.ev.Type != meetsync.TypeMeetingStatusChanged || d.ev.Seq >= o.ev.Seq {
+					continue
+				}
+				d.status, d.supersededBy, d.updatedAt = meetsync.DeliverySuperseded, by, o.ev.ReceivedAt
+				if d.nextAt.Before(nd.nextAt) {
+					nd.nextAt = d.nextAt
+				}
+				if d.head {
+					d.head, wasHead = false, true
+				}
+			}
+			q.batch = append(q.batch, nd)
+			if wasHead && !q.dbActive {
+				// The queue is this transaction's alone: its head is the
+				// lowest active delivery among them.
+				for _, d := range q.batch {
+					if d.status == meetsync.DeliveryPending {
+						d.head = true
+						break
+					}
+				}
+			}
+		} else {
+			q.batch = append(q.batch, nd)
+		}
+		dels = append(dels, nd)
+	}
+
+	// Round trip 2: the writes (a large transaction's events first, by COPY).
+	if len(at.events) >= copyEvents {
+		if err := at.copyEventRows(); err != nil {
+			return err
+		}
+	}
+	b = &pgx.Batch{}
+	at.queueEventInserts(b)
+	if len(dels) > 0 {
+		n := len(dels)
+		var (
+			id, pos, seq                            = make([]int64, n), make([]int64, n), make([]int64, n)
+			app, ep, evID, typ, user, status, supBy = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			head                                    = make([]bool, n)
+			nextAt, created, updated                = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		)
+		for i, d := range dels {
+			id[i], pos[i], seq[i] = d.id, d.ev.Pos, d.ev.Seq
+			app[i], ep[i], evID[i], typ[i], user[i], status[i], supBy[i] = d.ev.AppID, d.endpointID, d.ev.ID, d.ev.Type, d.ev.UserID, d.status, d.supersededBy
+			head[i], nextAt[i], created[i], updated[i] = d.head, d.nextAt, d.ev.ReceivedAt, d.updatedAt
+		}
+		b.Queue(`INSERT INTO deliveries (id, app_id, endpoint_id, event_pos, event_id, event_type, user_id, seq, status, head, next_at, superseded_by, created_at, updated_at)
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
+				$10::bool[], $11::timestamptz[], $12::text[], $13::timestamptz[], $14::timestamptz[])`,
+			id, app, ep, pos, evID, typ, user, seq, status, head, nextAt, supBy, created, updated)
+	}
+	if len(superseded) > 0 {
+		sid := make([]int64, len(superseded))
+		for i, d := range superseded {
+			sid[i] = d.id
+		}
+		b.Queue(`UPDATE deliveries d SET status = 'superseded', head = false, superseded_by = u.by, updated_at = u.at
+			FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS u(id, by, at) WHERE d.id = u.id`, sid, supersededBy, supersededAt)
+	}
+	var promote []queueKey
+	for k, q := range queues {
+		if q.promote {
+			promote = append(promote, k)
+		}
+	}
+	if len(promote) > 0 {
+		slices.SortFunc(promote, queueKey.less)
+		eps, users := queueArrays(promote)
+		b.Queue(promoteSQL, eps, users)
+	}
+	at.queueUserWrites(b)
+	if err := at.queueIdempotency(b); err != nil {
+		return err
+	}
+	if len(at.events) > 0 {
+		b.Queue("SELECT pg_notify('"+notifyChannel+"', $1)", kindEvents+":"+at.db.cfg.Node)
+	}
+	var err error
+	switch {
+	case final:
+		err = at.tx.CommitWith(at.ctx, b)
+	case b.Len() > 0:
+		err = at.tx.SendBatch(at.ctx, b).Close()
+	}
+	if err != nil {
+		return err
+	}
+	at.results()
+	return nil
+}
+
+// promoteSQL makes the lowest-seq active delivery of each queue ($1
+// endpoints, $2 users) its head.
+const promoteSQL = `UPDATE deliveries SET head = true WHERE id IN (
+	SELECT (SELECT d.id FROM deliveries d WHERE d.endpoint_id = q.e AND d.user_id = q.u AND d.status IN ('pending', 'failed') ORDER BY d.seq LIMIT 1)
+	FROM unnest($1::text[], $2::text[]) AS q(e, u))`
+
+func sortedQueues(m map[queueKey]*queueState) []queueKey {
+	keys := make([]queueKey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, queueKey.less)
+	return keys
+}
+
+func queueArrays(keys []queueKey) (eps, users []string) {
+	eps, users = make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		eps[i], users[i] = k.endpoint, k.user
+	}
+	return eps, users
+}
+
+// copyEvents is the number of events from which a transaction loads them
+// with COPY (one round trip more, a faster load) rather than in its
+// pipelined INSERT.
+const copyEvents = 256
+
+// copyEventRows loads the transaction's events with COPY.
+func (at *appendTx) copyEventRows() error {
+	_, err := at.tx.CopyFrom(at.ctx, pgx.Identifier{"events"},
+		[]string{"app_id", "pos", "id", "type", "user_id", "seq", "occurred_at", "received_at", "source", "device_id", "client_seq", "stale", "data"},
+		pgx.CopyFromSlice(len(at.events), func(i int) ([]any, error) {
+			ev := at.events[i]
+			return []any{ev.AppID, ev.Pos, ev.ID, ev.Type, ev.UserID, ev.Seq, ev.OccurredAt, ev.ReceivedAt, ev.Source, ev.DeviceID, ev.ClientSeq,
+				ev.Stale, []byte(ev.Data)}, nil
+		}))
+	return err
+}
+
+func (at *appendTx) queueEventInserts(b *pgx.Batch) {
+	n := len(at.events)
+	if n == 0 {
+		return
+	}
+	if n >= copyEvents {
+		// Loaded by COPY already; the caller ids here.
+		var idApps, ids []string
+		var idPos []int64
+		for _, ev := range at.events {
+			if ev.CallerID {
+				idApps, ids, idPos = append(idApps, ev.AppID), append(ids, ev.ID), append(idPos, ev.Pos)
+			}
+		}
+		if len(ids) > 0 {
+			b.Queue("INSERT INTO event_ids (app_id, id, pos) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])", idApps, ids, idPos)
+		}
+		return
+	}
+	var (
+		app, id, typ, user, source, device = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		pos, seq, cs                       = make([]int64, n), make([]int64, n), make([]int64, n)
+		occ, rec                           = make([]time.Time, n), make([]time.Time, n)
+		stale                              = make([]bool, n)
+		data                               = make([][]byte, n)
+		idApps, ids                        []string
+		idPos                              []int64
+	)
+	for i, ev := range at.events {
+		app[i], id[i], typ[i], user[i], source[i], device[i] = ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Source, ev.DeviceID
+		pos[i], seq[i], cs[i] = ev.Pos, ev.Seq, ev.ClientSeq
+		occ[i], rec[i], stale[i], data[i] = ev.OccurredAt, ev.ReceivedAt, ev.Stale, ev.Data
+		if ev.CallerID {
+			idApps, ids, idPos = append(idApps, ev.AppID), append(ids, ev.ID), append(idPos, ev.Pos)
+		}
+	}
+	b.Queue(`INSERT INTO events (app_id, pos, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::timestamptz[], $8::timestamptz[],
+			$9::text[], $10::text[], $11::bigint[], $12::bool[], $13::bytea[])`,
+		app, pos, id, typ, user, seq, occ, rec, source, device, cs, stale, data)
+	if len(ids) > 0 {
+		b.Queue("INSERT INTO event_ids (app_id, id, pos) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])", idApps, ids, idPos)
+	}
+}
+
+// queueUserWrites writes back the users an event was applied to: an
+// INSERT for new users (a unique violation, if another replica created the
+// same user meanwhile, makes the transaction start again) and an UPDATE of
+// the locked rows of the others.
+func (at *appendTx) queueUserWrites(b *pgx.Batch) {
+	var ins, upd []*meetsync.UserState
+	for _, ue := range at.dirty {
+		if ue.exists {
+			upd = append(upd, ue.state)
+		} else {
+			ins = append(ins, ue.state)
+		}
+	}
+	cols := func(us []*meetsync.UserState) []any {
+		n := len(us)
+		var (
+			app, user, num, dev, bside, mside = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+			last, sseq                        = make([]int64, n), make([]int64, n)
+			status, reason                    = make([]int32, n), make([]int32, n)
+			since                             = make([]pgtype.Timestamptz, n)
+			updated                           = make([]time.Time, n)
+			devices                           = make([][]byte, n)
+		)
+		for i, u := range us {
+			app[i], user[i], num[i], dev[i], bside[i], mside[i] = u.AppID, u.UserID, u.MeetingNum, u.DeviceID, u.BusinessSide, u.MeetingSide
+			last[i], sseq[i], status[i], reason[i] = u.LastSeq, u.StatusSeq, int32(u.Status), int32(u.Reason)
+			since[i] = pgtype.Timestamptz{Time: u.Since, Valid: !u.Since.IsZero()}
+			updated[i], devices[i] = u.UpdatedAt, encodeDevices(u.Devices)
+		}
+		return []any{app, user, last, status, reason, num, dev, since, sseq, bside, mside, updated, devices}
+	}
+	const src = `unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::int[], $6::text[], $7::text[], $8::timestamptz[], $9::bigint[],
+		$10::text[], $11::text[], $12::timestamptz[], $13::bytea[])`
+	if len(ins) > 0 {
+		b.Queue("INSERT INTO users ("+userCols+") SELECT * FROM "+src, cols(ins)...)
+	}
+	if len(upd) > 0 {
+		b.Queue(`UPDATE users u SET last_seq = v.last_seq, status = v.status, reason = v.reason, meeting_num = v.meeting_num, device_id = v.device_id,
+			since = v.since, status_seq = v.status_seq, business_side = v.business_side, meeting_side = v.meeting_side, updated_at = v.updated_at,
+			devices = v.devices
+			FROM `+src+` AS v(`+userCols+`) WHERE u.app_id = v.app_id AND u.user_id = v.user_id`, cols(upd)...)
+	}
+}
+
+// queueIdempotency stores the Idempotency-Keys of new requests with their
+// results (positions are known by now).
+func (at *appendTx) queueIdempotency(b *pgx.Batch) error {
+	var apps []string
+	var keys, hashes, results [][]byte
+	var created []time.Time
+	for _, rs := range at.reqs {
+		if !rs.store {
+			continue
+		}
+		res := make([]meetsync.EventResult, len(rs.refs))
+		for i, r := range rs.refs {
+			res[i] = r.result()
+		}
+		apps, keys, hashes = append(apps, rs.req.AppID), append(keys, []byte(rs.req.IdempotencyKey)), append(hashes, rs.req.RequestHash)
+		results = append(results, meetsync.MarshalResults(res))
+		created = append(created, rs.req.Events[0].ReceivedAt)
+	}
+	if len(apps) == 0 {
+		return nil
+	}
+	b.Queue(`INSERT INTO idempotency_keys (app_id, key, request_hash, results, created_at)
+		SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $5::timestamptz[])`, apps, keys, hashes, results, created)
+	return nil
+}
+
+// results fills each request's Results.
+func (at *appendTx) results() {
+	for _, rs := range at.reqs {
+		req := rs.req
+		if req.Err != nil {
+			continue
+		}
+		switch {
+		case rs.dupOf != nil:
+			req.Results = make([]meetsync.EventResult, len(rs.dupOf.refs))
+			for i, r := range rs.dupOf.refs {
+				req.Results[i] = r.result()
+				req.Results[i].Duplicate = true
+			}
+		case rs.fixed != nil:
+			req.Results = rs.fixed
+		default:
+			req.Results = make([]meetsync.EventResult, len(rs.refs))
+			for i, r := range rs.refs {
+				req.Results[i] = r.result()
+			}
+		}
+	}
+}
+
+func scanEvent(row pgx.Row) (*meetsync.Event, error) {
+	var e meetsync.Event
+	var data []byte
+	if err := row.Scan(&e.Pos, &e.ID, &e.Type, &e.AppID, &e.UserID, &e.Seq, &e.OccurredAt, &e.ReceivedAt, &e.Source, &e.DeviceID,
+		&e.ClientSeq, &e.Stale, &data); err != nil {
+		return nil, err
+	}
+	e.Data = data
+	return &e, nil
+}
+
+// typeCondition renders a TypeFilter as SQL: exact names and prefix ranges
+// (type > 'meeting.' AND type < 'meeting/', bytewise: the column is
+// COLLATE "C"), which need no LIKE escaping.
+func typeCondition(f meetsync.TypeFilter, args []any) (string, []any) {
+	if len(f) == 0 {
+		return "", args
+	}
+	var parts []string
+	for _, p := range f {
+		if prefix, ok := strings.CutSuffix(p, ".*"); ok {
+			args = append(args, prefix+".", prefix+"/")
+			parts = append(parts, fmt.Sprintf("(type > $%d AND type < $%d)", len(args)-1, len(args)))
+		} else {
+			args = append(args, p)
+			parts = append(parts, fmt.Sprintf("type = $%d", len(args)))
+		}
+	}
+	return " AND (" + strings.Join(parts, " OR ") + ")", args
+}
+
+// EventList returns events after a feed position, in feed order.
+func (db *DB) EventList(ctx context.Context, p meetsync.EventListParams) ([]*meetsync.Event, error) {
+	q := "SELECT " + eventCols + " FROM events WHERE app_id = $1 AND pos > $2"
+	args := []any{p.AppID, p.After}
+	if p.UserID != "" {
+		args = append(args, p.UserID)
+		q += " AND user_id = $3"
+	}
+	cond, args := typeCondition(p.Types, args)
+	args = append(args, p.Limit)
+	q += cond + fmt.Sprintf(" ORDER BY pos LIMIT $%d", len(args))
+	rows, err := db.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*meetsync.Event, error) { return scanEvent(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	if out == nil {
+		out = []*meetsync.Event{}
+	}
+	return out, nil
+}
+
+// EventFeedHead returns the app's newest feed position.
+func (db *DB) EventFeedHead(ctx context.Context, appID string) (int64, error) {
+	var pos int64
+	err := db.pool.QueryRow(ctx, "SELECT pos FROM feeds WHERE app_id = $1", appID).Scan(&pos)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("feed head: %w", err)
+	}
+	return pos, nil
+}
+
+// UserGet returns a user's state with its devices. ENOTFOUND.
+func (db *DB) UserGet(ctx context.Context, appID, userID string) (*meetsync.UserState, error) {
+	u, err := scanUser(db.pool.QueryRow(ctx, "SELECT "+userCols+" FROM users WHERE app_id = $1 AND user_id = $2", appID, userID))
+	if err != nil {
+		return nil, interpretError(err, "user "+userID)
+	}
+	return u, nil
+}
+
+// UserList returns users ordered by id (bytewise).
+func (db *DB) UserList(ctx context.Context, p meetsync.UserListParams) ([]*meetsync.UserState, error) {
+	q := "SELECT " + userCols + " FROM users WHERE app_id = $1 AND user_id > $2"
+	args := []any{p.AppID, p.After}
+	if p.Status != nil {
+		args = append(args, int32(*p.Status))
+		q += " AND status = $3"
+	}
+	args = append(args, p.Limit)
+	q += fmt.Sprintf(" ORDER BY user_id LIMIT $%d", len(args))
+	rows, err := db.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*meetsync.UserState, error) { return scanUser(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,311 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/pgtest"
+	"github.com/meetsync/meetsync/postgres"
+)
+
+func openNode(t *testing.T, url, node string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), url, postgres.Config{Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestMigrateConcurrently starts several replicas on an empty database at
+// once: each migration is applied exactly once, and every replica ends
+// with the full schema.
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	first := openNode(t, url, "first")
+	err := first.CheckSchema(ctx)
+	if err == nil || !strings.Contains(err.Error(), "0001_core") || !strings.Contains(err.Error(), "meetsync migrate") {
+		t.Errorf("CheckSchema on an empty database: %v; want the missing migrations and what to run", err)
+	}
+	names, err := postgres.Migrations()
+	if err != nil || len(names) == 0 {
+		t.Fatal(names, err)
+	}
+	const replicas = 5
+	applied := make([][]string, replicas)
+	var wg sync.WaitGroup
+	for i := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db := openNode(t, url, "")
+			var err error
+			if applied[i], err = db.Migrate(ctx); err != nil {
+				t.Errorf("replica %d: Migrate: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	var all []string
+	for _, a := range applied {
+		all = append(all, a...)
+	}
+	if strings.Join(all, ",") != strings.Join(names, ",") {
+		t.Errorf("migrations applied by the replicas, together: %v; want each of %v once", all, names)
+	}
+	if err := first.CheckSchema(ctx); err != nil {
+		t.Errorf("CheckSchema after Migrate: %v", err)
+	}
+	if again, err := first.Migrate(ctx); err != nil || len(again) != 0 {
+		t.Errorf("Migrate again: %v, %v; want nothing to do", again, err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := postgres.Open(ctx, "postgres://user:s3cret@127.0.0.1:1/db?connect_timeout=2", postgres.Config{})
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "127.0.0.1:1/db") {
+		t.Errorf("Open of an unreachable server: %v; want an error naming the server, without the password", err)
+	}
+	_, err = postgres.Open(ctx, "postgres://user:s3cret@host:notaport/db", postgres.Config{})
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Open of a malformed URL: %v; want an error without the password", err)
+	}
+}
+
+// newApp creates an app on db.
+func newApp(t *testing.T, db *postgres.DB) string {
+	t.Helper()
+	now := time.Now().UTC()
+	app := &meetsync.App{ID: meetsync.NewID("app"), Name: meetsync.NewID("a"), CreatedAt: now}
+	key, _ := meetsync.NewAPIKey(app.ID, now)
+	if err := db.AppCreate(context.Background(), app, key); err != nil {
+		t.Fatal(err)
+	}
+	return app.ID
+}
+
+func appendNote(t *testing.T, db *postgres.DB, app string) {
+	t.Helper()
+	now := time.Now().UTC()
+	ev := &meetsync.Event{ID: meetsync.NewID("evt"), Type: "app.note", AppID: app, UserID: "u", OccurredAt: now, ReceivedAt: now,
+		Source: meetsync.SourceBusiness, Data: []byte(`{}`)}
+	if err := db.EventsAppend(context.Background(), []*meetsync.AppendRequest{{AppID: app, Events: []*meetsync.Event{ev}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestListen checks that a replica hears the commits of the others (and
+// not its own), and hears again after losing its connection.
+func TestListen(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url := pgtest.NewDatabase(t)
+	a, b := openNode(t, url, "node-a"), openNode(t, url, "node-b")
+	if _, err := a.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	app := newApp(t, a)
+	kinds := make(chan string, 100)
+	lctx, lcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Listen(lctx, func(kind string) { kinds <- kind })
+	}()
+	defer func() { lcancel(); <-done }()
+	next := func() string {
+		t.Helper()
+		select {
+		case k := <-kinds:
+			return k
+		case <-ctx.Done():
+			t.Fatal("no notification before the deadline")
+			return ""
+		}
+	}
+	listening := func() {
+		t.Helper()
+		// On (re)connecting, both kinds: whatever was missed is looked at.
+		got := []string{next(), next()}
+		if got[0] != postgres.NotifyEvents || got[1] != postgres.NotifyDeliveries {
+			t.Fatalf("on connecting: %v, want both kinds", got)
+		}
+	}
+	listening()
+
+	ep := &meetsync.Endpoint{ID: meetsync.NewID("ep"), AppID: app, URL: "https://x.example.com", CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := b.EndpointCreate(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	appendNote(t, b, app)
+	if k := next(); k != postgres.NotifyEvents {
+		t.Errorf("after another replica's append: %q", k)
+	}
+	// Its own commits are skipped: the next notification is b's, that the
+	// endpoint's queues resumed.
+	appendNote(t, a, app)
+	ep.Disabled = true
+	if err := b.EndpointUpdate(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	ep.Disabled = false
+	if err := b.EndpointUpdate(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	if k := next(); k != postgres.NotifyDeliveries {
+		t.Errorf("after its own append and another replica's endpoint enabling: %q, want deliveries only", k)
+	}
+
+	// A lost connection is re-established, and says so.
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminating the listener: %d, %v", n, err)
+	}
+	listening()
+	appendNote(t, b, app)
+	if k := next(); k != postgres.NotifyEvents {
+		t.Errorf("after reconnecting: %q", k)
+	}
+}
+
+// TestRunLeader checks that one replica at a time leads, that another
+// takes over when the leader stops or loses its connection, and that a
+// leader whose lock is gone is told to stop.
+func TestRunLeader(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url := pgtest.NewDatabase(t)
+	cfg := postgres.LeaderConfig{Retry: 20 * time.Millisecond, Check: 20 * time.Millisecond}
+	var leading, maxLeading atomic.Int64
+	started, stopped := make(chan int, 10), make(chan int, 10)
+	type replica struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var rs []*replica
+	for i := range 3 {
+		db := openNode(t, url, "")
+		rctx, rcancel := context.WithCancel(ctx)
+		r := &replica{cancel: rcancel, done: make(chan struct{})}
+		rs = append(rs, r)
+		go func() {
+			defer close(r.done)
+			db.RunLeader(rctx, "job", cfg, func(ctx context.Context) {
+				n := leading.Add(1)
+				for m := maxLeading.Load(); n > m && !maxLeading.CompareAndSwap(m, n); m = maxLeading.Load() {
+				}
+				started <- i
+				<-ctx.Done()
+				leading.Add(-1)
+				stopped <- i
+			})
+		}()
+	}
+	defer func() {
+		for _, r := range rs {
+			r.cancel()
+			<-r.done
+		}
+	}()
+	wait := func() int {
+		t.Helper()
+		select {
+		case i := <-started:
+			return i
+		case <-ctx.Done():
+			t.Fatal("no leader before the deadline")
+			return -1
+		}
+	}
+	first := wait()
+	// The leader stops: another takes over.
+	rs[first].cancel()
+	<-rs[first].done
+	second := wait()
+	if second == first {
+		t.Fatalf("replica %d led again after stopping", first)
+	}
+	if m := maxLeading.Load(); m != 1 {
+		t.Errorf("%d replicas led at once", m)
+	}
+	if i := <-stopped; i != first {
+		t.Fatalf("replica %d stopped, want %d", i, first)
+	}
+	// The leader's connection dies: it is told to stop (it can only tell
+	// when it next checks its connection: meanwhile another may lead), and
+	// one replica leads again.
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l
+		WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminating the leader's connection: %d, %v", n, err)
+	}
+	third := wait()
+	select {
+	case i := <-stopped:
+		if i != second {
+			t.Errorf("replica %d stopped, want %d (whose connection died)", i, second)
+		}
+	case <-ctx.Done():
+		t.Fatal("the leader whose connection died was not told to stop")
+	}
+	t.Logf("leaders: %d, %d, %d", first, second, third)
+}
+
+// TestWithLock checks that WithLock excludes other holders.
+func TestWithLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	var inside, overlaps atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		db := openNode(t, url, "")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				err := db.WithLock(ctx, "test", func(ctx context.Context, conn *pgx.Conn) error {
+					if inside.Add(1) > 1 {
+						overlaps.Add(1)
+					}
+					_, err := conn.Exec(ctx, "SELECT pg_sleep(0.002)")
+					inside.Add(-1)
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if overlaps.Load() != 0 {
+		t.Errorf("%d times two holders were inside at once", overlaps.Load())
+	}
+}

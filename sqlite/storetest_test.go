@@ -1,0 +1,21 @@
+package sqlite_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/sqlite"
+	"github.com/meetsync/meetsync/storetest"
+)
+
+// TestStore runs the store conformance suite on a fresh SQLite file per test.
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) meetsync.Store {
+		db, err := sqlite.Open(filepath.Join(t.TempDir(), "meetsync.db"), sqlite.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	})
+}
