@@ -22,9 +22,9 @@ import (
 	"github.com/meetsync/meetsync/delivery"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
+	"github.com/meetsync/meetsync/postgres"
 	"github.com/meetsync/meetsync/session"
 	"github.com/meetsync/meetsync/sim"
-	"github.com/meetsync/meetsync/postgres"
 	"github.com/meetsync/meetsync/sqlite"
 )
 
