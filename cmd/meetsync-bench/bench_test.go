@@ -80,9 +80,10 @@ func testIngestSmoke(t *testing.T, storeArgs []string) {
 	}
 	wantTargets := 3
 	if storeArgs != nil {
-		wantTargets = 4 // and the multiple of PostgreSQL's raw commit rate
-		if rep.Store != "postgres" || rep.Commit.Clients != 4 {
-			t.Errorf("store %q, raw commits from %d clients; want postgres, as many clients as the load", rep.Store, rep.Commit.Clients)
+		wantTargets = 5 // and the multiples of PostgreSQL's raw commit rates (as many writers as clients; one writer)
+		if rep.Store != "postgres" || rep.Commit.Clients != 4 || rep.CommitSerial == nil || rep.CommitSerial.Clients != 1 {
+			t.Errorf("store %q, raw commits from %d clients, serial %+v; want postgres, as many clients as the load, and one writer",
+				rep.Store, rep.Commit.Clients, rep.CommitSerial)
 		}
 	}
 	if len(rep.Targets) != wantTargets {

@@ -88,6 +88,15 @@ func runIngest(ctx context.Context, o *ingestOptions, stdout, stderr io.Writer) 
 				break
 			}
 		}
+		if kind.RawCommitSerial != nil {
+			env.progress("(b) store raw commits, 1 row per transaction, 1 writer")
+			m := newMeter("commit1serial", o.CPUProfile, nil)
+			r, err := kind.RawCommitSerial(ctx, dir, w, m)
+			if err != nil {
+				return fmt.Errorf("raw commit phase: %w", err)
+			}
+			rep.CommitSerial = newCommitResult(r, m)
+		}
 	}
 
 	if o.Phases["append"] {

@@ -48,6 +48,11 @@ func newPostgresKind(ctx context.Context, rawURL string, clients int) (storeKind
 		Open:             k.open,
 		RawCommit:        k.rawCommit,
 		RawCommitClients: clients,
+		RawCommitSerial: func(ctx context.Context, dir string, w window, m *meter) (rawCommitResult, error) {
+			one := *k
+			one.clients = 1
+			return one.rawCommit(ctx, dir, 1, w, m)
+		},
 	}, nil
 }
 

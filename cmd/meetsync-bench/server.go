@@ -32,6 +32,9 @@ type storeKind struct {
 	// measured with as many clients as the load (its group commit).
 	RawCommit        func(ctx context.Context, dir string, rowsPerTxn int, w window, m *meter) (rawCommitResult, error)
 	RawCommitClients int
+	// RawCommitSerial, when set, measures 1-row commits from one writer
+	// (the commit rate a client without group commit gets; PostgreSQL).
+	RawCommitSerial func(ctx context.Context, dir string, w window, m *meter) (rawCommitResult, error)
 }
 
 // storeKindNames are the values of --store.
