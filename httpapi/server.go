@@ -50,6 +50,8 @@ type Config struct {
 	Sessions        *session.Service
 	SessionStore    meetsync.SessionStore
 	InvitationStore meetsync.InvitationStore
+	// Sealer encrypts the meeting platform's app secret at rest (PATCH /v1/app).
+	Sealer *meetsync.Sealer
 	// Delivery, when set, is woken when deliveries become due through the
 	// API (replay, recover, an endpoint enabled again).
 	Delivery interface{ Wake() }

@@ -428,6 +428,7 @@ func (s *Server) handleAppPatch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	set.Provider.AppSecret = s.cfg.Sealer.Seal(set.Provider.AppSecret)
 	set.UpdatedAt = s.now().UTC()
 	if err := s.cfg.SessionStore.AppSettingsPut(ctx, appID, set); err != nil {
 		s.writeError(w, r, err)

@@ -50,6 +50,10 @@ func setup(t *testing.T) *env {
 	reg := prometheus.NewRegistry()
 	ing := ingest.New(db, reg, ingest.Config{})
 	platform := sim.New()
+	sealer, err := meetsync.NewSealer(meetsync.NewSecretKey())
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := &env{Store: db, Sim: platform}
 	e.Svc = session.New(session.Config{
 		Store: db, Sessions: db, Invitations: db, Appender: ing, Logger: slog.New(slog.DiscardHandler),
@@ -67,6 +71,7 @@ func setup(t *testing.T) *env {
 		},
 		Now:            func() time.Time { return time.Now().Add(time.Duration(e.offset.Load())) },
 		ReconcileEvery: -1,
+		Sealer:         sealer,
 		TickEvery:      time.Hour, // the tests call RunDue themselves
 	})
 	platform.SetCallbackSink(func(ctx context.Context, appID string, h http.Header, body []byte) error {
@@ -77,7 +82,7 @@ func setup(t *testing.T) *env {
 		return err
 	})
 	api := httpapi.New(httpapi.Config{Store: db, Ingester: ing, Logger: slog.New(slog.DiscardHandler), Registry: reg,
-		Sessions: e.Svc, SessionStore: db, InvitationStore: db, StreamHeartbeat: 200 * time.Millisecond})
+		Sessions: e.Svc, SessionStore: db, InvitationStore: db, Sealer: sealer, StreamHeartbeat: 200 * time.Millisecond})
 	srv := httptest.NewServer(api)
 	if !strings.HasPrefix(srv.Listener.Addr().String(), "127.0.0.1:") {
 		t.Fatalf("listening on %s", srv.Listener.Addr())
@@ -267,6 +272,10 @@ func TestSeedFlow(t *testing.T) {
 		t.Fatalf("login sides: %+v", lr)
 	}
 	tok := lr.ClientToken
+	// The meeting token is encrypted at rest.
+	if a, err := e.Store.AccountGet(ctx, e.AppID, "alice"); err != nil || !strings.HasPrefix(a.UserToken, "enc:v1:") || strings.Contains(a.UserToken, lr.Meeting.UserToken) {
+		t.Fatalf("stored meeting token %q (%v): want it encrypted", a.UserToken, err)
+	}
 
 	sdk := e.Sim.NewSDK("")
 	var l listener

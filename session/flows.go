@@ -130,7 +130,7 @@ func (s *Service) Login(ctx context.Context, appID, userID string, in LoginInput
 // account returns the user's meeting account, provisioning it at the
 // platform on first use (a few attempts with backoff).
 func (s *Service) account(ctx context.Context, prov meetsync.Provider, appID, userID, name string) (*meetsync.StoredAccount, error) {
-	a, err := s.cfg.Sessions.AccountGet(ctx, appID, userID)
+	a, err := s.accountGet(ctx, appID, userID)
 	if err == nil && a.Provider == prov.Kind() {
 		return a, nil
 	} else if err != nil && meetsync.ErrorCode(err) != meetsync.ENOTFOUND {
@@ -159,7 +159,7 @@ func (s *Service) account(ctx context.Context, prov meetsync.Provider, appID, us
 	}
 	now := s.now()
 	sa := &meetsync.StoredAccount{AppID: appID, UserID: userID, Provider: prov.Kind(), AppKey: acct.AppKey, UserUUID: acct.UserUUID, UserToken: acct.UserToken, CreatedAt: now, UpdatedAt: now}
-	if err := s.cfg.Sessions.AccountPut(ctx, sa); err != nil {
+	if err := s.accountPut(ctx, sa); err != nil {
 		return nil, err
 	}
 	return sa, nil
@@ -286,7 +286,7 @@ func (s *Service) Credentials(ctx context.Context, c ClientAuth, refresh bool) (
 		if na.AppKey != "" {
 			a.AppKey = na.AppKey
 		}
-		if err := s.cfg.Sessions.AccountPut(ctx, a); err != nil {
+		if err := s.accountPut(ctx, a); err != nil {
 			return nil, err
 		}
 	}
@@ -399,7 +399,7 @@ func (s *Service) loggedOut(cur meetsync.Session, set *meetsync.AppSettings, now
 // revoke invalidates the user's meeting token at the platform (a
 // server-side logout of every device of the account) and keeps the new one.
 func (s *Service) revoke(ctx context.Context, prov meetsync.Provider, appID, userID string) error {
-	a, err := s.cfg.Sessions.AccountGet(ctx, appID, userID)
+	a, err := s.accountGet(ctx, appID, userID)
 	if meetsync.ErrorCode(err) == meetsync.ENOTFOUND {
 		return nil // never provisioned: nothing to revoke
 	} else if err != nil {
@@ -415,7 +415,7 @@ func (s *Service) revoke(ctx context.Context, prov meetsync.Provider, appID, use
 	if na.AppKey != "" {
 		a.AppKey = na.AppKey
 	}
-	return s.cfg.Sessions.AccountPut(ctx, a)
+	return s.accountPut(ctx, a)
 }
 
 // AckInput is the body of POST /v1/client/commands/{id}/ack.

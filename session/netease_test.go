@@ -27,6 +27,9 @@ func setupNetEase(t *testing.T) (*env, *neteasetest.Server) {
 // returns its token; logout revokes it with refresh-user-token.
 func TestNetEaseSeedFlow(t *testing.T) {
 	e, fake := setupNetEase(t)
+	if set, err := e.Store.AppSettingsGet(context.Background(), e.AppID); err != nil || strings.Contains(set.Provider.AppSecret, "ne-app-secret") {
+		t.Fatalf("the NetEase app secret is stored as %q (%v): want it encrypted", set.Provider.AppSecret, err)
+	}
 	r := e.do(t, "GET", "/v1/app", e.Key, nil)
 	if strings.Contains(string(r.Body), "ne-app-secret") || !strings.Contains(string(r.Body), `"app_secret_set":true`) {
 		t.Fatalf("GET /v1/app shows the secret or hides that it is set: %s", r)

@@ -52,6 +52,9 @@ type Config struct {
 	// ProvisionAttempts is how many times a login tries the platform
 	// before answering without credentials. Default 3.
 	ProvisionAttempts int
+	// Sealer encrypts the meeting tokens kept at rest and opens the
+	// platform's app secret (sealed by the API). Nil: stored as they are.
+	Sealer *meetsync.Sealer
 }
 
 // Service is the session engine.
@@ -112,6 +115,9 @@ func (s *Service) Provider(ctx context.Context, appID string) (meetsync.Provider
 	if err != nil {
 		return nil, nil, err
 	}
+	if set.Provider.AppSecret, err = s.cfg.Sealer.Open(set.Provider.AppSecret); err != nil {
+		return nil, nil, err
+	}
 	s.mu.Lock()
 	c, ok := s.providers[appID]
 	s.mu.Unlock()
@@ -126,6 +132,25 @@ func (s *Service) Provider(ctx context.Context, appID string) (meetsync.Provider
 	s.providers[appID] = cachedProvider{set.Provider, p}
 	s.mu.Unlock()
 	return p, set, nil
+}
+
+// accountGet returns a user's meeting account with its token decrypted.
+func (s *Service) accountGet(ctx context.Context, appID, userID string) (*meetsync.StoredAccount, error) {
+	a, err := s.cfg.Sessions.AccountGet(ctx, appID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if a.UserToken, err = s.cfg.Sealer.Open(a.UserToken); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// accountPut stores a meeting account with its token encrypted.
+func (s *Service) accountPut(ctx context.Context, a *meetsync.StoredAccount) error {
+	c := *a
+	c.UserToken = s.cfg.Sealer.Seal(a.UserToken)
+	return s.cfg.Sessions.AccountPut(ctx, &c)
 }
 
 // user returns a user's state (a new one if the user has no events).

@@ -27,6 +27,7 @@ type Config struct {
 	TLSCert         string        // --tls-cert: serve HTTPS with this certificate (PEM)…
 	TLSKey          string        // --tls-key: …and this key.
 	MaxBatchEvents  int           // --max-batch-events: events per group-commit transaction. Default 5000.
+	SecretKeyFile   string        // --secret-key-file: the key that encrypts secrets at rest. Default DATA/secret.key (created if missing).
 
 	AllowPrivateEndpoints bool                   // --allow-private-endpoints: webhook URLs may be plain http and private/loopback (SSRF guard off).
 	RetrySchedule         meetsync.RetrySchedule // --retry-schedule: delays before each delivery attempt. Default 0s,5s,5m,30m,2h,5h,10h,10h.
@@ -51,6 +52,8 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory for the embedded SQLite store and the bootstrap key")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL (postgres://user:password@host:5432/db) to use instead of SQLite; several replicas may share it")
 	fs.BoolVar(&cfg.NoMigrate, "no-migrate", cfg.NoMigrate, "do not apply PostgreSQL migrations at start (apply them with \"meetsync migrate\")")
+	fs.StringVar(&cfg.SecretKeyFile, "secret-key-file", cfg.SecretKeyFile,
+		"file with the 32-byte key that encrypts secrets at rest (default DATA/secret.key, created if missing; replicas must share one)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.Synchronous, "sqlite-synchronous", cfg.Synchronous, "SQLite synchronous mode: FULL (durable across power loss) or NORMAL (across process crashes)")

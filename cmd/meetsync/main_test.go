@@ -553,7 +553,7 @@ func TestServeNoFlags(t *testing.T) {
 		t.Errorf("MEETSYNC_ADDR was ignored: listening on %s", s.URL)
 	}
 	data := filepath.Join(dir, "meetsync-data")
-	for name, want := range map[string]os.FileMode{".": 0o700 | os.ModeDir, "meetsync.db": 0o600, "bootstrap-key": 0o600, "meetsync.db-wal": 0o600} {
+	for name, want := range map[string]os.FileMode{".": 0o700 | os.ModeDir, "meetsync.db": 0o600, "bootstrap-key": 0o600, "meetsync.db-wal": 0o600, "secret.key": 0o600} {
 		fi, err := os.Stat(filepath.Join(data, name))
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -580,13 +580,20 @@ func TestServeNoFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	secretBefore, err := os.ReadFile(filepath.Join(data, "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	// The second start keeps the app and the key.
+	// The second start keeps the app and the keys.
 	s2 := &server{proc: startProc(t, dir, env, "serve")}
 	s2.waitReady(t)
 	after, err := os.ReadFile(filepath.Join(data, "bootstrap-key"))
 	if err != nil || !bytes.Equal(before, after) {
 		t.Errorf("the bootstrap key changed on restart (%v)", err)
+	}
+	if secretAfter, err := os.ReadFile(filepath.Join(data, "secret.key")); err != nil || !bytes.Equal(secretBefore, secretAfter) {
+		t.Errorf("the secret key changed on restart (%v)", err)
 	}
 	if strings.Contains(s2.stderr.String(), "created app") {
 		t.Errorf("the second start created an app:\n%s", s2.stderr.String())

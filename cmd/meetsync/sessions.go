@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	"github.com/meetsync/meetsync"
@@ -32,7 +36,12 @@ func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpap
 		return nil
 	}
 	purger, _ := store.(meetsync.Purger)
-	platform, err := sim.Open(filepath.Join(m.Config.Data, "sim-platform.json"))
+	sealer, err := m.openSealer(log)
+	if err != nil {
+		return err
+	}
+	var platform *sim.Platform
+	platform, err = sim.Open(filepath.Join(m.Config.Data, "sim-platform.json"))
 	if err != nil {
 		return fmt.Errorf("open the sim platform: %w", err)
 	}
@@ -40,7 +49,7 @@ func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpap
 	var leader atomic.Bool
 	m.Sessions = session.New(session.Config{
 		Store: store, Sessions: sessions, Invitations: invitations, Purger: purger, Appender: m.Ingest, Logger: log,
-		Providers: m.provider, Leader: leader.Load,
+		Providers: m.provider, Leader: leader.Load, Sealer: sealer,
 	})
 	platform.SetCallbackSink(func(ctx context.Context, appID string, h http.Header, body []byte) error {
 		_, err := m.Sessions.HandleCallback(ctx, meetsync.ProviderSim, appID, h, body)
@@ -55,7 +64,7 @@ func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpap
 		defer leader.Store(false)
 		<-ctx.Done()
 	})
-	api.Sessions, api.SessionStore, api.InvitationStore = m.Sessions, sessions, invitations
+	api.Sessions, api.SessionStore, api.InvitationStore, api.Sealer = m.Sessions, sessions, invitations, sealer
 	api.Types = schema.New(types, sessions, schema.Config{Logger: log})
 	return nil
 }
@@ -84,4 +93,36 @@ func (m *Main) stopSessions() {
 	if m.Sim != nil {
 		m.Sim.Close()
 	}
+}
+
+// openSealer reads the key that encrypts secrets at rest, creating it (mode
+// 0600) on first start. Several replicas must be given the same key file.
+func (m *Main) openSealer(log *slog.Logger) (*meetsync.Sealer, error) {
+	path := m.Config.SecretKeyFile
+	if path == "" {
+		path = filepath.Join(m.Config.Data, "secret.key")
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("secret key: %w", err)
+		}
+		if err := writeSecretFile(path, base64.StdEncoding.EncodeToString(meetsync.NewSecretKey())+"\n"); err != nil {
+			return nil, fmt.Errorf("secret key: %w", err)
+		}
+		log.Info("created the key that encrypts secrets at rest; back it up (replicas must share it)", "key_file", path)
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secret key: %w", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("secret key %s: not base64: %w", path, err)
+	}
+	s, err := meetsync.NewSealer(key)
+	if err != nil {
+		return nil, fmt.Errorf("secret key %s: %w", path, err)
+	}
+	return s, nil
 }
