@@ -22,6 +22,7 @@ const (
 	notifyChannel  = "meetsync"
 	kindEvents     = "events"
 	kindDeliveries = "deliveries"
+	kindCommands   = "commands"
 	userCols       = "app_id, user_id, last_seq, status, reason, meeting_num, device_id, since, status_seq, business_side, meeting_side, updated_at, devices, extra, due_at"
 	eventCols      = "pos, id, type, app_id, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version"
 )

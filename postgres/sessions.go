@@ -122,7 +122,9 @@ func (db *DB) ClientTokensRevoke(ctx context.Context, appID, userID, sessionID s
 	return int(ct.RowsAffected()), nil
 }
 
-// CommandsCreate stores commands; a command whose id exists is left as it is.
+// CommandsCreate stores commands; a command whose id exists is left as it
+// is. When it stores one, its commit notifies the other replicas
+// (NotifyCommands), whose command streams read on.
 func (db *DB) CommandsCreate(ctx context.Context, cmds []*meetsync.Command) error {
 	n := len(cmds)
 	if n == 0 {
@@ -137,9 +139,11 @@ func (db *DB) CommandsCreate(ctx context.Context, cmds []*meetsync.Command) erro
 		id[i], app[i], user[i], dev[i], sess[i], typ[i] = c.ID, c.AppID, c.UserID, c.DeviceID, c.SessionID, c.Type
 		data[i], created[i] = c.Data, c.CreatedAt
 	}
-	_, err := db.pool.Exec(ctx, `INSERT INTO commands (id, app_id, user_id, device_id, session_id, type, data, created_at)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[])
-		ON CONFLICT (id) DO NOTHING`, id, app, user, dev, sess, typ, data, created)
+	_, err := db.pool.Exec(ctx, `WITH ins AS (INSERT INTO commands (id, app_id, user_id, device_id, session_id, type, data, created_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[])
+			ON CONFLICT (id) DO NOTHING RETURNING 1)
+		SELECT pg_notify('`+notifyChannel+`', $9) WHERE EXISTS (SELECT 1 FROM ins)`, id, app, user, dev, sess, typ, data, created,
+		kindCommands+":"+db.cfg.Node)
 	if err != nil {
 		if dataError(err) {
 			return interpretError(err, "command")
