@@ -194,3 +194,92 @@ func testPurgeKeepsActiveDeliveries(t *testing.T, su *suite) {
 		t.Errorf("the feed after the last purge: %s", got)
 	}
 }
+
+// testPurgeConcurrentReplays purges an app's old, delivered events in
+// small chunks while another handle (replica, when the store has peers)
+// replays their deliveries: a replayed delivery either keeps its event
+// (the purge stops before it) or was purged before the replay (ENOTFOUND);
+// no delivery is ever left without its event, and every replay is sent.
+func testPurgeConcurrentReplays(t *testing.T, su *suite) {
+	e := su.setup(t)
+	su.require(e, Purge)
+	hs := e.handles(su, 2)
+	ep := e.endpoint(nil, 0)
+	now := e.now
+	old, cutoff := now.Add(-2*time.Hour), now.Add(-time.Hour)
+	const n = 40
+	for i := range n {
+		e.appendOne(e.event(in{user: fmt.Sprint("u", i%4), received: old, data: fmt.Sprintf(`{"i":%d}`, i)}))
+	}
+	deliverAll := func(at time.Time) {
+		t.Helper()
+		for tasks := e.claim(at); len(tasks) > 0; {
+			tk := tasks[0]
+			tasks = append(tasks[1:], e.complete(at, true, delivered(tk, at))...)
+		}
+	}
+	deliverAll(now)
+	var ids []string
+	for _, d := range e.deliveries(ep, "") {
+		ids = append(ids, d.ID)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	replays, purges := make(chan result, 1), make(chan result, 1)
+	go func() {
+		// Every other delivery, newest first (the purge goes oldest first).
+		k := 0
+		for i := 0; i < len(ids); i += 2 {
+			_, err := hs[1].DeliveriesRequeue(e.ctx, meetsync.DeliveryRequeueParams{AppID: e.app, DeliveryID: ids[i], Now: now})
+			switch meetsync.ErrorCode(err) {
+			case "":
+				k++
+			case meetsync.ENOTFOUND:
+			default:
+				replays <- result{k, err}
+				return
+			}
+		}
+		replays <- result{k, nil}
+	}()
+	go func() {
+		total := 0
+		for range 2 * n {
+			m, err := hs[0].(meetsync.Purger).PurgeBefore(e.ctx, e.app, cutoff, 3)
+			if err != nil {
+				purges <- result{total, err}
+				return
+			}
+			total += m
+		}
+		purges <- result{total, nil}
+	}()
+	r, p := <-replays, <-purges
+	if r.err != nil || p.err != nil {
+		t.Fatalf("replays: %v; purges: %v", r.err, p.err)
+	}
+	k, purged := r.n, p.n
+	t.Logf("%d replays, %d events purged meanwhile", k, purged)
+	deliverAll(now.Add(time.Minute))
+	depths, err := e.s.DeliveryQueueDepths(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if depths[ep.ID] != 0 {
+		t.Errorf("%d deliveries are still active after delivering everything: a replayed delivery lost its event", depths[ep.ID])
+	}
+	events := map[string]bool{}
+	for _, ev := range e.feed(e.app, 0, 1000) {
+		events[ev.ID] = true
+	}
+	for _, d := range e.deliveries(ep, "") {
+		if !events[d.EventID] {
+			t.Errorf("delivery %s (%s) is left without its event %s", d.ID, d.Status, d.EventID)
+		}
+	}
+	if m := e.purge(cutoff, 1000); purged+m != n {
+		t.Errorf("purged %d events in all, want %d", purged+m, n)
+	}
+}

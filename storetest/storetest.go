@@ -200,6 +200,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meetsync.Store, opts ...Optio
 
 		{"Purge", testPurge},
 		{"PurgeKeepsActiveDeliveries", testPurgeKeepsActiveDeliveries},
+		{"PurgeConcurrentReplays", testPurgeConcurrentReplays},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
