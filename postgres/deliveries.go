@@ -53,7 +53,7 @@ func scanDelivery(row pgx.Row, extra ...any) (*meetsync.Delivery, error) {
 // matching where, with their events and endpoints, as DeliveryTasks.
 func taskSelect(where string) string {
 	return `SELECT ` + deliveryCols + `, d.claim_id, ` +
-		`e.pos, e.id, e.type, e.app_id, e.user_id, e.seq, e.occurred_at, e.received_at, e.source, e.device_id, e.client_seq, e.stale, e.data, ` +
+		`e.pos, e.id, e.type, e.app_id, e.user_id, e.seq, e.occurred_at, e.received_at, e.source, e.device_id, e.client_seq, e.stale, e.data, e.schema_version, ` +
 		`ep.id, ep.app_id, ep.url, ep.description, ep.event_types, ep.debounce_ms, ep.rate_limit, ep.secrets, ep.disabled, ep.disabled_reason, ` +
 		`ep.disabled_at, ep.failing_since, ep.created_at, ep.updated_at
 	FROM claimed d JOIN events e ON e.app_id = d.app_id AND e.pos = d.event_pos JOIN endpoints ep ON ep.id = d.endpoint_id ` + where + ` ORDER BY d.id`
@@ -68,19 +68,20 @@ func collectTasks(rows pgx.Rows, until time.Time) ([]*meetsync.DeliveryTask, err
 		var e meetsync.Event
 		var claimID int64
 		var data []byte
+		var schemaVersion int32
 		var ep meetsync.Endpoint
 		var types, secrets string
 		var debounceMS int64
 		var rateLimit int32
 		var disabledAt, failingSince *time.Time
 		d, err := scanDelivery(rows, &claimID, &e.Pos, &e.ID, &e.Type, &e.AppID, &e.UserID, &e.Seq, &e.OccurredAt, &e.ReceivedAt, &e.Source,
-			&e.DeviceID, &e.ClientSeq, &e.Stale, &data,
+			&e.DeviceID, &e.ClientSeq, &e.Stale, &data, &schemaVersion,
 			&ep.ID, &ep.AppID, &ep.URL, &ep.Description, &types, &debounceMS, &rateLimit, &secrets, &ep.Disabled, &ep.DisabledReason,
 			&disabledAt, &failingSince, &ep.CreatedAt, &ep.UpdatedAt)
 		if err != nil {
 			return nil, err
 		}
-		e.Data = data
+		e.Data, e.SchemaVersion = data, int(schemaVersion)
 		epp, ok := endpoints[ep.ID]
 		if !ok {
 			if err := json.Unmarshal([]byte(types), &ep.EventTypes); err != nil {

@@ -15,9 +15,17 @@
 //     user; nothing about users is cached between transactions.
 //   - Delivery queue heads are claimed with FOR UPDATE SKIP LOCKED and a
 //     lease; outcomes are fenced by a per-claim id.
-//   - Commits that make something new visible send a NOTIFY (in the
-//     committing transaction, so only on commit); Listen turns them into
-//     wake-ups on the other replicas.
+//   - The session saga's changes are compare-and-set: an append
+//     conditional on a user's session version (AppendRequest.ExpectSession)
+//     checks it on the user's locked row; an invitation written with its
+//     event checks its version on its locked row (a new one is inserted,
+//     so two replicas creating it race on its key and one fails).
+//   - Custom event types' debounce is read by each append transaction in
+//     its own snapshot: no replica caches it.
+//   - Commits that make something new visible (events, due deliveries,
+//     device commands) send a NOTIFY (in the committing transaction, so
+//     only on commit); Listen turns them into wake-ups on the other
+//     replicas.
 //   - Migrations are embedded and applied under an advisory lock, so
 //     replicas starting together are safe; Leader runs a job on one replica
 //     of the cluster at a time.

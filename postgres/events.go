@@ -19,12 +19,12 @@ import (
 
 // Notification payloads are "<kind>:<node>".
 const (
-	notifyChannel    = "meetsync"
-	kindEvents       = "events"
-	kindDeliveries   = "deliveries"
-	userCols         = "app_id, user_id, last_seq, status, reason, meeting_num, device_id, since, status_seq, business_side, meeting_side, updated_at, devices"
-	eventCols        = "pos, id, type, app_id, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data"
-	statusChangedSQL = "'" + meetsync.TypeMeetingStatusChanged + "'"
+	notifyChannel  = "meetsync"
+	kindEvents     = "events"
+	kindDeliveries = "deliveries"
+	kindCommands   = "commands"
+	userCols       = "app_id, user_id, last_seq, status, reason, meeting_num, device_id, since, status_seq, business_side, meeting_side, updated_at, devices, extra, due_at"
+	eventCols      = "pos, id, type, app_id, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version"
 )
 
 // deviceJSON is a device's state inside users.devices (the SQLite store's
@@ -65,17 +65,59 @@ func decodeDevices(b []byte) ([]*meetsync.DeviceState, error) {
 func scanUser(row pgx.Row) (*meetsync.UserState, error) {
 	var u meetsync.UserState
 	var status, reason int32
-	var since *time.Time
-	var devices []byte
+	var since, due *time.Time
+	var devices, extra []byte
 	if err := row.Scan(&u.AppID, &u.UserID, &u.LastSeq, &status, &reason, &u.MeetingNum, &u.DeviceID, &since, &u.StatusSeq,
-		&u.BusinessSide, &u.MeetingSide, &u.UpdatedAt, &devices); err != nil {
+		&u.BusinessSide, &u.MeetingSide, &u.UpdatedAt, &devices, &extra, &due); err != nil {
 		return nil, err
 	}
 	u.Status, u.Reason = meetsync.MeetingStatus(status), meetsync.Reason(reason)
-	u.Since = fromNull(since)
+	u.Since, u.DueAt = fromNull(since), fromNull(due)
 	var err error
-	u.Devices, err = decodeDevices(devices)
-	return &u, err
+	if u.Devices, err = decodeDevices(devices); err != nil {
+		return nil, err
+	}
+	return &u, decodeExtra(extra, &u)
+}
+
+// extraJSON is users.extra: the session, the platform presence and the
+// open invitations (the SQLite store's encoding).
+type extraJSON struct {
+	Session  *meetsync.Session          `json:"session,omitempty"`
+	Platform *meetsync.PlatformPresence `json:"platform,omitempty"`
+	Invites  []meetsync.InviteRef       `json:"invites,omitempty"`
+}
+
+func encodeExtra(u *meetsync.UserState) []byte {
+	var x extraJSON
+	if u.Session.Version != 0 {
+		x.Session = &u.Session
+	}
+	if u.Platform != (meetsync.PlatformPresence{}) {
+		x.Platform = &u.Platform
+	}
+	x.Invites = u.Invites
+	b, _ := json.Marshal(x)
+	return b
+}
+
+func decodeExtra(b []byte, u *meetsync.UserState) error {
+	u.Session = meetsync.Session{Business: u.BusinessSide, Meeting: u.MeetingSide}
+	if len(b) <= 2 {
+		return nil
+	}
+	var x extraJSON
+	if err := json.Unmarshal(b, &x); err != nil {
+		return fmt.Errorf("decode user extra: %w", err)
+	}
+	if x.Session != nil {
+		u.Session = *x.Session
+	}
+	if x.Platform != nil {
+		u.Platform = *x.Platform
+	}
+	u.Invites = x.Invites
+	return nil
 }
 
 type userKey struct{ app, user string }
@@ -159,6 +201,7 @@ type newDelivery struct {
 // dbDelivery is a stored delivery an append may supersede.
 type dbDelivery struct {
 	id         int64
+	typ        string
 	nextAt     time.Time
 	head       bool
 	superseded bool
@@ -167,7 +210,7 @@ type dbDelivery struct {
 // queueState is what an append transaction knows of one (endpoint, user) queue.
 type queueState struct {
 	dbActive     bool          // it had an active delivery (locked FOR SHARE)
-	supersedable []*dbDelivery // stored pending, unattempted, unclaimed status deliveries (locked)
+	supersedable []*dbDelivery // stored pending, unattempted, unclaimed deliveries of debounced types (locked)
 	batch        []*newDelivery
 	promote      bool // a stored head was superseded: promote the lowest active in SQL
 }
@@ -184,13 +227,19 @@ type appendTx struct {
 	clientSeqs map[csKey]*meetsync.Event
 	idem       map[idemKey]*idemEntry
 	endpoints  map[string][]*meetsync.Endpoint // enabled endpoints per app (locked FOR KEY SHARE)
+	debounced  map[string]map[string]bool      // custom types registered with debounce, per app (read with the endpoints)
 	events     []*meetsync.Event               // appended, in order
 	reqs       []*reqState
+
+	invVersions map[idemKey]int64     // invitations' versions: stored (rows locked) or written here
+	invWrites   map[idemKey]*invWrite // invitation rows to write, merged per invitation
+	invOrder    []idemKey
 }
 
 func (db *DB) newAppendTx(ctx context.Context, tx *txn) *appendTx {
 	return &appendTx{ctx: ctx, db: db, tx: tx, users: map[userKey]*userEntry{}, callerIDs: map[idemKey]resultRef{},
-		clientSeqs: map[csKey]*meetsync.Event{}, idem: map[idemKey]*idemEntry{}, endpoints: map[string][]*meetsync.Endpoint{}}
+		clientSeqs: map[csKey]*meetsync.Event{}, idem: map[idemKey]*idemEntry{}, endpoints: map[string][]*meetsync.Endpoint{},
+		debounced: map[string]map[string]bool{}, invVersions: map[idemKey]int64{}, invWrites: map[idemKey]*invWrite{}}
 }
 
 // eventSnapshot keeps what appending changes in an event, so that a
@@ -289,12 +338,23 @@ func (at *appendTx) prefetch(reqs []*meetsync.AppendRequest, extra []*meetsync.E
 			idApps, ids = append(idApps, ev.AppID), append(ids, ev.ID)
 		}
 	}
+	var invApps, invIDs []string
 	for _, r := range reqs {
 		if r.IdempotencyKey != "" {
 			keyApps, keys = append(keyApps, r.AppID), append(keys, []byte(r.IdempotencyKey))
 		}
+		if x := r.ExpectSession; x != nil {
+			users[userKey{r.AppID, x.UserID}] = true
+		}
 		for _, ev := range r.Events {
 			addEvent(ev)
+			if ev.Effects != nil && ev.Effects.Invitation != nil {
+				k := idemKey{r.AppID, ev.Effects.Invitation.ID}
+				if _, ok := at.invVersions[k]; !ok {
+					at.invVersions[k] = 0
+					invApps, invIDs = append(invApps, k.app), append(invIDs, k.key)
+				}
+			}
 		}
 	}
 	for _, ev := range extra {
@@ -302,6 +362,22 @@ func (at *appendTx) prefetch(reqs []*meetsync.AppendRequest, extra []*meetsync.E
 	}
 	b := &pgx.Batch{}
 	at.queueUserLocks(b, users)
+	if len(invIDs) > 0 {
+		// The invitations the requests change, locked (after the users, in
+		// id order): their compare-and-set holds until commit.
+		b.Queue(`SELECT app_id, id, version FROM invitations WHERE (app_id, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+			ORDER BY id FOR UPDATE`, invApps, invIDs).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k idemKey
+				var v int64
+				if err := rows.Scan(&k.app, &k.key, &v); err != nil {
+					return err
+				}
+				at.invVersions[k] = v
+			}
+			return nil
+		})
+	}
 	if len(keys) > 0 {
 		b.Queue(`SELECT app_id, key, request_hash, results FROM idempotency_keys
 			WHERE (app_id, key) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))`, keyApps, keys).Query(func(rows pgx.Rows) error {
@@ -396,6 +472,21 @@ func (at *appendTx) queueEndpoints(b *pgx.Batch, apps map[string]bool) {
 		}
 		return nil
 	})
+	// The apps' debounced custom types, as committed now: a change of a
+	// type is seen by the next append on every replica (nothing is cached).
+	b.Queue("SELECT app_id, name FROM event_types WHERE app_id = ANY($1) AND debounce", list).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var app, name string
+			if err := rows.Scan(&app, &name); err != nil {
+				return err
+			}
+			if at.debounced[app] == nil {
+				at.debounced[app] = map[string]bool{}
+			}
+			at.debounced[app][name] = true
+		}
+		return nil
+	})
 }
 
 // loadEndpoints reads the enabled endpoints of apps not read yet.
@@ -429,6 +520,19 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 			}
 			return nil
 		}
+	}
+	if x := req.ExpectSession; x != nil {
+		ue, err := at.user(req.AppID, x.UserID)
+		if err != nil {
+			return err
+		}
+		if ue.state.Session.Version != x.Version {
+			req.Err = meetsync.Errorf(meetsync.ECONFLICT, "the session of user %s changed concurrently; try again", x.UserID)
+			return nil
+		}
+	}
+	if ok, err := at.checkInvitations(req); err != nil || !ok {
+		return err
 	}
 	rs.refs = make([]resultRef, 0, len(req.Events))
 	for _, ev := range req.Events {
@@ -482,6 +586,9 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (resultRef, error) {
 		at.dirty = append(at.dirty, ue)
 	}
 	at.events = append(at.events, ev)
+	if ev.Effects != nil && ev.Effects.Invitation != nil {
+		at.writeInvitation(ev.Effects.Invitation)
+	}
 	ref := resultRef{ev: ev}
 	if ev.CallerID {
 		at.callerIDs[idk] = ref
@@ -517,8 +624,24 @@ type fanOut struct {
 	k  queueKey
 }
 
-func coalesces(ev *meetsync.Event, ep *meetsync.Endpoint) bool {
-	return ev.Type == meetsync.TypeMeetingStatusChanged && ep.Debounce > 0 && !ev.Stale
+// coalesces reports whether the delivery of ev to ep waits out the
+// endpoint's debounce window, superseding older pending deliveries of the
+// same type for the same user: ev is not stale and its type is debounced
+// (meeting.status_changed, or a custom type registered with debounce).
+func (at *appendTx) coalesces(ev *meetsync.Event, ep *meetsync.Endpoint) bool {
+	if ep.Debounce <= 0 || ev.Stale {
+		return false
+	}
+	if ev.Type == meetsync.TypeMeetingStatusChanged {
+		return true
+	}
+	return !meetsync.IsReservedType(ev.Type) && at.debounced[ev.AppID][ev.Type]
+}
+
+// queueType is a queue and an event type coalesced in it.
+type queueType struct {
+	queueKey
+	typ string
 }
 
 // flush writes what the transaction appended: it locks the queues the new
@@ -532,7 +655,7 @@ func (at *appendTx) flush(final bool) error {
 	}
 	var outs []fanOut
 	queues := map[queueKey]*queueState{}
-	coalescing := map[queueKey]bool{}
+	coalescing := map[queueType]bool{}
 	perApp := map[string]int64{}
 	for _, ev := range at.events {
 		perApp[ev.AppID]++
@@ -545,8 +668,8 @@ func (at *appendTx) flush(final bool) error {
 			if queues[k] == nil {
 				queues[k] = &queueState{}
 			}
-			if coalesces(ev, ep) {
-				coalescing[k] = true
+			if at.coalesces(ev, ep) {
+				coalescing[queueType{k, ev.Type}] = true
 			}
 		}
 	}
@@ -575,20 +698,21 @@ func (at *appendTx) flush(final bool) error {
 			return nil
 		})
 		if len(coalescing) > 0 {
-			ckeys := make([]queueKey, 0, len(coalescing))
+			// The deliveries the new ones may supersede: pending, never
+			// attempted, unclaimed, of a type coalesced in their queue;
+			// locked in queue and seq order.
+			var ceps, cusers, ctypes []string
 			for k := range coalescing {
-				ckeys = append(ckeys, k)
+				ceps, cusers, ctypes = append(ceps, k.endpoint), append(cusers, k.user), append(ctypes, k.typ)
 			}
-			slices.SortFunc(ckeys, queueKey.less)
-			ceps, cusers := queueArrays(ckeys)
-			b.Queue(`SELECT d.endpoint_id, d.user_id, d.id, d.next_at, d.head FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(e, u, n)
-				JOIN deliveries d ON d.endpoint_id = q.e AND d.user_id = q.u
-				WHERE d.status = 'pending' AND d.attempts = 0 AND d.claim_owner = '' AND d.event_type = `+statusChangedSQL+`
-				ORDER BY q.n, d.seq FOR UPDATE OF d`, ceps, cusers).Query(func(rows pgx.Rows) error {
+			b.Queue(`SELECT d.endpoint_id, d.user_id, d.id, d.event_type, d.next_at, d.head FROM unnest($1::text[], $2::text[], $3::text[]) AS q(e, u, t)
+				JOIN deliveries d ON d.endpoint_id = q.e AND d.user_id = q.u AND d.event_type = q.t
+				WHERE d.status = 'pending' AND d.attempts = 0 AND d.claim_owner = ''
+				ORDER BY d.endpoint_id, d.user_id, d.seq FOR UPDATE OF d`, ceps, cusers, ctypes).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var k queueKey
 					d := &dbDelivery{}
-					if err := rows.Scan(&k.endpoint, &k.user, &d.id, &d.nextAt, &d.head); err != nil {
+					if err := rows.Scan(&k.endpoint, &k.user, &d.id, &d.typ, &d.nextAt, &d.head); err != nil {
 						return err
 					}
 					queues[k].supersedable = append(queues[k].supersedable, d)
@@ -654,7 +778,7 @@ func (at *appendTx) flush(final bool) error {
 		active := q.dbActive || len(q.batch) > 0
 		nd := &newDelivery{id: ids[i], ev: o.ev, endpointID: o.ep.ID, status: meetsync.DeliveryPending, head: !active, nextAt: o.ev.ReceivedAt,
 			updatedAt: o.ev.ReceivedAt}
-		coalesce := coalesces(o.ev, o.ep)
+		coalesce := at.coalesces(o.ev, o.ep)
 		if coalesce {
 			nd.nextAt = nd.nextAt.Add(o.ep.Debounce)
 		}
@@ -662,7 +786,7 @@ func (at *appendTx) flush(final bool) error {
 			by := "del_" + strconv.FormatInt(nd.id, 10)
 			wasHead := false
 			for _, d := range q.supersedable {
-				if d.superseded {
+				if d.superseded || d.typ != o.ev.Type {
 					continue
 				}
 				d.superseded = true
@@ -675,7 +799,7 @@ func (at *appendTx) flush(final bool) error {
 				}
 			}
 			for _, d := range q.batch {
-				if d.status != meetsync.DeliveryPending || d.ev.Type != meetsync.TypeMeetingStatusChanged || d.ev.Seq >= o.ev.Seq {
+				if d.status != meetsync.DeliveryPending || d.ev.Type != o.ev.Type || d.ev.Seq >= o.ev.Seq {
 					continue
 				}
 				d.status, d.supersededBy, d.updatedAt = meetsync.DeliverySuperseded, by, o.ev.ReceivedAt
@@ -749,6 +873,7 @@ func (at *appendTx) flush(final bool) error {
 		b.Queue(promoteSQL, eps, users)
 	}
 	at.queueUserWrites(b)
+	at.queueInvitationWrites(b)
 	if err := at.queueIdempotency(b); err != nil {
 		return err
 	}
@@ -800,11 +925,12 @@ const copyEvents = 256
 // copyEventRows loads the transaction's events with COPY.
 func (at *appendTx) copyEventRows() error {
 	_, err := at.tx.CopyFrom(at.ctx, pgx.Identifier{"events"},
-		[]string{"app_id", "pos", "id", "type", "user_id", "seq", "occurred_at", "received_at", "source", "device_id", "client_seq", "stale", "data"},
+		[]string{"app_id", "pos", "id", "type", "user_id", "seq", "occurred_at", "received_at", "source", "device_id", "client_seq", "stale", "data",
+			"schema_version"},
 		pgx.CopyFromSlice(len(at.events), func(i int) ([]any, error) {
 			ev := at.events[i]
 			return []any{ev.AppID, ev.Pos, ev.ID, ev.Type, ev.UserID, ev.Seq, ev.OccurredAt, ev.ReceivedAt, ev.Source, ev.DeviceID, ev.ClientSeq,
-				ev.Stale, []byte(ev.Data)}, nil
+				ev.Stale, []byte(ev.Data), int32(ev.SchemaVersion)}, nil
 		}))
 	return err
 }
@@ -834,21 +960,22 @@ func (at *appendTx) queueEventInserts(b *pgx.Batch) {
 		occ, rec                           = make([]time.Time, n), make([]time.Time, n)
 		stale                              = make([]bool, n)
 		data                               = make([][]byte, n)
+		schema                             = make([]int32, n)
 		idApps, ids                        []string
 		idPos                              []int64
 	)
 	for i, ev := range at.events {
 		app[i], id[i], typ[i], user[i], source[i], device[i] = ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Source, ev.DeviceID
 		pos[i], seq[i], cs[i] = ev.Pos, ev.Seq, ev.ClientSeq
-		occ[i], rec[i], stale[i], data[i] = ev.OccurredAt, ev.ReceivedAt, ev.Stale, ev.Data
+		occ[i], rec[i], stale[i], data[i], schema[i] = ev.OccurredAt, ev.ReceivedAt, ev.Stale, ev.Data, int32(ev.SchemaVersion)
 		if ev.CallerID {
 			idApps, ids, idPos = append(idApps, ev.AppID), append(ids, ev.ID), append(idPos, ev.Pos)
 		}
 	}
-	b.Queue(`INSERT INTO events (app_id, pos, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data)
+	b.Queue(`INSERT INTO events (app_id, pos, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::timestamptz[], $8::timestamptz[],
-			$9::text[], $10::text[], $11::bigint[], $12::bool[], $13::bytea[])`,
-		app, pos, id, typ, user, seq, occ, rec, source, device, cs, stale, data)
+			$9::text[], $10::text[], $11::bigint[], $12::bool[], $13::bytea[], $14::int[])`,
+		app, pos, id, typ, user, seq, occ, rec, source, device, cs, stale, data, schema)
 	if len(ids) > 0 {
 		b.Queue("INSERT INTO event_ids (app_id, id, pos) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])", idApps, ids, idPos)
 	}
@@ -873,27 +1000,28 @@ func (at *appendTx) queueUserWrites(b *pgx.Batch) {
 			app, user, num, dev, bside, mside = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 			last, sseq                        = make([]int64, n), make([]int64, n)
 			status, reason                    = make([]int32, n), make([]int32, n)
-			since                             = make([]pgtype.Timestamptz, n)
+			since, due                        = make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
 			updated                           = make([]time.Time, n)
-			devices                           = make([][]byte, n)
+			devices, extra                    = make([][]byte, n), make([][]byte, n)
 		)
 		for i, u := range us {
 			app[i], user[i], num[i], dev[i], bside[i], mside[i] = u.AppID, u.UserID, u.MeetingNum, u.DeviceID, u.BusinessSide, u.MeetingSide
 			last[i], sseq[i], status[i], reason[i] = u.LastSeq, u.StatusSeq, int32(u.Status), int32(u.Reason)
 			since[i] = pgtype.Timestamptz{Time: u.Since, Valid: !u.Since.IsZero()}
-			updated[i], devices[i] = u.UpdatedAt, encodeDevices(u.Devices)
+			due[i] = pgtype.Timestamptz{Time: u.DueAt, Valid: !u.DueAt.IsZero()}
+			updated[i], devices[i], extra[i] = u.UpdatedAt, encodeDevices(u.Devices), encodeExtra(u)
 		}
-		return []any{app, user, last, status, reason, num, dev, since, sseq, bside, mside, updated, devices}
+		return []any{app, user, last, status, reason, num, dev, since, sseq, bside, mside, updated, devices, extra, due}
 	}
 	const src = `unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::int[], $6::text[], $7::text[], $8::timestamptz[], $9::bigint[],
-		$10::text[], $11::text[], $12::timestamptz[], $13::bytea[])`
+		$10::text[], $11::text[], $12::timestamptz[], $13::bytea[], $14::bytea[], $15::timestamptz[])`
 	if len(ins) > 0 {
 		b.Queue("INSERT INTO users ("+userCols+") SELECT * FROM "+src, cols(ins)...)
 	}
 	if len(upd) > 0 {
 		b.Queue(`UPDATE users u SET last_seq = v.last_seq, status = v.status, reason = v.reason, meeting_num = v.meeting_num, device_id = v.device_id,
 			since = v.since, status_seq = v.status_seq, business_side = v.business_side, meeting_side = v.meeting_side, updated_at = v.updated_at,
-			devices = v.devices
+			devices = v.devices, extra = v.extra, due_at = v.due_at
 			FROM `+src+` AS v(`+userCols+`) WHERE u.app_id = v.app_id AND u.user_id = v.user_id`, cols(upd)...)
 	}
 }
@@ -952,11 +1080,12 @@ func (at *appendTx) results() {
 func scanEvent(row pgx.Row) (*meetsync.Event, error) {
 	var e meetsync.Event
 	var data []byte
+	var schemaVersion int32
 	if err := row.Scan(&e.Pos, &e.ID, &e.Type, &e.AppID, &e.UserID, &e.Seq, &e.OccurredAt, &e.ReceivedAt, &e.Source, &e.DeviceID,
-		&e.ClientSeq, &e.Stale, &data); err != nil {
+		&e.ClientSeq, &e.Stale, &data, &schemaVersion); err != nil {
 		return nil, err
 	}
-	e.Data = data
+	e.Data, e.SchemaVersion = data, int(schemaVersion)
 	return &e, nil
 }
 

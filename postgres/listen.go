@@ -18,6 +18,9 @@ const (
 	// replay or recovery, an endpoint enabled again, claims released by a
 	// replica that stopped).
 	NotifyDeliveries = kindDeliveries
+	// NotifyCommands: device commands were created (SSE command streams
+	// read on).
+	NotifyCommands = kindCommands
 )
 
 // Listen passes handler the kind of every notification sent by the
@@ -25,7 +28,7 @@ const (
 // its own commits itself), until ctx ends. It holds a connection of its
 // own and reconnects, with backoff, when it is lost. Each time it starts
 // listening (the first time, and after each reconnection, when
-// notifications may have been missed) it calls handler with both kinds.
+// notifications may have been missed) it calls handler with every kind.
 //
 // Notifications are sent inside the committing transaction, so a replica
 // is told exactly of what committed, and NOTIFY's queue keeps them in
@@ -65,6 +68,7 @@ func (db *DB) listenOnce(ctx context.Context, handler func(kind string), connect
 	connected()
 	handler(NotifyEvents)
 	handler(NotifyDeliveries)
+	handler(NotifyCommands)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -75,7 +79,7 @@ func (db *DB) listenOnce(ctx context.Context, handler func(kind string), connect
 			continue
 		}
 		switch kind {
-		case NotifyEvents, NotifyDeliveries:
+		case NotifyEvents, NotifyDeliveries, NotifyCommands:
 			handler(kind)
 		}
 	}

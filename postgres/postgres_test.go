@@ -139,10 +139,10 @@ func TestListen(t *testing.T) {
 	}
 	listening := func() {
 		t.Helper()
-		// On (re)connecting, both kinds: whatever was missed is looked at.
-		got := []string{next(), next()}
-		if got[0] != postgres.NotifyEvents || got[1] != postgres.NotifyDeliveries {
-			t.Fatalf("on connecting: %v, want both kinds", got)
+		// On (re)connecting, every kind: whatever was missed is looked at.
+		got := []string{next(), next(), next()}
+		if got[0] != postgres.NotifyEvents || got[1] != postgres.NotifyDeliveries || got[2] != postgres.NotifyCommands {
+			t.Fatalf("on connecting: %v, want every kind", got)
 		}
 	}
 	listening()
@@ -168,6 +168,23 @@ func TestListen(t *testing.T) {
 	}
 	if k := next(); k != postgres.NotifyDeliveries {
 		t.Errorf("after its own append and another replica's endpoint enabling: %q, want deliveries only", k)
+	}
+
+	// Another replica's new command; then the same command again (nothing
+	// is created: no notification) and an append.
+	cmd := &meetsync.Command{ID: "cmd_1", AppID: app, UserID: "u", DeviceID: "d", Type: meetsync.CommandLogout, Data: []byte(`{}`), CreatedAt: time.Now()}
+	if err := b.CommandsCreate(ctx, []*meetsync.Command{cmd}); err != nil {
+		t.Fatal(err)
+	}
+	if k := next(); k != postgres.NotifyCommands {
+		t.Errorf("after another replica's command: %q", k)
+	}
+	if err := b.CommandsCreate(ctx, []*meetsync.Command{cmd}); err != nil {
+		t.Fatal(err)
+	}
+	appendNote(t, b, app)
+	if k := next(); k != postgres.NotifyEvents {
+		t.Errorf("after a command created again and an append: %q, want events only", k)
 	}
 
 	// A lost connection is re-established, and says so.

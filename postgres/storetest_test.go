@@ -31,7 +31,8 @@ func open(t *testing.T, url string, migrate bool) *postgres.DB {
 }
 
 // TestStore runs the store conformance suite on a fresh database per
-// test, with peers: other handles (replicas) on the same database.
+// test, with peers (other handles, as replicas, on the same database) and
+// every capability (sessions, invitations, types, purge).
 func TestStore(t *testing.T) {
 	var mu sync.Mutex
 	urls := map[meetsync.Store]string{}
@@ -47,5 +48,5 @@ func TestStore(t *testing.T) {
 		url := urls[s]
 		mu.Unlock()
 		return open(t, url, false)
-	}))
+	}), storetest.WithCapabilities(storetest.AllCapabilities))
 }

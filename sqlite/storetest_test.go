@@ -9,7 +9,8 @@ import (
 	"github.com/meetsync/meetsync/storetest"
 )
 
-// TestStore runs the store conformance suite on a fresh SQLite file per test.
+// TestStore runs the store conformance suite on a fresh SQLite file per
+// test, with every capability (sessions, invitations, types, purge).
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) meetsync.Store {
 		db, err := sqlite.Open(filepath.Join(t.TempDir(), "meetsync.db"), sqlite.Config{})
@@ -17,5 +18,5 @@ func TestStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		return db
-	})
+	}, storetest.WithCapabilities(storetest.AllCapabilities))
 }

@@ -12,12 +12,24 @@
 // transaction, coalescing of status changes); per-(endpoint, user) FIFO
 // queue heads; claims with leases and fencing; outcomes (delivered,
 // failed, dead, released, disabling); replay and recovery; queue depths;
-// releasing claims.
+// releasing claims. Appends also carry the session saga's state: the
+// compare-and-set on a user's session version (ExpectSession, raced
+// through several handles), the users' session, platform presence, open
+// invitations and due time, and the schema version of events.
+//
+// The seams beyond Store are capabilities a store declares (Sessions,
+// Invitations, Types, Purge): app settings, meeting accounts, client
+// tokens, commands and due users; invitations written with their events
+// under compare-and-set; custom event types with their versions and
+// debounce; the retention purge. A declared capability's tests fail if the
+// store lacks its interface, and a store that has an interface it did not
+// declare fails too, so no store skips tests by accident.
 //
 // A store package runs it from a test:
 //
 //	func TestStore(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) meetsync.Store { … a fresh, empty store … })
+//		storetest.Run(t, func(t *testing.T) meetsync.Store { … a fresh, empty store … },
+//			storetest.WithCapabilities(storetest.AllCapabilities))
 //	}
 package storetest
 
@@ -44,9 +56,82 @@ func WithPeer(open func(t *testing.T, s meetsync.Store) meetsync.Store) Option {
 	return func(su *suite) { su.peer = open }
 }
 
+// Capability is a set of seams beyond meetsync.Store that a store implements.
+type Capability uint
+
+// Capabilities.
+const (
+	// Sessions is meetsync.SessionStore.
+	Sessions Capability = 1 << iota
+	// Invitations is meetsync.InvitationStore (and EventEffects.Invitation
+	// written by EventsAppend).
+	Invitations
+	// Types is meetsync.TypeStore (and the debounce of custom types in the
+	// event fan-out).
+	Types
+	// Purge is meetsync.Purger.
+	Purge
+
+	// AllCapabilities is every capability.
+	AllCapabilities = Sessions | Invitations | Types | Purge
+)
+
+func (c Capability) String() string {
+	switch c {
+	case Sessions:
+		return "Sessions (meetsync.SessionStore)"
+	case Invitations:
+		return "Invitations (meetsync.InvitationStore)"
+	case Types:
+		return "Types (meetsync.TypeStore)"
+	case Purge:
+		return "Purge (meetsync.Purger)"
+	}
+	return fmt.Sprintf("Capability(%d)", uint(c))
+}
+
+// implements reports whether s implements the interface of capability c.
+func implements(s meetsync.Store, c Capability) bool {
+	var ok bool
+	switch c {
+	case Sessions:
+		_, ok = s.(meetsync.SessionStore)
+	case Invitations:
+		_, ok = s.(meetsync.InvitationStore)
+	case Types:
+		_, ok = s.(meetsync.TypeStore)
+	case Purge:
+		_, ok = s.(meetsync.Purger)
+	}
+	return ok
+}
+
+// WithCapabilities declares the capabilities the store implements; their
+// tests run (and fail if the store lacks the interface).
+func WithCapabilities(c Capability) Option {
+	return func(su *suite) { su.caps |= c }
+}
+
 type suite struct {
 	newStore func(t *testing.T) meetsync.Store
 	peer     func(t *testing.T, s meetsync.Store) meetsync.Store
+	caps     Capability
+}
+
+// require checks that the store of e has capability c: a declared one it
+// lacks fails the test, an undeclared one it lacks skips it, and one it
+// has without declaring it fails too (its tests would never run).
+func (su *suite) require(e *env, c Capability) {
+	e.t.Helper()
+	has := implements(e.s, c)
+	switch {
+	case su.caps&c != 0 && !has:
+		e.t.Fatalf("the store was declared with capability %v but does not implement it", c)
+	case su.caps&c == 0 && has:
+		e.t.Fatalf("the store implements %v: declare it with storetest.WithCapabilities so that its tests run", c)
+	case su.caps&c == 0:
+		e.t.Skipf("the store does not have capability %v", c)
+	}
 }
 
 // Run runs the conformance suite. newStore returns a fresh, empty store
@@ -92,6 +177,30 @@ func Run(t *testing.T, newStore func(t *testing.T) meetsync.Store, opts ...Optio
 		{"DeliveryList", testDeliveryList},
 		{"EndpointDelete", testEndpointDelete},
 		{"ConcurrentDispatch", testConcurrentDispatch},
+
+		{"ExpectSession", testExpectSession},
+		{"ExpectSessionConcurrentWriters", testExpectSessionConcurrentWriters},
+		{"SessionState", testSessionState},
+		{"SchemaVersion", testSchemaVersion},
+
+		{"AppSettings", testAppSettings},
+		{"MeetingAccounts", testMeetingAccounts},
+		{"ClientTokens", testClientTokens},
+		{"Commands", testCommands},
+		{"UsersDue", testUsersDue},
+
+		{"Invitations", testInvitations},
+		{"InvitationCompareAndSet", testInvitationCompareAndSet},
+		{"InvitationConcurrentWriters", testInvitationConcurrentWriters},
+
+		{"EventTypeVersions", testEventTypeVersions},
+		{"EventTypeApps", testEventTypeApps},
+		{"EventTypeConcurrentPuts", testEventTypeConcurrentPuts},
+		{"CustomTypeDebounce", testCustomTypeDebounce},
+
+		{"Purge", testPurge},
+		{"PurgeKeepsActiveDeliveries", testPurgeKeepsActiveDeliveries},
+		{"PurgeConcurrentReplays", testPurgeConcurrentReplays},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

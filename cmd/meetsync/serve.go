@@ -128,9 +128,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Delivery.Start(ctx); err != nil {
 		return fmt.Errorf("start delivery: %w", err)
 	}
+	apiCfg := httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery}
+	if err := m.startSessions(db, log, &apiCfg); err != nil {
+		return err
+	}
 	if m.pg != nil {
 		// Commits of the other replicas: the feed moved (SSE streams read
-		// on, the dispatcher claims) or deliveries became due.
+		// on, the dispatcher claims), deliveries became due, or device
+		// commands were created (command streams read on).
+		sessions := m.Sessions
 		m.bg.Add(1)
 		go func() {
 			defer m.bg.Done()
@@ -140,13 +146,13 @@ func (m *Main) Run(ctx context.Context) error {
 					m.Ingest.Notify()
 				case postgres.NotifyDeliveries:
 					m.Delivery.Wake()
+				case postgres.NotifyCommands:
+					if sessions != nil {
+						sessions.Commands.Notify()
+					}
 				}
 			})
 		}()
-	}
-	apiCfg := httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery}
-	if err := m.startSessions(db, log, &apiCfg); err != nil {
-		return err
 	}
 	m.API = httpapi.New(apiCfg)
 	m.HTTP = &http.Server{
