@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/internal/pgtest"
 	"github.com/meetsync/meetsync/netease/neteasetest"
 )
@@ -125,8 +128,14 @@ func TestSessionsReplicas(t *testing.T) {
 	fake := neteasetest.NewServer("ne-app-key", "ne-app-secret")
 	defer fake.Close()
 	dir := t.TempDir()
-	a := startServer(t, filepath.Join(dir, "a"), "--database-url", db)
-	b := startServer(t, filepath.Join(dir, "b"), "--database-url", db)
+	// Replicas share one secret key (docs/scaling.md): each decrypts what
+	// the other sealed (meeting tokens, the NetEase app secret).
+	keyFile := filepath.Join(dir, "secret.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(meetsync.NewSecretKey())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startServer(t, filepath.Join(dir, "a"), "--database-url", db, "--secret-key-file", keyFile)
+	b := startServer(t, filepath.Join(dir, "b"), "--database-url", db, "--secret-key-file", keyFile)
 	key := readKey(t, a.Data)
 	ca, cb := newClient(t, a.URL, key), newClient(t, b.URL, key)
 	for _, s := range []*server{a, b} {
