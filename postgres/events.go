@@ -27,40 +27,8 @@ const (
 	eventCols      = "pos, id, type, app_id, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version"
 )
 
-// deviceJSON is a device's state inside users.devices (the SQLite store's
-// encoding, times in microseconds).
-type deviceJSON struct {
-	ID            string `json:"d"`
-	LastClientSeq int64  `json:"c,omitempty"`
-	Status        int    `json:"s"`
-	Reason        int    `json:"r,omitempty"`
-	MeetingNum    string `json:"m,omitempty"`
-	Since         int64  `json:"t,omitempty"`
-	StatusSeq     int64  `json:"q,omitempty"`
-	LastSeenAt    int64  `json:"l,omitempty"`
-}
 
-func encodeDevices(ds []*meetsync.DeviceState) []byte {
-	out := make([]deviceJSON, len(ds))
-	for i, d := range ds {
-		out[i] = deviceJSON{d.DeviceID, d.LastClientSeq, int(d.Status), int(d.Reason), d.MeetingNum, micros(d.Since), d.StatusSeq, micros(d.LastSeenAt)}
-	}
-	b, _ := json.Marshal(out)
-	return b
-}
 
-func decodeDevices(b []byte) ([]*meetsync.DeviceState, error) {
-	var in []deviceJSON
-	if err := json.Unmarshal(b, &in); err != nil {
-		return nil, fmt.Errorf("decode devices: %w", err)
-	}
-	out := make([]*meetsync.DeviceState, len(in))
-	for i, d := range in {
-		out[i] = &meetsync.DeviceState{DeviceID: d.ID, LastClientSeq: d.LastClientSeq, Status: meetsync.MeetingStatus(d.Status),
-			Reason: meetsync.Reason(d.Reason), MeetingNum: d.MeetingNum, Since: fromMicros(d.Since), StatusSeq: d.StatusSeq, LastSeenAt: fromMicros(d.LastSeenAt)}
-	}
-	return out, nil
-}
 
 func scanUser(row pgx.Row) (*meetsync.UserState, error) {
 	var u meetsync.UserState
@@ -74,51 +42,14 @@ func scanUser(row pgx.Row) (*meetsync.UserState, error) {
 	u.Status, u.Reason = meetsync.MeetingStatus(status), meetsync.Reason(reason)
 	u.Since, u.DueAt = fromNull(since), fromNull(due)
 	var err error
-	if u.Devices, err = decodeDevices(devices); err != nil {
+	if u.Devices, err = meetsync.DecodeDevices(devices); err != nil {
 		return nil, err
 	}
-	return &u, decodeExtra(extra, &u)
+	return &u, meetsync.DecodeUserExtra(extra, &u)
 }
 
-// extraJSON is users.extra: the session, the platform presence and the
-// open invitations (the SQLite store's encoding).
-type extraJSON struct {
-	Session  *meetsync.Session          `json:"session,omitempty"`
-	Platform *meetsync.PlatformPresence `json:"platform,omitempty"`
-	Invites  []meetsync.InviteRef       `json:"invites,omitempty"`
-}
 
-func encodeExtra(u *meetsync.UserState) []byte {
-	var x extraJSON
-	if u.Session.Version != 0 {
-		x.Session = &u.Session
-	}
-	if u.Platform != (meetsync.PlatformPresence{}) {
-		x.Platform = &u.Platform
-	}
-	x.Invites = u.Invites
-	b, _ := json.Marshal(x)
-	return b
-}
 
-func decodeExtra(b []byte, u *meetsync.UserState) error {
-	u.Session = meetsync.Session{Business: u.BusinessSide, Meeting: u.MeetingSide}
-	if len(b) <= 2 {
-		return nil
-	}
-	var x extraJSON
-	if err := json.Unmarshal(b, &x); err != nil {
-		return fmt.Errorf("decode user extra: %w", err)
-	}
-	if x.Session != nil {
-		u.Session = *x.Session
-	}
-	if x.Platform != nil {
-		u.Platform = *x.Platform
-	}
-	u.Invites = x.Invites
-	return nil
-}
 
 type userKey struct{ app, user string }
 
@@ -1009,7 +940,7 @@ func (at *appendTx) queueUserWrites(b *pgx.Batch) {
 			last[i], sseq[i], status[i], reason[i] = u.LastSeq, u.StatusSeq, int32(u.Status), int32(u.Reason)
 			since[i] = pgtype.Timestamptz{Time: u.Since, Valid: !u.Since.IsZero()}
 			due[i] = pgtype.Timestamptz{Time: u.DueAt, Valid: !u.DueAt.IsZero()}
-			updated[i], devices[i], extra[i] = u.UpdatedAt, encodeDevices(u.Devices), encodeExtra(u)
+			updated[i], devices[i], extra[i] = u.UpdatedAt, meetsync.EncodeDevices(u.Devices), meetsync.EncodeUserExtra(u)
 		}
 		return []any{app, user, last, status, reason, num, dev, since, sseq, bside, mside, updated, devices, extra, due}
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -40,39 +39,8 @@ const (
 
 type scanner interface{ Scan(...any) error }
 
-// deviceJSON is a device's state inside users.devices.
-type deviceJSON struct {
-	ID            string `json:"d"`
-	LastClientSeq int64  `json:"c,omitempty"`
-	Status        int    `json:"s"`
-	Reason        int    `json:"r,omitempty"`
-	MeetingNum    string `json:"m,omitempty"`
-	Since         int64  `json:"t,omitempty"`
-	StatusSeq     int64  `json:"q,omitempty"`
-	LastSeenAt    int64  `json:"l,omitempty"`
-}
 
-func encodeDevices(ds []*meetsync.DeviceState) []byte {
-	out := make([]deviceJSON, len(ds))
-	for i, d := range ds {
-		out[i] = deviceJSON{d.DeviceID, d.LastClientSeq, int(d.Status), int(d.Reason), d.MeetingNum, micros(d.Since), d.StatusSeq, micros(d.LastSeenAt)}
-	}
-	b, _ := json.Marshal(out)
-	return b
-}
 
-func decodeDevices(b []byte) ([]*meetsync.DeviceState, error) {
-	var in []deviceJSON
-	if err := json.Unmarshal(b, &in); err != nil {
-		return nil, fmt.Errorf("decode devices: %w", err)
-	}
-	out := make([]*meetsync.DeviceState, len(in))
-	for i, d := range in {
-		out[i] = &meetsync.DeviceState{DeviceID: d.ID, LastClientSeq: d.LastClientSeq, Status: meetsync.MeetingStatus(d.Status),
-			Reason: meetsync.Reason(d.Reason), MeetingNum: d.MeetingNum, Since: fromMicros(d.Since), StatusSeq: d.StatusSeq, LastSeenAt: fromMicros(d.LastSeenAt)}
-	}
-	return out, nil
-}
 
 func scanUser(sc scanner) (*meetsync.UserState, error) {
 	var u meetsync.UserState
@@ -90,52 +58,14 @@ func scanUser(sc scanner) (*meetsync.UserState, error) {
 		u.DueAt = fromMicros(due)
 	}
 	var err error
-	if u.Devices, err = decodeDevices(devices); err != nil {
+	if u.Devices, err = meetsync.DecodeDevices(devices); err != nil {
 		return nil, err
 	}
-	return &u, decodeExtra(extra, &u)
+	return &u, meetsync.DecodeUserExtra(extra, &u)
 }
 
-// extraJSON is users.extra: the session and the platform presence.
-type extraJSON struct {
-	Session  *meetsync.Session          `json:"session,omitempty"`
-	Platform *meetsync.PlatformPresence `json:"platform,omitempty"`
-	Invites  []meetsync.InviteRef       `json:"invites,omitempty"`
-}
 
-func encodeExtra(u *meetsync.UserState) []byte {
-	var x extraJSON
-	if u.Session.Version != 0 {
-		x.Session = &u.Session
-	}
-	if u.Platform != (meetsync.PlatformPresence{}) {
-		x.Platform = &u.Platform
-	}
-	x.Invites = u.Invites
-	b, _ := json.Marshal(x)
-	return b
-}
 
-func decodeExtra(b []byte, u *meetsync.UserState) error {
-	if len(b) <= 2 {
-		u.Session = meetsync.Session{Business: u.BusinessSide, Meeting: u.MeetingSide}
-		return nil
-	}
-	var x extraJSON
-	if err := json.Unmarshal(b, &x); err != nil {
-		return fmt.Errorf("decode user extra: %w", err)
-	}
-	if x.Session != nil {
-		u.Session = *x.Session
-	} else {
-		u.Session = meetsync.Session{Business: u.BusinessSide, Meeting: u.MeetingSide}
-	}
-	if x.Platform != nil {
-		u.Platform = *x.Platform
-	}
-	u.Invites = x.Invites
-	return nil
-}
 
 type userKey struct{ app, user string }
 
@@ -313,8 +243,8 @@ func (at *appendTx) user(appID, userID string) (*meetsync.UserState, error) {
 func (at *appendTx) flushUsers() error {
 	for _, u := range at.order {
 		if _, err := at.tx.ExecContext(at.ctx, userPutSQL, u.AppID, u.UserID, u.LastSeq, int(u.Status), int(u.Reason), u.MeetingNum,
-			u.DeviceID, micros(u.Since), u.StatusSeq, u.BusinessSide, u.MeetingSide, micros(u.UpdatedAt), encodeDevices(u.Devices),
-			encodeExtra(u), micros(u.DueAt)); err != nil {
+			u.DeviceID, micros(u.Since), u.StatusSeq, u.BusinessSide, u.MeetingSide, micros(u.UpdatedAt), meetsync.EncodeDevices(u.Devices),
+			meetsync.EncodeUserExtra(u), micros(u.DueAt)); err != nil {
 			return err
 		}
 	}
