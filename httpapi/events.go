@@ -672,6 +672,33 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"events": events, "next": meetsync.FormatCursor(next)})
 }
 
+// startSSE sends the headers of a Server-Sent Events stream, the retry
+// delay and preamble, and flushes them.
+func startSSE(w http.ResponseWriter, preamble string) (*http.ResponseController, error) {
+	rc := http.NewResponseController(w)
+	if sw, ok := w.(*statusWriter); ok {
+		sw.stream = true
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.WriteString(w, "retry: 1000\n"+preamble+"\n"); err != nil {
+		return nil, err
+	}
+	_ = rc.Flush()
+	return rc, nil
+}
+
+// keepAlive writes an SSE comment so proxies and clients see the stream alive.
+func keepAlive(w io.Writer, rc *http.ResponseController) error {
+	if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+		return err
+	}
+	return rc.Flush()
+}
+
 // handleEventStream serves the feed as Server-Sent Events. Each event's SSE
 // id is its cursor; a client that reconnects with Last-Event-ID resumes
 // right after it. Without a cursor the stream starts at the current end.
@@ -694,22 +721,12 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.Limit = 500
-	rc := http.NewResponseController(w)
-	if sw, ok := w.(*statusWriter); ok {
-		sw.stream = true
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	// Tell the client how long to wait before reconnecting and where the
-	// stream starts (an id with no data sets the client's Last-Event-ID,
-	// so a reconnect before the first event misses nothing), then flush.
-	if _, err := io.WriteString(w, "retry: 1000\nid: "+meetsync.FormatCursor(p.After)+"\n\n"); err != nil {
+	// Tell the client where the stream starts: an id with no data sets its
+	// Last-Event-ID, so a reconnect before the first event misses nothing.
+	rc, err := startSSE(w, "id: "+meetsync.FormatCursor(p.After)+"\n")
+	if err != nil {
 		return
 	}
-	_ = rc.Flush()
 	heartbeat := time.NewTicker(s.cfg.StreamHeartbeat)
 	defer heartbeat.Stop()
 	var buf bytes.Buffer
@@ -750,10 +767,7 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-changed:
 		case <-heartbeat.C:
-			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
-				return
-			}
-			if err := rc.Flush(); err != nil {
+			if keepAlive(w, rc) != nil {
 				return
 			}
 		case <-ctx.Done():

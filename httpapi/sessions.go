@@ -208,19 +208,10 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"commands": cmds})
 		return
 	}
-	rc := http.NewResponseController(w)
-	if sw, ok := w.(*statusWriter); ok {
-		sw.stream = true
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if _, err := io.WriteString(w, "retry: 1000\n\n"); err != nil {
+	rc, err := startSSE(w, "")
+	if err != nil {
 		return
 	}
-	_ = rc.Flush()
 	heartbeat := time.NewTicker(s.cfg.StreamHeartbeat)
 	defer heartbeat.Stop()
 	poll := time.NewTicker(5 * time.Second) // commands made on another replica
@@ -261,10 +252,7 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 		case <-poll.C:
 		case <-heartbeat.C:
-			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
-				return
-			}
-			if err := rc.Flush(); err != nil {
+			if keepAlive(w, rc) != nil {
 				return
 			}
 		case <-ctx.Done():

@@ -27,9 +27,6 @@ const (
 	eventCols      = "pos, id, type, app_id, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version"
 )
 
-
-
-
 func scanUser(row pgx.Row) (*meetsync.UserState, error) {
 	var u meetsync.UserState
 	var status, reason int32
@@ -47,9 +44,6 @@ func scanUser(row pgx.Row) (*meetsync.UserState, error) {
 	}
 	return &u, meetsync.DecodeUserExtra(extra, &u)
 }
-
-
-
 
 type userKey struct{ app, user string }
 

@@ -39,9 +39,6 @@ const (
 
 type scanner interface{ Scan(...any) error }
 
-
-
-
 func scanUser(sc scanner) (*meetsync.UserState, error) {
 	var u meetsync.UserState
 	var status, reason int
@@ -63,9 +60,6 @@ func scanUser(sc scanner) (*meetsync.UserState, error) {
 	}
 	return &u, meetsync.DecodeUserExtra(extra, &u)
 }
-
-
-
 
 type userKey struct{ app, user string }
 
