@@ -135,10 +135,13 @@ func (r *Registry) EventTypePut(ctx context.Context, p *meetsync.EventTypePutPar
 		return nil, false, err
 	}
 	r.mu.Lock()
-	if r.compiled[p.AppID] == nil {
-		r.compiled[p.AppID] = map[versionKey]*jsonschema.Schema{}
+	// Copy on write: load reads a snapshot of the app's map without the lock.
+	m := make(map[versionKey]*jsonschema.Schema, len(r.compiled[p.AppID])+1)
+	for k, v := range r.compiled[p.AppID] {
+		m[k] = v
 	}
-	r.compiled[p.AppID][versionKey{p.Name, et.LatestVersion}] = sch
+	m[versionKey{p.Name, et.LatestVersion}] = sch
+	r.compiled[p.AppID] = m
 	r.mu.Unlock()
 	r.Forget(p.AppID)
 	return et, created, nil
