@@ -35,6 +35,8 @@ import (
 type Config struct {
 	// Owner identifies this dispatcher's claims. Default a random id.
 	Owner string
+	// Sealer opens endpoint signing secrets encrypted at rest (nil: stored as they are).
+	Sealer *meetsync.Sealer
 	// Workers is the most deliveries in flight at once. Default 256.
 	Workers int
 	// Lease is how long a claim lasts; a crashed worker's claims are due
@@ -554,7 +556,12 @@ func (d *Dispatcher) signingKeys(ep *meetsync.Endpoint, now time.Time) []webhook
 		if s.ExpiresAt != nil && s.ExpiresAt.Before(c.expires) {
 			c.expires = *s.ExpiresAt
 		}
-		if k, err := webhook.ParseSecret(s.Secret); err == nil {
+		plain, err := d.cfg.Sealer.Open(s.Secret)
+		if err != nil {
+			d.log.Error("an endpoint signing secret cannot be decrypted; it is not used", "endpoint_id", ep.ID, "err", err)
+			continue
+		}
+		if k, err := webhook.ParseSecret(plain); err == nil {
 			c.keys = append(c.keys, k)
 		}
 	}

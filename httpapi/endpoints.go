@@ -110,13 +110,15 @@ func (s *Server) handleEndpointCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	secret := e.Secrets[0].Secret
+	e.Secrets[0].Secret = s.cfg.Sealer.Seal(secret) // encrypted at rest
 	if err := s.store.EndpointCreate(r.Context(), e); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.log.Info("endpoint created", "app_id", e.AppID, "endpoint_id", e.ID)
 	out := renderEndpoint(e)
-	out.Secret = e.Secrets[0].Secret
+	out.Secret = secret
 	writeJSON(w, http.StatusCreated, out)
 }
 
@@ -204,7 +206,8 @@ func (s *Server) handleSecretRotate(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now().UTC()
 	expires := now.Add(grace)
-	secrets := []meetsync.EndpointSecret{{Secret: meetsync.NewEndpointSecret(), CreatedAt: now}}
+	secret := meetsync.NewEndpointSecret()
+	secrets := []meetsync.EndpointSecret{{Secret: s.cfg.Sealer.Seal(secret), CreatedAt: now}}
 	for _, old := range e.Secrets {
 		if old.ExpiresAt != nil && !now.Before(*old.ExpiresAt) {
 			continue // already expired: drop it
@@ -223,7 +226,7 @@ func (s *Server) handleSecretRotate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("endpoint secret rotated", "app_id", e.AppID, "endpoint_id", e.ID, "grace", grace)
 	out := renderEndpoint(e)
-	out.Secret = secrets[0].Secret
+	out.Secret = secret
 	writeJSON(w, http.StatusOK, map[string]any{"endpoint": out, "secret": out.Secret, "previous_expires_at": expires})
 }
 

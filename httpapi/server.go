@@ -50,7 +50,8 @@ type Config struct {
 	Sessions        *session.Service
 	SessionStore    meetsync.SessionStore
 	InvitationStore meetsync.InvitationStore
-	// Sealer encrypts the meeting platform's app secret at rest (PATCH /v1/app).
+	// Sealer encrypts secrets at rest: endpoint signing secrets and the
+	// meeting platform's app secret (PATCH /v1/app).
 	Sealer *meetsync.Sealer
 	// Delivery, when set, is woken when deliveries become due through the
 	// API (replay, recover, an endpoint enabled again).

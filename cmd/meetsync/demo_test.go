@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meetsync/meetsync/sqlite"
 )
 
 // TestDemo runs `meetsync demo` end to end and checks that the newcomer
@@ -17,7 +20,8 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errOut syncBuffer
-	if err := run(ctx, []string{"demo", "--data", t.TempDir()}, &out, &errOut); err != nil {
+	data := t.TempDir()
+	if err := run(ctx, []string{"demo", "--data", data}, &out, &errOut); err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errOut.String())
 	}
 	s := out.String()
@@ -37,6 +41,24 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(s, u+" ") || !strings.Contains(s, "business=logged_out") {
 			t.Errorf("summary for %s missing or not logged out", u)
 		}
+	}
+	// Secrets are encrypted at rest: the endpoint's signing secret and the
+	// meeting tokens (the receiver verified every signature all the same).
+	db, err := sqlite.Open(filepath.Join(data, "server", "meetsync.db"), sqlite.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	apps, err := db.AppList(ctx)
+	if err != nil || len(apps) != 1 {
+		t.Fatalf("apps: %v %v", apps, err)
+	}
+	eps, err := db.EndpointList(ctx, apps[0].ID)
+	if err != nil || len(eps) != 1 || len(eps[0].Secrets) != 1 || !strings.HasPrefix(eps[0].Secrets[0].Secret, "enc:v1:") {
+		t.Errorf("the endpoint's secret at rest: %+v %v", eps, err)
+	}
+	if a, err := db.AccountGet(ctx, apps[0].ID, "alice"); err != nil || !strings.HasPrefix(a.UserToken, "enc:v1:") {
+		t.Errorf("alice's meeting token at rest: %+v %v", a, err)
 	}
 	if t.Failed() {
 		t.Log(s)

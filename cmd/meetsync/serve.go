@@ -38,6 +38,7 @@ type Main struct {
 	Ingest   *ingest.Service
 	Delivery *delivery.Dispatcher
 	Sessions *session.Service
+	sealer   *meetsync.Sealer
 	Sim      *sim.Platform
 	API      *httpapi.Server
 	HTTP     *http.Server
@@ -108,7 +109,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.AllowPrivateEndpoints {
 		log.Warn("private webhook endpoints allowed: the SSRF guard is off (--allow-private-endpoints)")
 	}
+	var err error
+	if m.sealer, err = m.openSealer(log); err != nil {
+		return err
+	}
 	dc := delivery.Config{
+		Sealer:  m.sealer,
 		Workers: cfg.DeliveryWorkers, Timeout: cfg.DeliveryTimeout, Lease: cfg.DeliveryLease, Schedule: cfg.RetrySchedule,
 		DisableAfter: cfg.DisableAfter, URLPolicy: policy, Changes: m.Ingest.Changes, Notify: m.Ingest.Notify,
 		UserAgent: "meetsync-webhooks/" + Version,
@@ -121,14 +127,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.pg != nil {
 		dc.Owner = m.pg.Node()
 	}
-	var err error
 	if m.Delivery, err = delivery.New(db, log, reg, dc); err != nil {
 		return err
 	}
 	if err := m.Delivery.Start(ctx); err != nil {
 		return fmt.Errorf("start delivery: %w", err)
 	}
-	apiCfg := httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery}
+	apiCfg := httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery, Sealer: m.sealer}
 	if err := m.startSessions(db, log, &apiCfg); err != nil {
 		return err
 	}

@@ -36,12 +36,8 @@ func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpap
 		return nil
 	}
 	purger, _ := store.(meetsync.Purger)
-	sealer, err := m.openSealer(log)
-	if err != nil {
-		return err
-	}
-	var platform *sim.Platform
-	platform, err = sim.Open(filepath.Join(m.Config.Data, "sim-platform.json"))
+	sealer := m.sealer
+	platform, err := sim.Open(filepath.Join(m.Config.Data, "sim-platform.json"))
 	if err != nil {
 		return fmt.Errorf("open the sim platform: %w", err)
 	}
@@ -64,7 +60,7 @@ func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpap
 		defer leader.Store(false)
 		<-ctx.Done()
 	})
-	api.Sessions, api.SessionStore, api.InvitationStore, api.Sealer = m.Sessions, sessions, invitations, sealer
+	api.Sessions, api.SessionStore, api.InvitationStore = m.Sessions, sessions, invitations
 	api.Types = schema.New(types, sessions, schema.Config{Logger: log})
 	return nil
 }
