@@ -448,7 +448,12 @@ func (d *Dispatcher) attempt(t *meetsync.DeliveryTask) *meetsync.DeliveryOutcome
 	h.Set("User-Agent", d.cfg.UserAgent)
 	h.Set(webhook.HeaderID, t.Event.ID)
 	h.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	h.Set(webhook.HeaderSignature, webhook.SignatureHeader(d.signingKeys(ep, now), t.Event.ID, now, body))
+	keys := d.signingKeys(ep, now)
+	if len(keys) == 0 {
+		// Never send an unsigned webhook: fail the attempt, visibly, and retry.
+		return d.failure(o, now, 0, "no usable signing secret (encrypted with another secret key? see --secret-key-file)", 0)
+	}
+	h.Set(webhook.HeaderSignature, webhook.SignatureHeader(keys, t.Event.ID, now, body))
 	start := time.Now()
 	resp, err := d.client.Do(req)
 	o.Attempt.Latency = time.Since(start)

@@ -101,7 +101,14 @@ func (e *env) restartDispatcher(t testing.TB, grace time.Duration) {
 
 type options struct {
 	apiPolicy meetsync.URLPolicy
+	apiSealer *meetsync.Sealer
 	cfg       delivery.Config
+}
+
+// withSealers sets the sealer the API seals endpoint secrets with and the
+// one the dispatcher opens them with.
+func withSealers(api, dispatcher *meetsync.Sealer) option {
+	return func(o *options) { o.apiSealer, o.cfg.Sealer = api, dispatcher }
 }
 
 // option changes the setup of one test.
@@ -153,7 +160,7 @@ func setup(t *testing.T, opts ...option) *env {
 		t.Fatalf("start dispatcher: %v", err)
 	}
 	api := httpapi.New(httpapi.Config{Store: db, Ingester: ing, Logger: log, Registry: reg, Now: clk.Now,
-		URLPolicy: o.apiPolicy, Delivery: d, Types: schema.New(db, db, schema.Config{Logger: log})})
+		URLPolicy: o.apiPolicy, Delivery: d, Types: schema.New(db, db, schema.Config{Logger: log}), Sealer: o.apiSealer})
 	srv := httptest.NewServer(api)
 	if host := srv.Listener.Addr().String(); !strings.HasPrefix(host, "127.0.0.1:") {
 		t.Fatalf("API listens on %s, want 127.0.0.1", host)

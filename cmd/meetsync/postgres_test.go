@@ -194,9 +194,11 @@ func TestReplicaWakeups(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	var mains []*Main
+	keyFile := sharedSecretKey(t, t.TempDir())
 	for range 2 {
 		m := NewMain()
 		m.Config.Addr, m.Config.Data, m.Config.DatabaseURL, m.Config.AllowPrivateEndpoints = "127.0.0.1:0", t.TempDir(), db, true
+		m.Config.SecretKeyFile = keyFile
 		m.Logger = newLogger(m.Config, io.Discard)
 		if err := m.Run(ctx); err != nil {
 			t.Fatal(err)

@@ -51,9 +51,9 @@ func TestReplicas(t *testing.T) {
 	// Quick retries (the flaky receiver refuses a webhook at most 4 times),
 	// and a short lease so that the killed replica's claims are taken over
 	// within the test.
-	args := []string{"--database-url", db, "--allow-private-endpoints", "--retry-schedule", "0s,100ms,200ms,400ms,800ms,1s,1s,1s,1s,1s",
-		"--delivery-timeout", "2s", "--delivery-lease", "6s"}
 	dir := t.TempDir()
+	args := []string{"--database-url", db, "--allow-private-endpoints", "--retry-schedule", "0s,100ms,200ms,400ms,800ms,1s,1s,1s,1s,1s",
+		"--delivery-timeout", "2s", "--delivery-lease", "6s", "--secret-key-file", sharedSecretKey(t, dir)}
 	var replicas []*server
 	for i := range 3 {
 		data := filepath.Join(dir, string(rune('a'+i)))

@@ -130,10 +130,7 @@ func TestSessionsReplicas(t *testing.T) {
 	dir := t.TempDir()
 	// Replicas share one secret key (docs/scaling.md): each decrypts what
 	// the other sealed (meeting tokens, the NetEase app secret).
-	keyFile := filepath.Join(dir, "secret.key")
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(meetsync.NewSecretKey())+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := sharedSecretKey(t, dir)
 	a := startServer(t, filepath.Join(dir, "a"), "--database-url", db, "--secret-key-file", keyFile)
 	b := startServer(t, filepath.Join(dir, "b"), "--database-url", db, "--secret-key-file", keyFile)
 	key := readKey(t, a.Data)
@@ -318,4 +315,15 @@ func TestSessionsReplicas(t *testing.T) {
 	if t.Failed() {
 		t.Logf("replica logs:\n--- %s\n%s\n--- %s\n%s", a.Data, a.stderr.String(), b.Data, b.stderr.String())
 	}
+}
+
+// sharedSecretKey writes a secret key file in dir for replicas to share
+// (docs/scaling.md: replicas must open what the others sealed).
+func sharedSecretKey(t *testing.T, dir string) string {
+	t.Helper()
+	keyFile := filepath.Join(dir, "secret.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(meetsync.NewSecretKey())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile
 }
