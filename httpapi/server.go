@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,8 @@ type Server struct {
 	now    func() time.Time
 	mux    *http.ServeMux
 
+	patterns []string // the routes, "METHOD /path"
+
 	closing  chan struct{}
 	shutdown atomic.Bool
 
@@ -116,9 +119,10 @@ func New(cfg Config) *Server {
 }
 
 func (s *Server) routes() {
-	m := s.mux
+	m := routeRecorder{s}
 	m.HandleFunc("GET /healthz", s.handleHealthz)
 	m.HandleFunc("GET /readyz", s.handleReadyz)
+	m.HandleFunc("GET /v1/openapi.json", handleOpenAPI)
 	m.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 
 	m.HandleFunc("GET /v1/app", s.withApp(s.handleAppGet))
@@ -166,7 +170,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/client/invitations", s.withClient(s.handleClientInvitationList))
 	m.HandleFunc("POST /v1/client/invitations/{id}/{action}", s.withClient(s.invitationAction(s.clientActor)))
 
-	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, meetsync.Errorf(meetsync.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))
 	})
 }
@@ -233,3 +237,20 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
+
+// routeRecorder registers routes on the server's mux and remembers their
+// patterns (Routes), which the OpenAPI test compares with openapi.json.
+type routeRecorder struct{ s *Server }
+
+func (r routeRecorder) HandleFunc(pattern string, h http.HandlerFunc) {
+	r.s.patterns = append(r.s.patterns, pattern)
+	r.s.mux.HandleFunc(pattern, h)
+}
+
+func (r routeRecorder) Handle(pattern string, h http.Handler) {
+	r.s.patterns = append(r.s.patterns, pattern)
+	r.s.mux.Handle(pattern, h)
+}
+
+// Routes returns the server's routes as "METHOD /path" patterns.
+func (s *Server) Routes() []string { return slices.Clone(s.patterns) }

@@ -55,6 +55,7 @@ func setup(t *testing.T) *env {
 		StreamHeartbeat: 200 * time.Millisecond,
 		SessionStore:    db,
 		Types:           schema.New(db, db, schema.Config{Logger: slog.New(slog.DiscardHandler)}),
+		URLPolicy:       meetsync.URLPolicy{AllowPrivate: true},
 	})
 	srv := httptest.NewServer(api)
 	if host := srv.Listener.Addr().String(); !strings.HasPrefix(host, "127.0.0.1:") {
