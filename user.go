@@ -26,11 +26,8 @@ type UserState struct {
 	DeviceID   string    // device whose report set Status ("" for server-side reports)
 	Since      time.Time // effective time of the event that set Status
 	StatusSeq  int64     // seq of that event
-	// Session sides, maintained by the session engine: the same as
-	// Session.Business and Session.Meeting, kept as columns for queries.
-	BusinessSide string
-	MeetingSide  string
-	Session      Session
+	// Session is the paired login state, maintained by the session engine.
+	Session Session
 	// Platform is what the meeting platform last said of this user's
 	// meeting membership (from its callbacks).
 	Platform PlatformPresence
@@ -70,8 +67,7 @@ type DeviceState struct {
 
 // NewUserState returns the state of a user that has no events yet.
 func NewUserState(appID, userID string) *UserState {
-	return &UserState{AppID: appID, UserID: userID, Status: StatusIdle, BusinessSide: SideLoggedOut, MeetingSide: SideLoggedOut,
-		Session: Session{Business: SideLoggedOut, Meeting: SideLoggedOut}}
+	return &UserState{AppID: appID, UserID: userID, Status: StatusIdle, Session: Session{Business: SideLoggedOut, Meeting: SideLoggedOut}}
 }
 
 // Device returns the state of deviceID, or nil.
@@ -236,7 +232,7 @@ func (u *UserState) ContradictedDevices() []*DeviceState {
 func (u *UserState) setSession(s Session) {
 	s.Deadline, s.CheckAt = s.Deadline.Truncate(time.Microsecond), s.CheckAt.Truncate(time.Microsecond)
 	s.StartedAt = s.StartedAt.Truncate(time.Microsecond)
-	u.Session, u.BusinessSide, u.MeetingSide = s, s.Business, s.Meeting
+	u.Session = s
 }
 
 // combine derives the user's status from its devices.

@@ -51,7 +51,7 @@ func customEvent(t *testing.T, device string, cs int64, recv time.Duration) *mee
 func TestApplyAssignsGapFreeSeq(t *testing.T) {
 	t.Parallel()
 	u := meetsync.NewUserState("app_1", "u1")
-	if u.Status != meetsync.StatusIdle || u.LastSeq != 0 || u.BusinessSide != meetsync.SideLoggedOut || u.MeetingSide != meetsync.SideLoggedOut {
+	if u.Status != meetsync.StatusIdle || u.LastSeq != 0 || u.Session.Business != meetsync.SideLoggedOut || u.Session.Meeting != meetsync.SideLoggedOut {
 		t.Fatalf("new user state = %+v", u)
 	}
 	evs := []*meetsync.Event{

@@ -72,6 +72,9 @@ type userExtraJSON struct {
 // EncodeUserExtra encodes a user's session, platform presence and open
 // invitations for its row.
 func EncodeUserExtra(u *UserState) []byte {
+	if u.Session.Version == 0 && u.Platform == (PlatformPresence{}) && len(u.Invites) == 0 {
+		return []byte("{}") // most users on the ingest path: no encoding
+	}
 	var x userExtraJSON
 	if u.Session.Version != 0 {
 		x.Session = &u.Session
@@ -84,11 +87,11 @@ func EncodeUserExtra(u *UserState) []byte {
 	return b
 }
 
-// DecodeUserExtra decodes what EncodeUserExtra wrote into u, whose
-// BusinessSide and MeetingSide are already set (a row written before
-// sessions existed has no session document).
-func DecodeUserExtra(b []byte, u *UserState) error {
-	u.Session = Session{Business: u.BusinessSide, Meeting: u.MeetingSide}
+// DecodeUserExtra decodes what EncodeUserExtra wrote into u. business and
+// meeting are the row's session-side columns, the session of a row that
+// has no session document.
+func DecodeUserExtra(b []byte, business, meeting string, u *UserState) error {
+	u.Session = Session{Business: business, Meeting: meeting}
 	if len(b) <= 2 {
 		return nil
 	}

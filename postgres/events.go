@@ -32,8 +32,9 @@ func scanUser(row pgx.Row) (*meetsync.UserState, error) {
 	var status, reason int32
 	var since, due *time.Time
 	var devices, extra []byte
+	var business, meeting string
 	if err := row.Scan(&u.AppID, &u.UserID, &u.LastSeq, &status, &reason, &u.MeetingNum, &u.DeviceID, &since, &u.StatusSeq,
-		&u.BusinessSide, &u.MeetingSide, &u.UpdatedAt, &devices, &extra, &due); err != nil {
+		&business, &meeting, &u.UpdatedAt, &devices, &extra, &due); err != nil {
 		return nil, err
 	}
 	u.Status, u.Reason = meetsync.MeetingStatus(status), meetsync.Reason(reason)
@@ -42,7 +43,7 @@ func scanUser(row pgx.Row) (*meetsync.UserState, error) {
 	if u.Devices, err = meetsync.DecodeDevices(devices); err != nil {
 		return nil, err
 	}
-	return &u, meetsync.DecodeUserExtra(extra, &u)
+	return &u, meetsync.DecodeUserExtra(extra, business, meeting, &u)
 }
 
 type userKey struct{ app, user string }
@@ -930,7 +931,7 @@ func (at *appendTx) queueUserWrites(b *pgx.Batch) {
 			devices, extra                    = make([][]byte, n), make([][]byte, n)
 		)
 		for i, u := range us {
-			app[i], user[i], num[i], dev[i], bside[i], mside[i] = u.AppID, u.UserID, u.MeetingNum, u.DeviceID, u.BusinessSide, u.MeetingSide
+			app[i], user[i], num[i], dev[i], bside[i], mside[i] = u.AppID, u.UserID, u.MeetingNum, u.DeviceID, u.Session.Business, u.Session.Meeting
 			last[i], sseq[i], status[i], reason[i] = u.LastSeq, u.StatusSeq, int32(u.Status), int32(u.Reason)
 			since[i] = pgtype.Timestamptz{Time: u.Since, Valid: !u.Since.IsZero()}
 			due[i] = pgtype.Timestamptz{Time: u.DueAt, Valid: !u.DueAt.IsZero()}

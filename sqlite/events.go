@@ -44,9 +44,10 @@ func scanUser(sc scanner) (*meetsync.UserState, error) {
 	var status, reason int
 	var since, updated int64
 	var devices, extra []byte
+	var business, meeting string
 	var due int64
 	if err := sc.Scan(&u.AppID, &u.UserID, &u.LastSeq, &status, &reason, &u.MeetingNum, &u.DeviceID, &since, &u.StatusSeq,
-		&u.BusinessSide, &u.MeetingSide, &updated, &devices, &extra, &due); err != nil {
+		&business, &meeting, &updated, &devices, &extra, &due); err != nil {
 		return nil, err
 	}
 	u.Status, u.Reason = meetsync.MeetingStatus(status), meetsync.Reason(reason)
@@ -58,7 +59,7 @@ func scanUser(sc scanner) (*meetsync.UserState, error) {
 	if u.Devices, err = meetsync.DecodeDevices(devices); err != nil {
 		return nil, err
 	}
-	return &u, meetsync.DecodeUserExtra(extra, &u)
+	return &u, meetsync.DecodeUserExtra(extra, business, meeting, &u)
 }
 
 type userKey struct{ app, user string }
@@ -237,7 +238,7 @@ func (at *appendTx) user(appID, userID string) (*meetsync.UserState, error) {
 func (at *appendTx) flushUsers() error {
 	for _, u := range at.order {
 		if _, err := at.tx.ExecContext(at.ctx, userPutSQL, u.AppID, u.UserID, u.LastSeq, int(u.Status), int(u.Reason), u.MeetingNum,
-			u.DeviceID, micros(u.Since), u.StatusSeq, u.BusinessSide, u.MeetingSide, micros(u.UpdatedAt), meetsync.EncodeDevices(u.Devices),
+			u.DeviceID, micros(u.Since), u.StatusSeq, u.Session.Business, u.Session.Meeting, micros(u.UpdatedAt), meetsync.EncodeDevices(u.Devices),
 			meetsync.EncodeUserExtra(u), micros(u.DueAt)); err != nil {
 			return err
 		}

@@ -139,7 +139,7 @@ func testAppendSeqAndState(t *testing.T, su *suite) {
 
 	u := e.user("u1")
 	if u.LastSeq != 4 || u.Status != meetsync.StatusInMeeting || u.DeviceID != "d1" || u.StatusSeq != 2 || !u.Since.Equal(t0) ||
-		!u.UpdatedAt.Equal(t0.Add(time.Second)) || u.BusinessSide != meetsync.SideLoggedOut || u.MeetingSide != meetsync.SideLoggedOut {
+		!u.UpdatedAt.Equal(t0.Add(time.Second)) || u.Session.Business != meetsync.SideLoggedOut || u.Session.Meeting != meetsync.SideLoggedOut {
 		t.Errorf("user u1 = %+v", u)
 	}
 	if len(u.Devices) != 1 || u.Devices[0].DeviceID != "d1" || u.Devices[0].LastClientSeq != 1 || u.Devices[0].Status != meetsync.StatusInMeeting ||

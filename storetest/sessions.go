@@ -61,7 +61,7 @@ func testExpectSession(t *testing.T, su *suite) {
 	// A user with no events is at version 0.
 	r := expect("alice", 0, e.sessionEvent("alice", meetsync.TypeSessionLoginStarted, login))
 	e.append(r)
-	if u := e.user("alice"); u.Session.Version != 1 || u.Session.ID != "ses_1" || u.BusinessSide != meetsync.SideLoggedIn || u.MeetingSide != meetsync.SidePending {
+	if u := e.user("alice"); u.Session.Version != 1 || u.Session.ID != "ses_1" || u.Session.Business != meetsync.SideLoggedIn || u.Session.Meeting != meetsync.SidePending {
 		t.Fatalf("after the first change: %+v", u.Session)
 	}
 
@@ -102,7 +102,7 @@ func testExpectSession(t *testing.T, su *suite) {
 	if _, err := e.s.UserGet(e.ctx, e.app, "carol"); meetsync.ErrorCode(err) != meetsync.ENOTFOUND {
 		t.Errorf("the refused request stored carol: %v", err)
 	}
-	if u := e.user("alice"); u.Session.Version != 2 || u.MeetingSide != meetsync.SideLoggedIn || !u.Session.Deadline.IsZero() {
+	if u := e.user("alice"); u.Session.Version != 2 || u.Session.Meeting != meetsync.SideLoggedIn || !u.Session.Deadline.IsZero() {
 		t.Errorf("alice after the transaction: %+v", u.Session)
 	}
 	e.user("dave")
@@ -128,7 +128,7 @@ func testExpectSession(t *testing.T, su *suite) {
 	if again.Results[0].ID != first.Results[0].ID || !again.Results[0].Duplicate {
 		t.Errorf("the repeat: %s, want the first's %s as a duplicate", fmtResults(again.Results), fmtResults(first.Results))
 	}
-	if u := e.user("alice"); u.Session.Version != 3 || u.BusinessSide != meetsync.SideLoggedOut {
+	if u := e.user("alice"); u.Session.Version != 3 || u.Session.Business != meetsync.SideLoggedOut {
 		t.Errorf("alice after the logout: %+v", u.Session)
 	}
 }
@@ -247,8 +247,8 @@ func sameState(t *testing.T, what string, got, want *meetsync.UserState) {
 	if j(got.Session) != j(want.Session) {
 		t.Errorf("%s: session\n got %s\nwant %s", what, j(got.Session), j(want.Session))
 	}
-	if got.BusinessSide != want.BusinessSide || got.MeetingSide != want.MeetingSide {
-		t.Errorf("%s: sides %s/%s, want %s/%s", what, got.BusinessSide, got.MeetingSide, want.BusinessSide, want.MeetingSide)
+	if got.Session.Business != want.Session.Business || got.Session.Meeting != want.Session.Meeting {
+		t.Errorf("%s: sides %s/%s, want %s/%s", what, got.Session.Business, got.Session.Meeting, want.Session.Business, want.Session.Meeting)
 	}
 	if j(got.Platform) != j(want.Platform) {
 		t.Errorf("%s: platform\n got %s\nwant %s", what, j(got.Platform), j(want.Platform))
@@ -330,7 +330,7 @@ func testSessionState(t *testing.T, su *suite) {
 	e.tick(time.Second)
 	kick := e.event(in{typ: meetsync.TypeSessionKickedOut, user: "alice", device: "laptop", clientSeq: 5, data: `{}`})
 	step("kicked out", req(kick))
-	if u := e.user("alice"); u.MeetingSide != meetsync.SideLoggedOut || u.Session.Version != 3 {
+	if u := e.user("alice"); u.Session.Meeting != meetsync.SideLoggedOut || u.Session.Version != 3 {
 		t.Errorf("kicked out: %+v", u.Session)
 	}
 	step("auth expired while logged out", req(e.event(in{typ: meetsync.TypeSessionAuthExpired, user: "alice", device: "phone", clientSeq: 1, data: `{}`})))
@@ -338,7 +338,7 @@ func testSessionState(t *testing.T, su *suite) {
 	e.tick(time.Second)
 	step("a stale kick-out", req(e.event(in{typ: meetsync.TypeSessionKickedOut, user: "alice", device: "laptop", clientSeq: 3, data: `{}`})))
 	step("auth expired", req(e.event(in{typ: meetsync.TypeSessionAuthExpired, user: "alice", device: "phone", clientSeq: 2, data: `{}`})))
-	if u := e.user("alice"); u.MeetingSide != meetsync.SidePending || u.Session.Version != 5 {
+	if u := e.user("alice"); u.Session.Meeting != meetsync.SidePending || u.Session.Version != 5 {
 		t.Errorf("auth expired: %+v", u.Session)
 	}
 
