@@ -214,8 +214,6 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 	}
 	heartbeat := time.NewTicker(s.cfg.StreamHeartbeat)
 	defer heartbeat.Stop()
-	poll := time.NewTicker(5 * time.Second) // commands made on another replica
-	defer poll.Stop()
 	sent := map[string]bool{}
 	var buf bytes.Buffer
 	for {
@@ -249,8 +247,7 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		select {
-		case <-changed:
-		case <-poll.C:
+		case <-changed: // a command made here, or on another replica (LISTEN/NOTIFY)
 		case <-heartbeat.C:
 			if keepAlive(w, rc) != nil {
 				return
