@@ -227,42 +227,8 @@ func TestDeliveryCrashSafety(t *testing.T) {
 	}
 
 	// The server's side: nothing left to send, nothing dead, one delivered
-	// delivery per subscribed event. The receivers may have answered just
-	// before the outcomes were committed: wait for those.
-	if !h.await(ctx, func() bool {
-		for _, r := range h.rs {
-			if len(r.deliveries(t, c, meetsync.DeliveryPending)) > 0 || len(r.deliveries(t, c, meetsync.DeliveryFailed)) > 0 {
-				return false
-			}
-		}
-		return true
-	}) {
-		for _, r := range h.rs {
-			t.Errorf("endpoint %s: deliveries still active:\n%s", r.name, r.queueReport(t, c))
-		}
-		t.FailNow()
-	}
-	for i, r := range h.rs {
-		for _, status := range []string{meetsync.DeliveryDead, meetsync.DeliverySuperseded} {
-			if ds := r.deliveries(t, c, status); len(ds) > 0 {
-				fail("endpoint %s: %d %s deliveries, e.g. %+v", r.name, len(ds), status, ds[0])
-			}
-		}
-		delivered := r.deliveries(t, c, meetsync.DeliveryDelivered)
-		seen := map[string]bool{}
-		for _, d := range delivered {
-			if seen[d.EventID] {
-				fail("endpoint %s: two deliveries of event %s", r.name, d.EventID)
-			}
-			seen[d.EventID] = true
-			if !want[i][d.EventID] {
-				fail("endpoint %s: delivery %s of event %s (%s), which it did not subscribe to or is not in the log", r.name, d.ID, d.EventID, d.EventType)
-			}
-		}
-		if len(seen) != len(want[i]) {
-			fail("endpoint %s: %d delivered deliveries, %d subscribed events", r.name, len(seen), len(want[i]))
-		}
-	}
+	// delivery per subscribed event.
+	h.checkServerSide(ctx, t, c, want, fail)
 	if code := s.term(t); code != 0 {
 		t.Errorf("SIGTERM: exit %d", code)
 	}
@@ -319,6 +285,45 @@ func (h *hooks) accepted() []int {
 }
 
 // await checks cond every 25 ms until it holds (true) or ctx ends (false).
+// checkServerSide checks what the server says of every endpoint once the
+// receivers have everything: nothing left to send (the receivers may have
+// answered just before the outcomes were committed: it waits for those),
+// nothing dead or superseded, and exactly one delivered delivery per
+// subscribed event (want[i] for h.rs[i]).
+func (h *hooks) checkServerSide(ctx context.Context, t *testing.T, c *apiClient, want []map[string]bool, fail func(string, ...any)) {
+	t.Helper()
+	if !h.await(ctx, func() bool {
+		for _, r := range h.rs {
+			if len(r.deliveries(t, c, meetsync.DeliveryPending)) > 0 || len(r.deliveries(t, c, meetsync.DeliveryFailed)) > 0 {
+				return false
+			}
+		}
+		return true
+	}) {
+		for _, r := range h.rs {
+			t.Errorf("endpoint %s: deliveries still active:\n%s", r.name, r.queueReport(t, c))
+		}
+		t.FailNow()
+	}
+	for i, r := range h.rs {
+		for _, status := range []string{meetsync.DeliveryDead, meetsync.DeliverySuperseded} {
+			if ds := r.deliveries(t, c, status); len(ds) > 0 {
+				fail("endpoint %s: %d %s deliveries, e.g. %+v", r.name, len(ds), status, ds[0])
+			}
+		}
+		seen := map[string]bool{}
+		for _, d := range r.deliveries(t, c, meetsync.DeliveryDelivered) {
+			if seen[d.EventID] || !want[i][d.EventID] {
+				fail("endpoint %s: delivery %s of event %s (%s): a second one, or not subscribed or not in the log", r.name, d.ID, d.EventID, d.EventType)
+			}
+			seen[d.EventID] = true
+		}
+		if len(seen) != len(want[i]) {
+			fail("endpoint %s: %d delivered deliveries, %d subscribed events", r.name, len(seen), len(want[i]))
+		}
+	}
+}
+
 func (h *hooks) await(ctx context.Context, cond func() bool) bool {
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()

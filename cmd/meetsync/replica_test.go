@@ -198,36 +198,7 @@ func TestReplicas(t *testing.T) {
 		accepted, dups := checkReplicaReceipts(r, byID, want[i], fail)
 		t.Logf("endpoint %s (%v): %d events subscribed, %d webhooks accepted, %d of them re-sends", r.name, r.types, len(want[i]), accepted, dups)
 	}
-	if !h.await(ctx, func() bool {
-		for _, r := range h.rs {
-			if len(r.deliveries(t, c, meetsync.DeliveryPending)) > 0 || len(r.deliveries(t, c, meetsync.DeliveryFailed)) > 0 {
-				return false
-			}
-		}
-		return true
-	}) {
-		for _, r := range h.rs {
-			t.Errorf("endpoint %s: deliveries still active:\n%s", r.name, r.queueReport(t, c))
-		}
-		t.FailNow()
-	}
-	for i, r := range h.rs {
-		for _, status := range []string{meetsync.DeliveryDead, meetsync.DeliverySuperseded} {
-			if ds := r.deliveries(t, c, status); len(ds) > 0 {
-				fail("endpoint %s: %d %s deliveries, e.g. %+v", r.name, len(ds), status, ds[0])
-			}
-		}
-		seen := map[string]bool{}
-		for _, d := range r.deliveries(t, c, meetsync.DeliveryDelivered) {
-			if seen[d.EventID] || !want[i][d.EventID] {
-				fail("endpoint %s: delivery %s of event %s: a second one, or not subscribed", r.name, d.ID, d.EventID)
-			}
-			seen[d.EventID] = true
-		}
-		if len(seen) != len(want[i]) {
-			fail("endpoint %s: %d delivered deliveries, %d subscribed events", r.name, len(seen), len(want[i]))
-		}
-	}
+	h.checkServerSide(ctx, t, c, want, fail)
 	for _, s := range liveServers {
 		if code := s.term(t); code != 0 {
 			t.Errorf("SIGTERM: exit %d", code)
