@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/meetsync/meetsync"
@@ -13,36 +11,14 @@ import (
 // is not logged in by its deadline (docs/sessions.md).
 const (
 	// PolicyRollback logs the business side out too.
-	PolicyRollback = "rollback"
+	PolicyRollback = meetsync.PolicyRollback
 	// PolicyDegrade keeps the business session; meetings are unavailable.
-	PolicyDegrade = "degrade"
+	PolicyDegrade = meetsync.PolicyDegrade
 )
 
-// Duration is a time.Duration that reads and writes JSON as a Go duration
-// string ("60s", "24h"), as the app settings do.
-type Duration time.Duration
-
-// MarshalJSON writes "60s".
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON reads "60s" (or a number of nanoseconds).
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		var n int64
-		if err := json.Unmarshal(b, &n); err != nil {
-			return fmt.Errorf("duration must be a string such as \"60s\": %s", b)
-		}
-		*d = Duration(n)
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("bad duration %q: %w", s, err)
-	}
-	*d = Duration(v)
-	return nil
-}
+// Duration is a time.Duration written as "60s" in JSON, as the app
+// settings are (meetsync.Duration).
+type Duration = meetsync.Duration
 
 // App is the app the key belongs to, with its settings (GET /v1/app).
 type App struct {

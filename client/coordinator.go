@@ -406,7 +406,7 @@ func (c *Coordinator) ClientToken() string {
 
 // AcceptInvitation accepts an invitation pushed to this device, as its
 // invitee (POST /v1/client/invitations/{id}/accept).
-func (c *Coordinator) AcceptInvitation(ctx context.Context, id string) (*InvitationInfo, error) {
+func (c *Coordinator) AcceptInvitation(ctx context.Context, id string) (*meetsync.Invitation, error) {
 	api := c.session()
 	if api == nil {
 		return nil, meetsync.Errorf(meetsync.EUNAUTHORIZED, "no session: log in first")
@@ -416,7 +416,7 @@ func (c *Coordinator) AcceptInvitation(ctx context.Context, id string) (*Invitat
 
 // RejectInvitation rejects an invitation pushed to this device; reason
 // "no_answer" records that it rang out.
-func (c *Coordinator) RejectInvitation(ctx context.Context, id, reason string) (*InvitationInfo, error) {
+func (c *Coordinator) RejectInvitation(ctx context.Context, id, reason string) (*meetsync.Invitation, error) {
 	api := c.session()
 	if api == nil {
 		return nil, meetsync.Errorf(meetsync.EUNAUTHORIZED, "no session: log in first")

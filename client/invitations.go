@@ -4,25 +4,10 @@ import (
 	"context"
 	"net/url"
 	"strconv"
-	"time"
-)
+	"strings"
 
-// InvitationInfo is an invitation as the API returns it.
-type InvitationInfo struct {
-	ID         string    `json:"id"`
-	GroupID    string    `json:"group_id"`
-	MeetingNum string    `json:"meeting_num"`
-	Inviter    string    `json:"inviter"`
-	Invitee    string    `json:"invitee"`
-	Subject    string    `json:"subject,omitempty"`
-	State      string    `json:"state"`
-	Reason     string    `json:"reason,omitempty"`
-	Source     string    `json:"source"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	Version    int64     `json:"version"`
-}
+	"github.com/meetsync/meetsync"
+)
 
 // InviteRequest is the body of CreateInvitations.
 type InviteRequest struct {
@@ -37,9 +22,9 @@ type InviteRequest struct {
 
 // CreateInvitations invites users to a meeting, one invitation per
 // invitee (POST /v1/invitations, app key).
-func (c *Client) CreateInvitations(ctx context.Context, r InviteRequest) ([]InvitationInfo, error) {
+func (c *Client) CreateInvitations(ctx context.Context, r InviteRequest) ([]meetsync.Invitation, error) {
 	var out struct {
-		Invitations []InvitationInfo `json:"invitations"`
+		Invitations []meetsync.Invitation `json:"invitations"`
 	}
 	if err := c.do(ctx, request{method: "POST", path: "/v1/invitations", body: r}, &out); err != nil {
 		return nil, err
@@ -48,8 +33,8 @@ func (c *Client) CreateInvitations(ctx context.Context, r InviteRequest) ([]Invi
 }
 
 // GetInvitation returns one invitation (app key).
-func (c *Client) GetInvitation(ctx context.Context, id string) (*InvitationInfo, error) {
-	var v InvitationInfo
+func (c *Client) GetInvitation(ctx context.Context, id string) (*meetsync.Invitation, error) {
+	var v meetsync.Invitation
 	if err := c.do(ctx, request{method: "GET", path: "/v1/invitations/" + escape(id), idempotent: true}, &v); err != nil {
 		return nil, err
 	}
@@ -66,7 +51,7 @@ type InvitationListParams struct {
 
 // ListInvitations lists invitations, newest first: the app's with an app
 // key, the user's own with a client token. It returns the next cursor ("" at the end).
-func (c *Client) ListInvitations(ctx context.Context, p InvitationListParams) ([]InvitationInfo, string, error) {
+func (c *Client) ListInvitations(ctx context.Context, p InvitationListParams) ([]meetsync.Invitation, string, error) {
 	q := url.Values{}
 	if p.UserID != "" {
 		q.Set("user_id", p.UserID)
@@ -81,15 +66,15 @@ func (c *Client) ListInvitations(ctx context.Context, p InvitationListParams) ([
 		q.Set("limit", strconv.Itoa(p.Limit))
 	}
 	path := "/v1/invitations"
-	if isClientToken(c.token) {
+	if strings.HasPrefix(c.token, meetsync.ClientTokenPrefix) {
 		path = "/v1/client/invitations"
 	}
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
 	var out struct {
-		Invitations []InvitationInfo `json:"invitations"`
-		Next        string           `json:"next"`
+		Invitations []meetsync.Invitation `json:"invitations"`
+		Next        string                `json:"next"`
 	}
 	if err := c.do(ctx, request{method: "GET", path: path, idempotent: true}, &out); err != nil {
 		return nil, "", err
@@ -101,20 +86,18 @@ func (c *Client) ListInvitations(ctx context.Context, p InvitationListParams) ([
 // "accept", "reject" or "cancel"): with an app key for any invitation, with
 // a client token as its invitee (accept, reject) or inviter (cancel).
 // Answering again with the same action is harmless.
-func (c *Client) AnswerInvitation(ctx context.Context, id, action, reason string) (*InvitationInfo, error) {
+func (c *Client) AnswerInvitation(ctx context.Context, id, action, reason string) (*meetsync.Invitation, error) {
 	path := "/v1/invitations/"
-	if isClientToken(c.token) {
+	if strings.HasPrefix(c.token, meetsync.ClientTokenPrefix) {
 		path = "/v1/client/invitations/"
 	}
 	var body any
 	if reason != "" {
 		body = map[string]string{"reason": reason}
 	}
-	var v InvitationInfo
+	var v meetsync.Invitation
 	if err := c.do(ctx, request{method: "POST", path: path + escape(id) + "/" + escape(action), body: body, idempotent: true}, &v); err != nil {
 		return nil, err
 	}
 	return &v, nil
 }
-
-func isClientToken(t string) bool { return len(t) > 4 && t[:4] == "mct_" }
