@@ -58,6 +58,12 @@ type Config struct {
 	URLPolicy meetsync.URLPolicy
 	// IdlePoll is the longest the dispatcher sleeps without a wake-up. Default 30 s.
 	IdlePoll time.Duration
+	// ChangesQuiet is how long, after a look for due deliveries found
+	// none, commits (Changes) do not make it look again: under a load of
+	// events that no endpoint subscribes to, every commit would otherwise
+	// cost two store queries. An API wake-up (Notify) or a due time ends
+	// the quiet at once. Default 2 ms.
+	ChangesQuiet time.Duration
 	// ReleaseOnStart releases every claim in the store at start: right
 	// only when no other dispatcher shares the store (embedded SQLite).
 	ReleaseOnStart bool
@@ -101,6 +107,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdlePoll <= 0 {
 		c.IdlePoll = 30 * time.Second
+	}
+	if c.ChangesQuiet <= 0 {
+		c.ChangesQuiet = 2 * time.Millisecond
 	}
 	if c.Changes == nil {
 		c.Changes = func() <-chan struct{} { return nil }
@@ -291,6 +300,7 @@ func (d *Dispatcher) loop() {
 		changed := d.cfg.Changes()
 		free := d.cfg.Workers - int(d.inflight.Load())
 		wait := d.cfg.IdlePoll
+		quiet := false // found nothing due: let commits wait a little
 		if free > 0 {
 			now := d.cfg.Now()
 			tasks, err := d.store.DeliveriesClaim(d.ctx, meetsync.DeliveryClaimParams{Owner: d.cfg.Owner, Now: now, Lease: d.cfg.Lease, Limit: free})
@@ -308,6 +318,7 @@ func (d *Dispatcher) loop() {
 				if len(tasks) == free {
 					continue
 				}
+				quiet = len(tasks) == 0
 				if due, ok, err := d.store.DeliveryNextDue(d.ctx); err != nil {
 					d.log.Error("next due delivery", "err", err)
 				} else if ok {
@@ -316,14 +327,33 @@ func (d *Dispatcher) loop() {
 			}
 		}
 		timer := time.NewTimer(wait)
-		select {
-		case <-changed:
-		case <-d.wake:
-		case <-d.slots:
-		case <-timer.C:
-		case <-d.stop:
-			timer.Stop()
-			return
+		var quietEnd <-chan time.Time
+		if quiet {
+			quietEnd = time.After(d.cfg.ChangesQuiet)
+		}
+	sleep:
+		for {
+			select {
+			case <-changed:
+				if quietEnd == nil {
+					break sleep
+				}
+				changed = nil // look once the quiet ends
+			case <-quietEnd:
+				if changed == nil {
+					break sleep
+				}
+				quietEnd = nil
+			case <-d.wake:
+				break sleep
+			case <-d.slots:
+				break sleep
+			case <-timer.C:
+				break sleep
+			case <-d.stop:
+				timer.Stop()
+				return
+			}
 		}
 		timer.Stop()
 	}

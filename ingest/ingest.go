@@ -21,9 +21,26 @@ type Config struct {
 	MaxBatchEvents int
 	// QueueSize is how many requests may wait for the committer. Default 8192.
 	QueueSize int
+	// Committers is how many group commits may be in flight at once.
+	// Default: what the store's AppendCommitters says, else 1. A store that
+	// waits for the disk outside its write lock (SQLite) writes one group
+	// while the previous one is being made durable.
+	Committers int
 }
 
-func (c Config) withDefaults() Config {
+// pipelinedStore is a Store that says how many concurrent EventsAppend
+// calls it gains from.
+type pipelinedStore interface {
+	AppendCommitters() int
+}
+
+func (c Config) withDefaults(store meetsync.Store) Config {
+	if c.Committers <= 0 {
+		c.Committers = 1
+		if p, ok := store.(pipelinedStore); ok {
+			c.Committers = max(1, p.AppendCommitters())
+		}
+	}
 	if c.MaxBatchEvents <= 0 {
 		c.MaxBatchEvents = 5000
 	}
@@ -55,9 +72,16 @@ type pending struct {
 
 // New starts a Service writing to store. reg may be nil.
 func New(store meetsync.Store, reg prometheus.Registerer, cfg Config) *Service {
-	cfg = cfg.withDefaults()
+	cfg = cfg.withDefaults(store)
 	s := &Service{store: store, cfg: cfg, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), m: newMetrics(reg)}
-	go s.run()
+	var wg sync.WaitGroup
+	for range cfg.Committers {
+		wg.Go(s.run)
+	}
+	go func() {
+		wg.Wait()
+		close(s.done)
+	}()
 	return s
 }
 
@@ -108,7 +132,7 @@ func (s *Service) Changes() <-chan struct{} { return s.sig.Wait() }
 func (s *Service) Notify() { s.sig.Notify() }
 
 // Close stops taking requests, commits those already queued and returns
-// when the committer has stopped.
+// when the committers have stopped.
 func (s *Service) Close() {
 	s.mu.Lock()
 	if !s.closed {
@@ -120,7 +144,6 @@ func (s *Service) Close() {
 }
 
 func (s *Service) run() {
-	defer close(s.done)
 	var batch []*pending
 	var reqs []*meetsync.AppendRequest
 	for {
