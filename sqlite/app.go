@@ -23,7 +23,7 @@ func (db *DB) AppCreate(ctx context.Context, app *meetsync.App, key *meetsync.AP
 	if err := insertKey(ctx, tx, key); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return db.commit(tx)
 }
 
 func insertKey(ctx context.Context, tx *sql.Tx, key *meetsync.APIKey) error {
@@ -45,7 +45,7 @@ func (db *DB) AppGetByName(ctx context.Context, name string) (*meetsync.App, err
 func (db *DB) appBy(ctx context.Context, col, v string) (*meetsync.App, error) {
 	var a meetsync.App
 	var created int64
-	err := db.reader.QueryRowContext(ctx, "SELECT id, name, created_at FROM apps WHERE "+col+" = ?", v).
+	err := db.queryRow(ctx, "SELECT id, name, created_at FROM apps WHERE "+col+" = ?", v).
 		Scan(&a.ID, &a.Name, &created)
 	if err != nil {
 		return nil, interpretError(err, "app")
@@ -56,7 +56,7 @@ func (db *DB) appBy(ctx context.Context, col, v string) (*meetsync.App, error) {
 
 // AppList returns every app, oldest first.
 func (db *DB) AppList(ctx context.Context) ([]*meetsync.App, error) {
-	rows, err := db.reader.QueryContext(ctx, "SELECT id, name, created_at FROM apps ORDER BY created_at, id")
+	rows, err := db.query(ctx, "SELECT id, name, created_at FROM apps ORDER BY created_at, id")
 	if err != nil {
 		return nil, fmt.Errorf("list apps: %w", err)
 	}
@@ -84,7 +84,7 @@ func (db *DB) APIKeyCreate(ctx context.Context, key *meetsync.APIKey) error {
 	if err := insertKey(ctx, tx, key); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return db.commit(tx)
 }
 
 const keyCols = "id, app_id, prefix, hash, created_at, revoked_at"
@@ -106,7 +106,7 @@ func scanKey(sc interface{ Scan(...any) error }) (*meetsync.APIKey, error) {
 
 // APIKeyGetByHash returns the key with this hash. ENOTFOUND.
 func (db *DB) APIKeyGetByHash(ctx context.Context, hash []byte) (*meetsync.APIKey, error) {
-	k, err := scanKey(db.reader.QueryRowContext(ctx, "SELECT "+keyCols+" FROM api_keys WHERE hash = ?", hash))
+	k, err := scanKey(db.queryRow(ctx, "SELECT "+keyCols+" FROM api_keys WHERE hash = ?", hash))
 	if err != nil {
 		return nil, interpretError(err, "key")
 	}
@@ -115,7 +115,7 @@ func (db *DB) APIKeyGetByHash(ctx context.Context, hash []byte) (*meetsync.APIKe
 
 // APIKeyList returns an app's keys, oldest first.
 func (db *DB) APIKeyList(ctx context.Context, appID string) ([]*meetsync.APIKey, error) {
-	rows, err := db.reader.QueryContext(ctx, "SELECT "+keyCols+" FROM api_keys WHERE app_id = ? ORDER BY created_at, id", appID)
+	rows, err := db.query(ctx, "SELECT "+keyCols+" FROM api_keys WHERE app_id = ? ORDER BY created_at, id", appID)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
@@ -133,7 +133,7 @@ func (db *DB) APIKeyList(ctx context.Context, appID string) ([]*meetsync.APIKey,
 
 // APIKeyRevoke revokes a key of the app. ENOTFOUND.
 func (db *DB) APIKeyRevoke(ctx context.Context, appID, keyID string, at time.Time) error {
-	res, err := db.writer.ExecContext(ctx, "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE app_id = ? AND id = ?",
+	res, err := db.exec(ctx, "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE app_id = ? AND id = ?",
 		micros(at), appID, keyID)
 	if err != nil {
 		return fmt.Errorf("revoke key: %w", err)

@@ -133,7 +133,7 @@ func (db *DB) DeliveriesClaim(ctx context.Context, p meetsync.DeliveryClaimParam
 	// Look first on a reader: most wake-ups find nothing due, and then the
 	// single writer connection is not taken from the ingest path at all.
 	var due int
-	if err := db.reader.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE head = 1 AND next_at <= ? LIMIT 1)",
+	if err := db.queryRow(ctx, "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE head = 1 AND next_at <= ? LIMIT 1)",
 		micros(p.Now)).Scan(&due); err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
@@ -177,7 +177,7 @@ func (db *DB) DeliveriesClaim(ctx context.Context, p meetsync.DeliveryClaimParam
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
-	if err := sqltx.Commit(); err != nil {
+	if err := db.commit(sqltx); err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
 	return tasks, nil
@@ -236,11 +236,24 @@ func loadTasks(ctx context.Context, tx execQuerier, poses []int64, until time.Ti
 // transaction: a queue of an endpoint disabled meanwhile (through the API
 // or by an earlier outcome) is left parked.
 func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryCompleteParams) ([]*meetsync.DeliveryTask, error) {
+	tasks, t, err := db.deliveriesComplete(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.sync.wait(t); err != nil {
+		return nil, fmt.Errorf("complete deliveries: %w", err)
+	}
+	return tasks, nil
+}
+
+// deliveriesComplete commits the outcomes under the write lock and returns
+// the next tasks with the commit's durability ticket.
+func (db *DB) deliveriesComplete(ctx context.Context, p meetsync.DeliveryCompleteParams) ([]*meetsync.DeliveryTask, uint64, error) {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	sqltx, err := db.beginWrite(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("complete deliveries: %w", err)
+		return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 	}
 	defer sqltx.Rollback()
 	tx := wtx{db, sqltx}
@@ -279,13 +292,13 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		if o.Release {
 			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET claim_owner = '', claim_id = 0, next_at = ? WHERE pos = ? AND claim_id = ?",
 				micros(o.NextAttemptAt), pos, o.Task.ClaimID); err != nil {
-				return nil, fmt.Errorf("complete deliveries: %w", err)
+				return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 			}
 			continue
 		}
 		epDisabled, err := isDisabled(d.EndpointID)
 		if err != nil {
-			return nil, fmt.Errorf("complete deliveries: %w", err)
+			return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 		}
 		active := o.Status == meetsync.DeliveryFailed
 		var deliveredAt any
@@ -296,7 +309,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 			last_error = ?, last_code = ?, updated_at = ?, delivered_at = ?, head = ? WHERE pos = ? AND claim_id = ?`,
 			o.Status, micros(o.NextAttemptAt), o.Attempt.Error, o.Attempt.StatusCode, now, deliveredAt, active && !epDisabled, pos, o.Task.ClaimID)
 		if err != nil {
-			return nil, fmt.Errorf("complete deliveries: %w", err)
+			return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			continue // claim lost
@@ -304,7 +317,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		a := o.Attempt
 		if _, err := tx.ExecContext(ctx, `INSERT INTO delivery_attempts (delivery_pos, n, at, status_code, latency_us, error, response_body)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, pos, d.Attempts+1, micros(a.At), a.StatusCode, a.Latency.Microseconds(), a.Error, a.ResponseBody); err != nil {
-			return nil, fmt.Errorf("complete deliveries: %w", err)
+			return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 		}
 		if o.Status == meetsync.DeliveryDelivered {
 			failing[d.EndpointID] = false
@@ -314,22 +327,22 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		if o.DisableEndpoint != "" && !epDisabled {
 			if _, err := tx.ExecContext(ctx, `UPDATE endpoints SET disabled = 1, disabled_reason = ?, disabled_at = ?, updated_at = ? WHERE id = ?`,
 				o.DisableEndpoint, now, now, d.EndpointID); err != nil {
-				return nil, fmt.Errorf("complete deliveries: %w", err)
+				return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 			}
 			if err := setEndpointParked(ctx, tx, d.EndpointID, true); err != nil {
-				return nil, fmt.Errorf("complete deliveries: %w", err)
+				return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 			}
 			disabled[d.EndpointID], epDisabled = true, true
 			clear(db.endpoints)
 			if o.DisabledEvent != nil {
 				if err := appendEvents(o.DisabledEvent); err != nil {
-					return nil, fmt.Errorf("complete deliveries: %w", err)
+					return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 				}
 			}
 		}
 		if len(o.Events) > 0 {
 			if err := appendEvents(o.Events...); err != nil {
-				return nil, fmt.Errorf("complete deliveries: %w", err)
+				return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 			}
 		}
 		if active || epDisabled {
@@ -337,7 +350,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		}
 		if !p.ClaimNext {
 			if err := promoteHead(ctx, tx, d.EndpointID, d.UserID); err != nil {
-				return nil, fmt.Errorf("complete deliveries: %w", err)
+				return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 			}
 			continue
 		}
@@ -346,7 +359,7 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		var npos, claimID int64
 		err = tx.QueryRowContext(ctx, promoteClaimSQL, now, p.Owner, newClaimID(), micros(until), d.EndpointID, d.UserID).Scan(&npos, &claimID)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("complete deliveries: %w", err)
+			return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 		}
 		if err == nil && claimID != 0 {
 			next = append(next, npos)
@@ -360,29 +373,29 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 			args = []any{now, id}
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return nil, fmt.Errorf("complete deliveries: %w", err)
+			return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 		}
 	}
 	if at != nil {
-		if err := at.flushUsers(); err != nil {
-			return nil, fmt.Errorf("complete deliveries: %w", err)
+		if err := at.finish(); err != nil {
+			return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 		}
 	}
 	var tasks []*meetsync.DeliveryTask
 	if len(next) > 0 {
 		if tasks, err = loadTasks(ctx, tx, next, until); err != nil {
-			return nil, fmt.Errorf("complete deliveries: %w", err)
+			return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 		}
 	}
 	if err := sqltx.Commit(); err != nil {
 		db.userCache.clear()
 		clear(db.endpoints)
-		return nil, fmt.Errorf("complete deliveries: %w", err)
+		return nil, 0, fmt.Errorf("complete deliveries: %w", err)
 	}
 	if at != nil {
 		at.committed()
 	}
-	return tasks, nil
+	return tasks, db.sync.ticket(), nil
 }
 
 // DeliveryNextDue returns when the earliest queue head is due (ok false if none).
@@ -392,7 +405,7 @@ func (db *DB) DeliveryNextDue(ctx context.Context) (time.Time, bool, error) {
 	// keeps one that is not (e.g. released at start) from waking the
 	// dispatcher in a loop. The due index is read in order, so this stops
 	// at the first head of an enabled endpoint.
-	err := db.reader.QueryRowContext(ctx, `SELECT d.next_at FROM deliveries d JOIN endpoints ep ON ep.id = d.endpoint_id
+	err := db.queryRow(ctx, `SELECT d.next_at FROM deliveries d JOIN endpoints ep ON ep.id = d.endpoint_id
 		WHERE d.head = 1 AND ep.disabled = 0 ORDER BY d.next_at LIMIT 1`).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, nil
@@ -413,13 +426,13 @@ func (db *DB) DeliveriesReleaseClaims(ctx context.Context, owner string, now tim
 		q += " AND claim_owner = ?"
 		args = append(args, owner)
 	}
-	res, err := db.writer.ExecContext(ctx, q, args...)
+	res, err := db.exec(ctx, q, args...)
 	if err != nil {
 		return 0, fmt.Errorf("release claims: %w", err)
 	}
 	n, _ := res.RowsAffected()
 	// A released head of an endpoint disabled while it was claimed is parked.
-	if _, err := db.writer.ExecContext(ctx, `UPDATE deliveries SET head = 0 WHERE head = 1 AND claim_owner = ''
+	if _, err := db.exec(ctx, `UPDATE deliveries SET head = 0 WHERE head = 1 AND claim_owner = ''
 		AND endpoint_id IN (SELECT id FROM endpoints WHERE disabled = 1)`); err != nil {
 		return 0, fmt.Errorf("release claims: %w", err)
 	}
@@ -432,11 +445,11 @@ func (db *DB) DeliveryGet(ctx context.Context, appID, id string) (*meetsync.Deli
 	if !ok {
 		return nil, nil, meetsync.Errorf(meetsync.ENOTFOUND, "delivery %s not found", id)
 	}
-	d, err := scanDelivery(db.reader.QueryRowContext(ctx, "SELECT "+deliveryCols+" FROM deliveries d WHERE d.app_id = ? AND d.pos = ?", appID, pos))
+	d, err := scanDelivery(db.queryRow(ctx, "SELECT "+deliveryCols+" FROM deliveries d WHERE d.app_id = ? AND d.pos = ?", appID, pos))
 	if err != nil {
 		return nil, nil, interpretError(err, "delivery "+id)
 	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT n, at, status_code, latency_us, error, response_body FROM delivery_attempts
+	rows, err := db.query(ctx, `SELECT n, at, status_code, latency_us, error, response_body FROM delivery_attempts
 		WHERE delivery_pos = ? ORDER BY n`, pos)
 	if err != nil {
 		return nil, nil, fmt.Errorf("get delivery: %w", err)
@@ -474,7 +487,7 @@ func (db *DB) DeliveryList(ctx context.Context, p meetsync.DeliveryListParams) (
 	}
 	q += " ORDER BY d.pos DESC LIMIT ?"
 	args = append(args, p.Limit)
-	rows, err := db.reader.QueryContext(ctx, q, args...)
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
@@ -560,7 +573,7 @@ func (db *DB) DeliveriesRequeue(ctx context.Context, p meetsync.DeliveryRequeueP
 			return 0, fmt.Errorf("requeue: %w", err)
 		}
 	}
-	return n, tx.Commit()
+	return n, db.commit(tx)
 }
 
 func (db *DB) endpointInTx(ctx context.Context, tx execQuerier, appID, id string) (*meetsync.Endpoint, error) {
@@ -574,7 +587,7 @@ func (db *DB) endpointInTx(ctx context.Context, tx execQuerier, appID, id string
 // DeliveryQueueDepths returns the number of active (pending or failed)
 // deliveries per endpoint.
 func (db *DB) DeliveryQueueDepths(ctx context.Context) (map[string]int64, error) {
-	rows, err := db.reader.QueryContext(ctx, "SELECT endpoint_id, count(*) FROM deliveries WHERE status IN ('pending', 'failed') GROUP BY endpoint_id")
+	rows, err := db.query(ctx, "SELECT endpoint_id, count(*) FROM deliveries WHERE status IN ('pending', 'failed') GROUP BY endpoint_id")
 	if err != nil {
 		return nil, fmt.Errorf("queue depths: %w", err)
 	}

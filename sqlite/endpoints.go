@@ -63,13 +63,13 @@ func (db *DB) EndpointCreate(ctx context.Context, e *meetsync.Endpoint) error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	clear(db.endpoints)
-	_, err := db.writer.ExecContext(ctx, "INSERT INTO endpoints ("+endpointCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", endpointArgs(e)...)
+	_, err := db.exec(ctx, "INSERT INTO endpoints ("+endpointCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", endpointArgs(e)...)
 	return interpretError(err, "endpoint")
 }
 
 // EndpointGet returns an endpoint of the app. ENOTFOUND.
 func (db *DB) EndpointGet(ctx context.Context, appID, id string) (*meetsync.Endpoint, error) {
-	e, err := scanEndpoint(db.reader.QueryRowContext(ctx, "SELECT "+endpointCols+" FROM endpoints WHERE app_id = ? AND id = ?", appID, id))
+	e, err := scanEndpoint(db.queryRow(ctx, "SELECT "+endpointCols+" FROM endpoints WHERE app_id = ? AND id = ?", appID, id))
 	if err != nil {
 		return nil, interpretError(err, "endpoint "+id)
 	}
@@ -78,7 +78,7 @@ func (db *DB) EndpointGet(ctx context.Context, appID, id string) (*meetsync.Endp
 
 // EndpointList returns the app's endpoints, oldest first.
 func (db *DB) EndpointList(ctx context.Context, appID string) ([]*meetsync.Endpoint, error) {
-	rows, err := db.reader.QueryContext(ctx, "SELECT "+endpointCols+" FROM endpoints WHERE app_id = ? ORDER BY created_at, id", appID)
+	rows, err := db.query(ctx, "SELECT "+endpointCols+" FROM endpoints WHERE app_id = ? ORDER BY created_at, id", appID)
 	if err != nil {
 		return nil, fmt.Errorf("list endpoints: %w", err)
 	}
@@ -125,7 +125,7 @@ func (db *DB) EndpointUpdate(ctx context.Context, e *meetsync.Endpoint) error {
 			return fmt.Errorf("update endpoint: %w", err)
 		}
 	}
-	return tx.Commit()
+	return db.commit(tx)
 }
 
 // EndpointDelete deletes an endpoint with its deliveries and attempts. ENOTFOUND.
@@ -133,7 +133,7 @@ func (db *DB) EndpointDelete(ctx context.Context, appID, id string) error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	clear(db.endpoints)
-	res, err := db.writer.ExecContext(ctx, "DELETE FROM endpoints WHERE app_id = ? AND id = ?", appID, id)
+	res, err := db.exec(ctx, "DELETE FROM endpoints WHERE app_id = ? AND id = ?", appID, id)
 	if err != nil {
 		return fmt.Errorf("delete endpoint: %w", err)
 	}

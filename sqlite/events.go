@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/meetsync/meetsync"
 )
@@ -17,25 +18,29 @@ const (
 	idemGetSQL = "SELECT request_hash, results FROM idempotency_keys WHERE app_id = ? AND key = ?"
 	idemPutSQL = "INSERT INTO idempotency_keys (app_id, key, request_hash, results, created_at) VALUES (?, ?, ?, ?, ?)"
 	userGetSQL = "SELECT " + userCols + " FROM users WHERE app_id = ? AND user_id = ?"
-	userPutSQL = `INSERT INTO users (` + userCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	userPutSQL = `INSERT INTO users (` + userCols + `, state_pos) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app_id, user_id) DO UPDATE SET last_seq = excluded.last_seq, status = excluded.status, reason = excluded.reason,
 		meeting_num = excluded.meeting_num, device_id = excluded.device_id, since = excluded.since, status_seq = excluded.status_seq,
 		business_side = excluded.business_side, meeting_side = excluded.meeting_side, updated_at = excluded.updated_at,
-		devices = excluded.devices, extra = excluded.extra, due_at = excluded.due_at`
+		devices = excluded.devices, extra = excluded.extra, due_at = excluded.due_at, state_pos = excluded.state_pos`
 	eventByIDSQL  = "SELECT e.id, e.seq, e.stale, e.pos FROM event_ids i JOIN events e ON e.pos = i.pos WHERE i.app_id = ? AND i.id = ?"
 	eventIDPutSQL = "INSERT INTO event_ids (app_id, id, pos) VALUES (?, ?, ?)"
-	// The newest event of the device with that client_seq, read from the
-	// covering events_user index newest first.
-	eventByClientSeqSQL = `SELECT id, seq, stale, pos FROM events INDEXED BY events_user
-		WHERE app_id = ? AND user_id = ? AND device_id = ? AND client_seq = ? ORDER BY seq DESC LIMIT 1`
-	eventInsertSQL = `INSERT INTO events (app_id, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// The newest materialized event of the device with that client_seq,
+	// read from the user's user_events entries newest first.
+	eventByClientSeqSQL = `SELECT e.id, e.seq, e.stale, e.pos FROM user_events ue JOIN events e ON e.pos = ue.pos
+		WHERE ue.app_id = ? AND ue.user_id = ? AND ue.device_id = ? AND ue.client_seq = ? ORDER BY ue.pos DESC LIMIT 1`
 	queueActiveSQL    = "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status IN ('pending', 'failed') LIMIT 1)"
 	deliveryInsertSQL = `INSERT INTO deliveries (app_id, endpoint_id, event_pos, event_id, event_type, user_id, seq, status, head, next_at, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`
 	supersedableSQL = `SELECT pos, next_at, head FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status = 'pending'
 		AND attempts = 0 AND claim_owner = '' AND event_type = ? AND seq < ?`
 )
+
+// eventRowCols is the number of columns of an events row as inserted.
+const eventRowCols = 14
+
+var eventInsertSQL = multiRowSQL(`INSERT INTO events (pos, app_id, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version)
+	VALUES `, eventRowCols)
 
 type scanner interface{ Scan(...any) error }
 
@@ -62,6 +67,14 @@ func scanUser(sc scanner) (*meetsync.UserState, error) {
 	return &u, meetsync.DecodeUserExtra(extra, business, meeting, &u)
 }
 
+// putUser writes a user's row, reflecting the events up to statePos.
+func putUser(ctx context.Context, w wtx, u *meetsync.UserState, statePos int64) error {
+	_, err := w.ExecContext(ctx, userPutSQL, u.AppID, u.UserID, u.LastSeq, int(u.Status), int(u.Reason), u.MeetingNum,
+		u.DeviceID, micros(u.Since), u.StatusSeq, u.Session.Business, u.Session.Meeting, micros(u.UpdatedAt), meetsync.EncodeDevices(u.Devices),
+		meetsync.EncodeUserExtra(u), micros(u.DueAt), statePos)
+	return err
+}
+
 type userKey struct{ app, user string }
 
 type queueKey struct{ endpoint, user string }
@@ -71,48 +84,108 @@ type appendTx struct {
 	ctx    context.Context
 	db     *DB
 	tx     wtx
-	users  map[userKey]*meetsync.UserState
-	order  []*meetsync.UserState // users an event was applied to, to write back
-	dirty  map[userKey]bool
+	users  map[userKey]*txUser
+	order  []*txUser         // users touched, to publish after the commit
 	queues map[queueKey]bool // has an active delivery
+	// rows holds the events rows not yet inserted (eventRowCols values
+	// each): they go in several per statement, before anything reads
+	// events in the transaction (finish).
+	rows    []any
+	feed    []feedEntry                     // the events written, in position order
+	ids     map[string]meetsync.EventResult // caller-supplied event ids written here, by app_id + "\x00" + id
+	nextPos int64                           // the feed position the next event gets
+	maxPos  int64                           // the highest feed position written
+}
+
+// txUser is a user touched by an append transaction.
+type txUser struct {
+	k        userKey
+	u        *meetsync.UserState
+	startDue time.Time
+	// written: the row must be written in this transaction, because an
+	// event carried Effects (which replaying the log cannot redo) or the
+	// due time moved (the session engine reads the due_at index).
+	written bool
+	events  []pendingEvent // this transaction's events of the user
 }
 
 // newAppendTx starts appending inside tx. The caller holds db.writeMu.
 func (db *DB) newAppendTx(ctx context.Context, tx *sql.Tx) *appendTx {
-	return &appendTx{ctx: ctx, db: db, tx: wtx{db, tx}, users: map[userKey]*meetsync.UserState{}, dirty: map[userKey]bool{},
-		queues: map[queueKey]bool{}}
+	return &appendTx{ctx: ctx, db: db, tx: wtx{db, tx}, users: map[userKey]*txUser{}, queues: map[queueKey]bool{}, nextPos: db.nextPos}
 }
 
-// committed publishes the transaction's user states to the cache; the
-// caller holds db.writeMu and the transaction committed.
+// committed publishes the transaction's user states and events to the
+// cache and the backlog; the caller holds db.writeMu and the transaction
+// committed.
 func (at *appendTx) committed() {
-	at.db.userCache.put(at.order)
+	db := at.db
+	db.nextPos = at.nextPos
+	var states []*meetsync.UserState
+	cs := make([]committedUser, 0, len(at.order))
+	for _, tu := range at.order {
+		if len(tu.events) == 0 {
+			continue
+		}
+		states = append(states, tu.u)
+		cs = append(cs, committedUser{k: tu.k, state: tu.u, written: tu.written, events: tu.events})
+	}
+	db.userCache.put(states)
+	db.backlog.publish(cs, at.feed, time.Now())
+	if at.maxPos > 0 {
+		db.sync.committedPos.Store(at.maxPos)
+	}
+	if db.backlog.size() > db.mat.MaxPending {
+		select {
+		case db.matKick <- struct{}{}:
+		default:
+		}
+	}
 }
 
-// EventsAppend commits every request's events in one transaction.
+// EventsAppend commits every request's events in one transaction and
+// returns once it is durable. Concurrent calls take turns at the write
+// lock, and one waits for the disk while the next one writes (see
+// walSyncer): AppendCommitters says how many the ingest service runs.
 func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) error {
+	t, err := db.eventsAppend(ctx, reqs)
+	if err != nil {
+		return err
+	}
+	if err := db.sync.wait(t); err != nil {
+		return fmt.Errorf("append events: %w", err)
+	}
+	return nil
+}
+
+// AppendCommitters is 2: while one group commit waits for its fdatasync,
+// the next one is written.
+func (db *DB) AppendCommitters() int { return 2 }
+
+// eventsAppend commits the requests' events under the write lock and
+// returns the commit's durability ticket.
+func (db *DB) eventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) (uint64, error) {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
-		return fmt.Errorf("append events: begin: %w", err)
+		return 0, fmt.Errorf("append events: begin: %w", err)
 	}
 	defer tx.Rollback()
 	at := db.newAppendTx(ctx, tx)
 	for _, req := range reqs {
 		if err := at.appendRequest(req); err != nil {
-			return fmt.Errorf("append events: %w", err)
+			return 0, fmt.Errorf("append events: %w", err)
 		}
 	}
-	if err := at.flushUsers(); err != nil {
-		return fmt.Errorf("append events: %w", err)
+	if err := at.finish(); err != nil {
+		return 0, fmt.Errorf("append events: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		db.userCache.clear()
-		return fmt.Errorf("append events: commit: %w", err)
+		return 0, fmt.Errorf("append events: commit: %w", err)
 	}
 	at.committed()
-	return nil
+	return db.sync.ticket(), nil
 }
 
 func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
@@ -132,11 +205,11 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 		}
 	}
 	if x := req.ExpectSession; x != nil {
-		u, err := at.user(req.AppID, x.UserID)
+		tu, err := at.user(req.AppID, x.UserID)
 		if err != nil {
 			return err
 		}
-		if u.Session.Version != x.Version {
+		if tu.u.Session.Version != x.Version {
 			req.Err = meetsync.Errorf(meetsync.ECONFLICT, "the session of user %s changed concurrently; try again", x.UserID)
 			return nil
 		}
@@ -163,7 +236,13 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 
 func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error) {
 	var r meetsync.EventResult
+	var idKey string
 	if ev.CallerID {
+		idKey = ev.AppID + "\x00" + ev.ID
+		if r, ok := at.ids[idKey]; ok {
+			r.Duplicate = true
+			return r, nil
+		}
 		err := at.tx.QueryRowContext(at.ctx, eventByIDSQL, ev.AppID, ev.ID).Scan(&r.ID, &r.Seq, &r.Stale, &r.Pos)
 		if err == nil {
 			r.Duplicate = true
@@ -172,36 +251,35 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 			return r, err
 		}
 	}
-	u, err := at.user(ev.AppID, ev.UserID)
+	tu, err := at.user(ev.AppID, ev.UserID)
 	if err != nil {
 		return r, err
 	}
-	if u.NeedsDuplicateCheck(ev) {
-		err := at.tx.QueryRowContext(at.ctx, eventByClientSeqSQL, ev.AppID, ev.UserID, ev.DeviceID, ev.ClientSeq).Scan(&r.ID, &r.Seq, &r.Stale, &r.Pos)
-		if err == nil {
-			r.Duplicate = true
-			return r, nil
-		} else if !errors.Is(err, sql.ErrNoRows) {
+	if tu.u.NeedsDuplicateCheck(ev) {
+		if r, ok, err := at.findClientSeq(tu, ev); err != nil || ok {
 			return r, err
 		}
 	}
-	u.Apply(ev)
-	if k := (userKey{ev.AppID, ev.UserID}); !at.dirty[k] {
-		at.dirty[k] = true
-		at.order = append(at.order, u)
+	ev.Pos = at.nextPos
+	at.nextPos++
+	at.maxPos = ev.Pos
+	at.feed = append(at.feed, feedEntry{ev.AppID, ev.Pos})
+	tu.u.Apply(ev)
+	if ev.Effects != nil {
+		tu.written = true
 	}
-	res, err := at.tx.ExecContext(at.ctx, eventInsertSQL, ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Seq, micros(ev.OccurredAt),
+	tu.events = append(tu.events, pendingEvent{pos: ev.Pos, seq: ev.Seq, clientSeq: ev.ClientSeq, id: ev.ID, deviceID: ev.DeviceID, stale: ev.Stale})
+	at.rows = append(at.rows, ev.Pos, ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Seq, micros(ev.OccurredAt),
 		micros(ev.ReceivedAt), ev.Source, ev.DeviceID, ev.ClientSeq, ev.Stale, []byte(ev.Data), ev.SchemaVersion)
-	if err != nil {
-		return r, interpretError(err, "event "+ev.ID)
-	}
-	if ev.Pos, err = res.LastInsertId(); err != nil {
-		return r, err
-	}
+	r = meetsync.EventResult{ID: ev.ID, Seq: ev.Seq, Stale: ev.Stale, Pos: ev.Pos}
 	if ev.CallerID {
 		if _, err := at.tx.ExecContext(at.ctx, eventIDPutSQL, ev.AppID, ev.ID, ev.Pos); err != nil {
 			return r, interpretError(err, "event "+ev.ID)
 		}
+		if at.ids == nil {
+			at.ids = map[string]meetsync.EventResult{}
+		}
+		at.ids[idKey] = r
 	}
 	if ev.Effects != nil && ev.Effects.Invitation != nil {
 		if err := at.writeInvitation(ev.Effects.Invitation); err != nil {
@@ -211,17 +289,47 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 	if err := at.fanOut(ev); err != nil {
 		return r, err
 	}
-	return meetsync.EventResult{ID: ev.ID, Seq: ev.Seq, Stale: ev.Stale, Pos: ev.Pos}, nil
+	return r, nil
 }
 
-// user returns a user's state for this transaction: from the store's cache
-// (a copy), else from its row, else a new user.
-func (at *appendTx) user(appID, userID string) (*meetsync.UserState, error) {
-	k := userKey{appID, userID}
-	if u, ok := at.users[k]; ok {
-		return u, nil
+// findClientSeq looks for the newest stored event of ev's device with
+// ev's client_seq: in this transaction, in the backlog, then in
+// user_events.
+func (at *appendTx) findClientSeq(tu *txUser, ev *meetsync.Event) (meetsync.EventResult, bool, error) {
+	match := func(p pendingEvent) bool { return p.clientSeq == ev.ClientSeq && p.deviceID == ev.DeviceID }
+	for i := len(tu.events) - 1; i >= 0; i-- {
+		if match(tu.events[i]) {
+			return tu.events[i].result(), true, nil
+		}
 	}
-	u := at.db.userCache.get(k)
+	pend := at.db.backlog.pending(tu.k)
+	for i := len(pend) - 1; i >= 0; i-- {
+		if match(pend[i]) {
+			return pend[i].result(), true, nil
+		}
+	}
+	var r meetsync.EventResult
+	err := at.tx.QueryRowContext(at.ctx, eventByClientSeqSQL, ev.AppID, ev.UserID, ev.DeviceID, ev.ClientSeq).Scan(&r.ID, &r.Seq, &r.Stale, &r.Pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, false, nil
+	} else if err != nil {
+		return r, false, err
+	}
+	r.Duplicate = true
+	return r, true, nil
+}
+
+// user returns a user's state for this transaction: from the backlog or
+// the store's cache (a copy), else from its row, else a new user.
+func (at *appendTx) user(appID, userID string) (*txUser, error) {
+	k := userKey{appID, userID}
+	if tu, ok := at.users[k]; ok {
+		return tu, nil
+	}
+	u := at.db.backlog.user(k)
+	if u == nil {
+		u = at.db.userCache.get(k)
+	}
 	if u == nil {
 		var err error
 		u, err = scanUser(at.tx.QueryRowContext(at.ctx, userGetSQL, appID, userID))
@@ -231,15 +339,36 @@ func (at *appendTx) user(appID, userID string) (*meetsync.UserState, error) {
 			return nil, err
 		}
 	}
-	at.users[k] = u
-	return u, nil
+	tu := &txUser{k: k, u: u, startDue: u.DueAt}
+	at.users[k] = tu
+	at.order = append(at.order, tu)
+	return tu, nil
 }
 
-func (at *appendTx) flushUsers() error {
-	for _, u := range at.order {
-		if _, err := at.tx.ExecContext(at.ctx, userPutSQL, u.AppID, u.UserID, u.LastSeq, int(u.Status), int(u.Reason), u.MeetingNum,
-			u.DeviceID, micros(u.Since), u.StatusSeq, u.Session.Business, u.Session.Meeting, micros(u.UpdatedAt), meetsync.EncodeDevices(u.Devices),
-			meetsync.EncodeUserExtra(u), micros(u.DueAt)); err != nil {
+// flushEvents inserts the events rows appended so far.
+func (at *appendTx) flushEvents() error {
+	err := execRows(at.ctx, at.tx, eventInsertSQL, eventRowCols, at.rows)
+	at.rows = at.rows[:0]
+	return interpretError(err, "event")
+}
+
+// finish inserts the pending events rows and writes the rows of the
+// users whose change cannot wait for the backlog (see txUser.written).
+func (at *appendTx) finish() error {
+	if err := at.flushEvents(); err != nil {
+		return err
+	}
+	for _, tu := range at.order {
+		if len(tu.events) == 0 {
+			continue
+		}
+		if !tu.u.DueAt.Equal(tu.startDue) {
+			tu.written = true
+		}
+		if !tu.written {
+			continue
+		}
+		if err := putUser(at.ctx, at.tx, tu.u, tu.events[len(tu.events)-1].pos); err != nil {
 			return err
 		}
 	}
@@ -279,79 +408,192 @@ func typeCondition(f meetsync.TypeFilter, args []any) (string, []any) {
 	return " AND (" + strings.Join(parts, " OR ") + ")", args
 }
 
-// EventList returns events after a feed position, in feed order.
+// EventList returns events after a feed position, in feed order, up to
+// the durable position: a commit that a power loss could still take back
+// is not shown (its position could be given again).
 func (db *DB) EventList(ctx context.Context, p meetsync.EventListParams) ([]*meetsync.Event, error) {
-	q := "SELECT " + eventCols + " FROM events WHERE app_id = ? AND pos > ?"
-	args := []any{p.AppID, p.After}
-	order := " ORDER BY pos"
+	limitPos := db.sync.durablePos.Load()
 	if p.UserID != "" {
-		// A user's events in its index: seq order is feed order per user,
-		// and pos (the rowid) is checked on the index entries themselves.
-		q = "SELECT " + eventCols + " FROM events INDEXED BY events_user WHERE app_id = ? AND pos > ? AND user_id = ?"
-		args = append(args, p.UserID)
-		order = " ORDER BY seq"
+		return db.userEventList(ctx, p, limitPos)
 	}
-	cond, args := typeCondition(p.Types, args)
-	q += cond + order + " LIMIT ?"
-	args = append(args, p.Limit)
-	rows, err := db.reader.QueryContext(ctx, q, args...)
+	// The app's feed index up to feedPos (read before the queries, so they
+	// see at least that much of it), then the newer events from the table
+	// itself.
+	feedPos := min(db.feedPos.Load(), limitPos)
+	var out []*meetsync.Event
+	if p.After < feedPos {
+		q := "SELECT " + eventColsE + " FROM app_events a JOIN events e ON e.pos = a.pos WHERE a.app_id = ? AND a.pos > ? AND a.pos <= ?"
+		cond, args := typeCondition(p.Types, []any{p.AppID, p.After, feedPos})
+		var err error
+		if out, err = db.queryEvents(ctx, q+cond+" ORDER BY a.pos LIMIT ?", append(args, p.Limit)...); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+	}
+	if len(out) < p.Limit && limitPos > feedPos {
+		q := "SELECT " + eventCols + " FROM events WHERE pos > ? AND pos <= ? AND app_id = ?"
+		cond, args := typeCondition(p.Types, []any{max(p.After, feedPos), limitPos, p.AppID})
+		more, err := db.queryEvents(ctx, q+cond+" ORDER BY pos LIMIT ?", append(args, p.Limit-len(out))...)
+		if err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		out = append(out, more...)
+	}
+	return out, nil
+}
+
+const eventColsE = "e.pos, e.id, e.type, e.app_id, e.user_id, e.seq, e.occurred_at, e.received_at, e.source, e.device_id, e.client_seq, e.stale, e.data, e.schema_version"
+
+// userEventList returns a user's events: those in user_events, then those
+// still in the backlog (a user's backlog entries all come after its
+// user_events ones, but for the replayed ones, which may be in both).
+// The backlog is copied before the read starts, and nothing above
+// limitPos (read before that) is returned, so a materialization between
+// the two leaves no gap.
+func (db *DB) userEventList(ctx context.Context, p meetsync.EventListParams, limitPos int64) ([]*meetsync.Event, error) {
+	pend := db.backlog.pending(userKey{p.AppID, p.UserID})
+	q := "SELECT " + eventColsE + " FROM user_events ue JOIN events e ON e.pos = ue.pos WHERE ue.app_id = ? AND ue.user_id = ? AND ue.pos > ? AND ue.pos <= ?"
+	cond, args := typeCondition(p.Types, []any{p.AppID, p.UserID, p.After, limitPos})
+	q += cond + " ORDER BY ue.pos LIMIT ?"
+	out, err := db.queryEvents(ctx, q, append(args, p.Limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("list events: %w", err)
 	}
+	after := p.After
+	if len(out) > 0 {
+		after = out[len(out)-1].Pos
+	}
+	var poses []any
+	for _, e := range pend {
+		if e.pos > after && e.pos <= limitPos {
+			poses = append(poses, e.pos)
+		}
+	}
+	for len(poses) > 0 && len(out) < p.Limit {
+		n := min(len(poses), 256)
+		q := "SELECT " + eventCols + " FROM events WHERE pos IN (?" + strings.Repeat(", ?", n-1) + ")"
+		cond, args := typeCondition(p.Types, poses[:n:n])
+		more, err := db.queryEvents(ctx, q+cond+" ORDER BY pos", args...)
+		if err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		out = append(out, more[:min(len(more), p.Limit-len(out))]...)
+		poses = poses[n:]
+	}
+	return out, nil
+}
+
+func (db *DB) queryEvents(ctx context.Context, q string, args ...any) ([]*meetsync.Event, error) {
+	rows, err := db.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
-	out := make([]*meetsync.Event, 0, p.Limit)
+	var out []*meetsync.Event
 	for rows.Next() {
 		e, err := scanEvent(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list events: %w", err)
+			return nil, err
 		}
 		out = append(out, e)
 	}
 	return out, rows.Err()
 }
 
-// EventFeedHead returns the app's newest feed position.
+// EventFeedHead returns the app's newest durable feed position.
 func (db *DB) EventFeedHead(ctx context.Context, appID string) (int64, error) {
+	limitPos := db.sync.durablePos.Load()
+	feedPos := min(db.feedPos.Load(), limitPos)
 	var pos sql.NullInt64
-	if err := db.reader.QueryRowContext(ctx, "SELECT max(pos) FROM events WHERE app_id = ?", appID).Scan(&pos); err != nil {
+	if err := db.queryRow(ctx, "SELECT max(pos) FROM events WHERE pos > ? AND pos <= ? AND app_id = ?", feedPos, limitPos, appID).Scan(&pos); err != nil {
+		return 0, fmt.Errorf("feed head: %w", err)
+	}
+	if pos.Valid {
+		return pos.Int64, nil
+	}
+	if err := db.queryRow(ctx, "SELECT max(pos) FROM app_events WHERE app_id = ? AND pos <= ?", appID, feedPos).Scan(&pos); err != nil {
 		return 0, fmt.Errorf("feed head: %w", err)
 	}
 	return pos.Int64, nil
 }
 
-// UserGet returns a user's state with its devices. ENOTFOUND.
+// UserGet returns a user's state with its devices: from the backlog if
+// it is newer than the row. ENOTFOUND.
 func (db *DB) UserGet(ctx context.Context, appID, userID string) (*meetsync.UserState, error) {
-	u, err := scanUser(db.reader.QueryRowContext(ctx, "SELECT "+userCols+" FROM users WHERE app_id = ? AND user_id = ?", appID, userID))
+	if u := db.backlog.user(userKey{appID, userID}); u != nil {
+		return u, nil
+	}
+	u, err := scanUser(db.queryRow(ctx, "SELECT "+userCols+" FROM users WHERE app_id = ? AND user_id = ?", appID, userID))
 	if err != nil {
 		return nil, interpretError(err, "user "+userID)
 	}
 	return u, nil
 }
 
-// UserList returns users ordered by id.
+// UserList returns users ordered by id, the backlog's states over their
+// rows. The backlog is copied first; the rows read after it may be newer
+// for a user materialized meanwhile, and the backlog's (committed) state
+// is returned then.
 func (db *DB) UserList(ctx context.Context, p meetsync.UserListParams) ([]*meetsync.UserState, error) {
+	over := db.backlog.appUsers(p.AppID, p.After)
+	matches := func(u *meetsync.UserState) bool { return p.Status == nil || u.Status == *p.Status }
 	q := "SELECT " + userCols + " FROM users WHERE app_id = ? AND user_id > ?"
 	args := []any{p.AppID, p.After}
 	if p.Status != nil {
 		q += " AND status = ?"
 		args = append(args, int(*p.Status))
 	}
+	// Every backlog user may drop a row (its state no longer matches), so
+	// read that many more rows than asked for.
+	want := p.Limit + len(over)
 	q += " ORDER BY user_id LIMIT ?"
-	args = append(args, p.Limit)
-	rows, err := db.reader.QueryContext(ctx, q, args...)
+	args = append(args, want)
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	defer rows.Close()
-	var out []*meetsync.UserState
+	var table []*meetsync.UserState
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list users: %w", err)
 		}
-		out = append(out, u)
+		table = append(table, u)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	// The rows read cover the users up to the last one's id (all of them,
+	// when fewer rows than asked for came back).
+	complete := len(table) < want
+	var last string
+	if len(table) > 0 {
+		last = table[len(table)-1].UserID
+	}
+	out := make([]*meetsync.UserState, 0, p.Limit)
+	i, j := 0, 0
+	for len(out) < p.Limit && (i < len(table) || j < len(over)) {
+		var u *meetsync.UserState
+		switch {
+		case j == len(over) || (i < len(table) && table[i].UserID < over[j].UserID):
+			u = table[i]
+			i++
+		case i == len(table) || over[j].UserID < table[i].UserID:
+			if !complete && over[j].UserID > last {
+				return out, nil
+			}
+			u = over[j]
+			j++
+		default: // the same user: the backlog's state is the newer one
+			u = over[j]
+			i++
+			j++
+		}
+		if matches(u) {
+			out = append(out, u)
+		}
+	}
+	return out, nil
 }
 
 // fanOut writes the deliveries of ev to every enabled endpoint of its app

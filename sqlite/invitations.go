@@ -58,7 +58,7 @@ func (at *appendTx) writeInvitation(inv *meetsync.Invitation) error {
 
 // InvitationGet returns an invitation of the app. ENOTFOUND.
 func (db *DB) InvitationGet(ctx context.Context, appID, id string) (*meetsync.Invitation, error) {
-	v, err := scanInvitation(db.reader.QueryRowContext(ctx, "SELECT "+invitationCols+" FROM invitations WHERE id = ? AND app_id = ?", id, appID))
+	v, err := scanInvitation(db.queryRow(ctx, "SELECT "+invitationCols+" FROM invitations WHERE id = ? AND app_id = ?", id, appID))
 	if err != nil {
 		return nil, interpretError(err, "invitation "+id)
 	}
@@ -66,7 +66,7 @@ func (db *DB) InvitationGet(ctx context.Context, appID, id string) (*meetsync.In
 }
 
 func (db *DB) queryInvitations(ctx context.Context, q string, args ...any) ([]*meetsync.Invitation, error) {
-	rows, err := db.reader.QueryContext(ctx, q, args...)
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list invitations: %w", err)
 	}

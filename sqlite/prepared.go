@@ -111,3 +111,56 @@ func (w wtx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Ro
 	}
 	return w.tx.QueryRowContext(ctx, q, args...)
 }
+
+// readerStmts keeps the read pool's prepared statements by query text
+// (database/sql prepares a *sql.Stmt on each pool connection as it is
+// used), so frequent reads do not make SQLite parse SQL each time.
+type readerStmts struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+func (r *readerStmts) get(ctx context.Context, db *sql.DB, q string) *sql.Stmt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st, ok := r.m[q]; ok {
+		return st
+	}
+	if len(r.m) >= maxCachedStmts {
+		return nil
+	}
+	st, err := db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil // the query itself reports the error
+	}
+	if r.m == nil {
+		r.m = map[string]*sql.Stmt{}
+	}
+	r.m[q] = st
+	return st
+}
+
+func (r *readerStmts) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, st := range r.m {
+		st.Close()
+	}
+	r.m = nil
+}
+
+// query runs a read on the read pool with a cached statement.
+func (db *DB) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := db.rstmts.get(ctx, db.reader, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.reader.QueryContext(ctx, q, args...)
+}
+
+// queryRow runs a one-row read on the read pool with a cached statement.
+func (db *DB) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := db.rstmts.get(ctx, db.reader, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.reader.QueryRowContext(ctx, q, args...)
+}

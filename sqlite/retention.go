@@ -23,6 +23,10 @@ func (db *DB) PurgeBefore(ctx context.Context, appID string, before time.Time, l
 	}
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
+	// Replaying the backlog after a crash needs its events: write it first.
+	if err := db.materializeAll(ctx); err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
@@ -38,8 +42,8 @@ func (db *DB) PurgeBefore(ctx context.Context, appID string, before time.Time, l
 		bound = active.Int64
 	}
 	var cutoff sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT max(pos) FROM (SELECT pos FROM events WHERE app_id = ? AND pos < ? AND received_at < ?
-		ORDER BY pos LIMIT ?)`, appID, bound, micros(before), limit).Scan(&cutoff); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT max(pos) FROM (SELECT a.pos FROM app_events a JOIN events e ON e.pos = a.pos
+		WHERE a.app_id = ? AND a.pos < ? AND e.received_at < ? ORDER BY a.pos LIMIT ?)`, appID, bound, micros(before), limit).Scan(&cutoff); err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
 	if !cutoff.Valid {
@@ -50,20 +54,31 @@ func (db *DB) PurgeBefore(ctx context.Context, appID string, before time.Time, l
 			AND status NOT IN ('pending', 'failed'))`,
 		`DELETE FROM deliveries WHERE app_id = ? AND event_pos <= ? AND status NOT IN ('pending', 'failed')`,
 		`DELETE FROM event_ids WHERE app_id = ? AND pos <= ?`,
+		`DELETE FROM user_events WHERE (app_id, user_id, pos) IN (SELECT app_id, user_id, pos FROM events
+			WHERE pos IN (SELECT pos FROM app_events WHERE app_id = ?1 AND pos <= ?2) AND received_at < ?3)`,
 	} {
-		if _, err := tx.ExecContext(ctx, q, appID, cutoff.Int64); err != nil {
+		if _, err := tx.ExecContext(ctx, q, appID, cutoff.Int64, micros(before)); err != nil {
 			return 0, fmt.Errorf("purge: %w", err)
 		}
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE app_id = ? AND pos <= ? AND received_at < ?`, appID, cutoff.Int64, micros(before))
+	res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE pos IN (SELECT pos FROM app_events WHERE app_id = ? AND pos <= ?) AND received_at < ?`,
+		appID, cutoff.Int64, micros(before))
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
 	n, _ := res.RowsAffected()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM app_events WHERE app_id = ? AND pos <= ? AND NOT EXISTS (SELECT 1 FROM events e WHERE e.pos = app_events.pos)`,
+		appID, cutoff.Int64); err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	// The newest events may be gone now: their positions must not be given again.
+	if _, err := tx.ExecContext(ctx, "UPDATE store_meta SET value = ? WHERE key = 'next_pos'", db.nextPos); err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE app_id = ? AND created_at < ?`, appID, micros(before)); err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := db.commit(tx); err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
 	return int(n), nil

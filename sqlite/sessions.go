@@ -17,7 +17,7 @@ var _ meetsync.SessionStore = (*DB)(nil)
 func (db *DB) AppSettingsGet(ctx context.Context, appID string) (*meetsync.AppSettings, error) {
 	var b []byte
 	var updated int64
-	err := db.reader.QueryRowContext(ctx, "SELECT settings, updated_at FROM app_settings WHERE app_id = ?", appID).Scan(&b, &updated)
+	err := db.queryRow(ctx, "SELECT settings, updated_at FROM app_settings WHERE app_id = ?", appID).Scan(&b, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, err := db.AppGet(ctx, appID); err != nil {
 			return nil, err
@@ -41,7 +41,7 @@ func (db *DB) AppSettingsPut(ctx context.Context, appID string, s *meetsync.AppS
 	if err != nil {
 		return err
 	}
-	_, err = db.writer.ExecContext(ctx, `INSERT INTO app_settings (app_id, settings, updated_at) VALUES (?, ?, ?)
+	_, err = db.exec(ctx, `INSERT INTO app_settings (app_id, settings, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (app_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at`,
 		appID, b, micros(s.UpdatedAt))
 	return interpretError(err, "app "+appID)
@@ -61,18 +61,18 @@ func scanAccount(sc scanner) (*meetsync.StoredAccount, error) {
 
 // AccountGet returns a user's meeting account. ENOTFOUND.
 func (db *DB) AccountGet(ctx context.Context, appID, userID string) (*meetsync.StoredAccount, error) {
-	return scanAccount(db.reader.QueryRowContext(ctx, "SELECT "+accountCols+" FROM meeting_accounts WHERE app_id = ? AND user_id = ?", appID, userID))
+	return scanAccount(db.queryRow(ctx, "SELECT "+accountCols+" FROM meeting_accounts WHERE app_id = ? AND user_id = ?", appID, userID))
 }
 
 // AccountByUUID returns the account with a platform id. ENOTFOUND.
 func (db *DB) AccountByUUID(ctx context.Context, appID, provider, userUUID string) (*meetsync.StoredAccount, error) {
-	return scanAccount(db.reader.QueryRowContext(ctx, "SELECT "+accountCols+" FROM meeting_accounts WHERE app_id = ? AND provider = ? AND user_uuid = ?",
+	return scanAccount(db.queryRow(ctx, "SELECT "+accountCols+" FROM meeting_accounts WHERE app_id = ? AND provider = ? AND user_uuid = ?",
 		appID, provider, userUUID))
 }
 
 // AccountPut inserts or replaces a user's meeting account.
 func (db *DB) AccountPut(ctx context.Context, a *meetsync.StoredAccount) error {
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO meeting_accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := db.exec(ctx, `INSERT INTO meeting_accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app_id, user_id) DO UPDATE SET provider = excluded.provider, app_key = excluded.app_key, user_uuid = excluded.user_uuid,
 		user_token = excluded.user_token, updated_at = excluded.updated_at`,
 		a.AppID, a.UserID, a.Provider, a.AppKey, a.UserUUID, a.UserToken, micros(a.CreatedAt), micros(a.UpdatedAt))
@@ -81,7 +81,7 @@ func (db *DB) AccountPut(ctx context.Context, a *meetsync.StoredAccount) error {
 
 // ClientTokenCreate stores a client token.
 func (db *DB) ClientTokenCreate(ctx context.Context, t *meetsync.ClientToken) error {
-	_, err := db.writer.ExecContext(ctx, `INSERT INTO client_tokens (id, app_id, user_id, device_id, session_id, hash, created_at, expires_at)
+	_, err := db.exec(ctx, `INSERT INTO client_tokens (id, app_id, user_id, device_id, session_id, hash, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.AppID, t.UserID, t.DeviceID, t.SessionID, t.Hash, micros(t.CreatedAt), micros(t.ExpiresAt))
 	return interpretError(err, "client token")
 }
@@ -91,7 +91,7 @@ func (db *DB) ClientTokenGetByHash(ctx context.Context, hash []byte) (*meetsync.
 	var t meetsync.ClientToken
 	var created, expires int64
 	var revoked sql.NullInt64
-	err := db.reader.QueryRowContext(ctx, `SELECT id, app_id, user_id, device_id, session_id, hash, created_at, expires_at, revoked_at
+	err := db.queryRow(ctx, `SELECT id, app_id, user_id, device_id, session_id, hash, created_at, expires_at, revoked_at
 		FROM client_tokens WHERE hash = ?`, hash).Scan(&t.ID, &t.AppID, &t.UserID, &t.DeviceID, &t.SessionID, &t.Hash, &created, &expires, &revoked)
 	if err != nil {
 		return nil, interpretError(err, "client token")
@@ -112,7 +112,7 @@ func (db *DB) ClientTokensRevoke(ctx context.Context, appID, userID, sessionID s
 		q += " AND session_id = ?"
 		args = append(args, sessionID)
 	}
-	res, err := db.writer.ExecContext(ctx, q, args...)
+	res, err := db.exec(ctx, q, args...)
 	if err != nil {
 		return 0, fmt.Errorf("revoke client tokens: %w", err)
 	}
@@ -134,7 +134,7 @@ func (db *DB) CommandsCreate(ctx context.Context, cmds []*meetsync.Command) erro
 			return fmt.Errorf("create commands: %w", err)
 		}
 	}
-	return tx.Commit()
+	return db.commit(tx)
 }
 
 const commandCols = "id, app_id, user_id, device_id, session_id, type, data, created_at, acked_at, ack_ok, ack_error"
@@ -156,7 +156,7 @@ func scanCommand(sc scanner) (*meetsync.Command, error) {
 }
 
 func (db *DB) queryCommands(ctx context.Context, q string, args ...any) ([]*meetsync.Command, error) {
-	rows, err := db.reader.QueryContext(ctx, q, args...)
+	rows, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list commands: %w", err)
 	}
@@ -189,7 +189,7 @@ func (db *DB) CommandsForSession(ctx context.Context, appID, userID, sessionID s
 
 // CommandAck records an acknowledgement; the first one stays.
 func (db *DB) CommandAck(ctx context.Context, appID, userID, deviceID, id string, ok bool, errText string, at time.Time) (*meetsync.Command, error) {
-	if _, err := db.writer.ExecContext(ctx, `UPDATE commands SET acked_at = ?, ack_ok = ?, ack_error = ?
+	if _, err := db.exec(ctx, `UPDATE commands SET acked_at = ?, ack_ok = ?, ack_error = ?
 		WHERE id = ? AND app_id = ? AND user_id = ? AND device_id = ? AND acked_at IS NULL`,
 		micros(at), ok, errText, id, appID, userID, deviceID); err != nil {
 		return nil, fmt.Errorf("ack command: %w", err)
@@ -207,7 +207,7 @@ func (db *DB) UsersDue(ctx context.Context, now time.Time, limit int) ([]*meetsy
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := db.reader.QueryContext(ctx, "SELECT "+userCols+" FROM users WHERE due_at > 0 AND due_at <= ? ORDER BY due_at LIMIT ?", micros(now), limit)
+	rows, err := db.query(ctx, "SELECT "+userCols+" FROM users WHERE due_at > 0 AND due_at <= ? ORDER BY due_at LIMIT ?", micros(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due users: %w", err)
 	}
@@ -217,6 +217,11 @@ func (db *DB) UsersDue(ctx context.Context, now time.Time, limit int) ([]*meetsy
 		u, err := scanUser(rows)
 		if err != nil {
 			return nil, fmt.Errorf("due users: %w", err)
+		}
+		// A change of the due time is always written with its event, so
+		// the index is right; the backlog may hold a newer state otherwise.
+		if b := db.backlog.user(userKey{u.AppID, u.UserID}); b != nil {
+			u = b
 		}
 		out = append(out, u)
 	}

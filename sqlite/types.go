@@ -80,7 +80,7 @@ func (db *DB) EventTypePut(ctx context.Context, p *meetsync.EventTypePutParams) 
 	if err != nil {
 		return nil, false, fmt.Errorf("put event type: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := db.commit(tx); err != nil {
 		return nil, false, fmt.Errorf("put event type: commit: %w", err)
 	}
 	delete(db.debounced, p.AppID)
@@ -97,7 +97,7 @@ func (db *DB) EventTypeGet(ctx context.Context, appID, name string, version int)
 		args = []any{version, appID, name}
 		what = fmt.Sprintf("version %d of event type %s", version, name)
 	}
-	et, err := scanEventType(db.reader.QueryRowContext(ctx, q, args...))
+	et, err := scanEventType(db.queryRow(ctx, q, args...))
 	if err != nil {
 		return nil, interpretError(err, what)
 	}
@@ -106,7 +106,7 @@ func (db *DB) EventTypeGet(ctx context.Context, appID, name string, version int)
 
 // EventTypeList returns the app's types at their current versions, by name.
 func (db *DB) EventTypeList(ctx context.Context, appID string) ([]*meetsync.EventType, error) {
-	rows, err := db.reader.QueryContext(ctx, "SELECT "+eventTypeCols+eventTypeFrom+" AND v.version = t.version WHERE t.app_id = ? ORDER BY t.name", appID)
+	rows, err := db.query(ctx, "SELECT "+eventTypeCols+eventTypeFrom+" AND v.version = t.version WHERE t.app_id = ? ORDER BY t.name", appID)
 	if err != nil {
 		return nil, fmt.Errorf("list event types: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync"
 	"time"
 
@@ -32,8 +33,14 @@ type meter struct {
 	ctr0, ctr1   map[string]float64
 	profFile     *os.File
 	ProfilePath  string
+	traceFile    *os.File
+	TracePath    string
 	err          error
 }
+
+// tracePrefix is --trace: when set, each measured window is also written
+// as a runtime execution trace to PREFIX-<phase>.trace.
+var tracePrefix string
 
 func newMeter(phase, profilePrefix string, reg *prometheus.Registry) *meter {
 	return &meter{phase: phase, profile: profilePrefix, reg: reg}
@@ -70,6 +77,20 @@ func (m *meter) Begin() {
 			m.profFile = f
 		}
 	}
+	if tracePrefix != "" {
+		path := fmt.Sprintf("%s-%s.trace", tracePrefix, m.phase)
+		f, err := os.Create(path)
+		if err == nil {
+			if err = trace.Start(f); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			m.err = fmt.Errorf("execution trace: %w", err)
+		} else {
+			m.traceFile, m.TracePath = f, path
+		}
+	}
 	m.hist0, m.ctr0 = gatherMetrics(m.reg)
 	runtime.ReadMemStats(&m.mem0)
 	m.cpu0, m.sys0, m.disk0 = processCPU(), systemCPU(), diskWritten()
@@ -91,6 +112,13 @@ func (m *meter) End() {
 	m.cpu1, m.sys1, m.disk1 = processCPU(), systemCPU(), diskWritten()
 	runtime.ReadMemStats(&m.mem1)
 	m.hist1, m.ctr1 = gatherMetrics(m.reg)
+	if m.traceFile != nil {
+		trace.Stop()
+		if err := m.traceFile.Close(); err != nil {
+			m.err = fmt.Errorf("execution trace: %w", err)
+		}
+		m.traceFile = nil
+	}
 	if m.profFile != nil {
 		pprof.StopCPUProfile()
 		if err := m.profFile.Close(); err != nil {

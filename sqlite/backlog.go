@@ -1,0 +1,538 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meetsync/meetsync"
+)
+
+// The backlog: user state and the per-user event index, written behind.
+//
+// An event is durable once its row is in the events table: the log is the
+// truth, and a user's state is a function of the user's events (the rules
+// of UserState.Apply). Writing the user's row and a per-user index entry
+// with every event would cost two random B-tree pages per event, and the
+// WAL frames to match, where the event row itself goes to the end of the
+// table. So the store writes behind:
+//
+//   - each append transaction writes its event rows and reflects their
+//     effect on each user's state in memory, in the backlog; only users
+//     whose change cannot be replayed from the events alone (an event
+//     carrying Effects made by meetsync: a session, an invitation, a
+//     platform membership) or whose due time moved (the session engine
+//     finds users by the due_at index) have their row written in the same
+//     transaction, stamped with the position it reflects (state_pos);
+//   - a materializer writes the backlog in the background, the users who
+//     have waited longest first, in short transactions: their rows and
+//     their events' user_events entries, and store_meta's
+//     materialized_pos, below which nothing is left in the backlog;
+//   - reads of a user's state, of the user list and of a user's events
+//     merge the backlog with the tables;
+//   - opening the store replays the events after materialized_pos onto the
+//     rows (skipping those a row already reflects), which rebuilds exactly
+//     the backlog a crash lost, and checks that every replayed event gets
+//     back the seq and staleness it was stored with.
+//
+// The backlog is valid because this process is the only writer of the
+// file (the server locks its data directory), and every change to it is
+// made under DB.writeMu.
+
+// pendingEvent is a committed event of a user that is not yet in
+// user_events (and whose effect may not yet be in the user's row).
+type pendingEvent struct {
+	pos, seq, clientSeq int64
+	id, deviceID        string
+	stale               bool
+}
+
+func (p pendingEvent) result() meetsync.EventResult {
+	return meetsync.EventResult{ID: p.id, Seq: p.seq, Stale: p.stale, Pos: p.pos, Duplicate: true}
+}
+
+// backlog is what is committed but not yet materialized. Its maps change
+// under mu (held briefly, after a commit) and only by the holder of
+// DB.writeMu; readers hold mu for reading.
+type backlog struct {
+	mu     sync.RWMutex
+	users  map[userKey]*meetsync.UserState // states newer than their rows
+	events map[userKey][]pendingEvent      // per user, in position order
+	n      int                             // pending events in all
+
+	// queue holds the users with pending events in the order their oldest
+	// pending event was committed (so its head has the lowest position
+	// left in the backlog), with that time. Only the holder of writeMu
+	// uses it.
+	queue []queued
+	// feed holds the committed events not yet in app_events, in position
+	// order (only the holder of writeMu uses it; readers use
+	// DB.feedPos, below which app_events is complete).
+	feed []feedEntry
+}
+
+type feedEntry struct {
+	app string
+	pos int64
+}
+
+type queued struct {
+	k     userKey
+	since time.Time
+}
+
+func newBacklog() *backlog {
+	return &backlog{users: map[userKey]*meetsync.UserState{}, events: map[userKey][]pendingEvent{}}
+}
+
+// user returns a copy of a user's backlog state, or nil.
+func (b *backlog) user(k userKey) *meetsync.UserState {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if u, ok := b.users[k]; ok {
+		return cloneUser(u)
+	}
+	return nil
+}
+
+// pending returns a copy of a user's pending events.
+func (b *backlog) pending(k userKey) []pendingEvent {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return slices.Clone(b.events[k])
+}
+
+// appUsers returns copies of an app's backlog states with user ids above
+// after, ordered by user id.
+func (b *backlog) appUsers(appID, after string) []*meetsync.UserState {
+	b.mu.RLock()
+	var out []*meetsync.UserState
+	for k, u := range b.users {
+		if k.app == appID && k.user > after {
+			out = append(out, cloneUser(u))
+		}
+	}
+	b.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *meetsync.UserState) int { return strings.Compare(a.UserID, b.UserID) })
+	return out
+}
+
+// size returns the number of pending events.
+func (b *backlog) size() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.n
+}
+
+// committedUser is a user's change in a committed transaction.
+type committedUser struct {
+	k       userKey
+	state   *meetsync.UserState // the state after the transaction (owned by the backlog from now on)
+	written bool                // the transaction wrote the row
+	events  []pendingEvent
+}
+
+// publish records a committed transaction and its events (feed, in
+// position order). The caller holds writeMu.
+func (b *backlog) publish(cs []committedUser, feed []feedEntry, at time.Time) {
+	b.feed = append(b.feed, feed...)
+	// Users join the queue in the order of their first pending event, so
+	// that its head always holds the lowest pending position.
+	slices.SortFunc(cs, func(a, b committedUser) int {
+		switch {
+		case len(a.events) == 0 || len(b.events) == 0:
+			return len(b.events) - len(a.events)
+		case a.events[0].pos < b.events[0].pos:
+			return -1
+		case a.events[0].pos > b.events[0].pos:
+			return 1
+		}
+		return 0
+	})
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range cs {
+		if c.written {
+			delete(b.users, c.k)
+		} else {
+			b.users[c.k] = c.state
+		}
+		if len(c.events) == 0 {
+			continue
+		}
+		old := b.events[c.k]
+		if len(old) == 0 {
+			b.queue = append(b.queue, queued{c.k, at})
+		}
+		b.events[c.k] = append(old, c.events...)
+		b.n += len(c.events)
+	}
+}
+
+// MaterializeConfig tunes the backlog (see backlog.go); the zero value is
+// the default.
+type MaterializeConfig struct {
+	// After is how long a user's oldest pending change waits before it is
+	// written. Longer writes fewer pages (a user's changes in that time
+	// become one row write), and replays more on a restart after a crash.
+	// Default 1 s.
+	After time.Duration
+	// MaxPending caps the pending events: above it the oldest users are
+	// written whatever their age. It bounds memory and the replay after a
+	// crash. Default 32,768.
+	MaxPending int
+	// Batch is the most users one materializing transaction writes, which
+	// bounds how long it holds the write lock. Default 256.
+	Batch int
+}
+
+func (c MaterializeConfig) withDefaults() MaterializeConfig {
+	if c.After <= 0 {
+		c.After = time.Second
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 32768
+	}
+	if c.Batch <= 0 {
+		c.Batch = 256
+	}
+	return c
+}
+
+// due returns how many users at the head of the queue should be written
+// now (at most Batch).
+func (b *backlog) due(cfg MaterializeConfig, now time.Time) int {
+	n := 0
+	over := b.size() > cfg.MaxPending
+	for n < len(b.queue) && n < cfg.Batch && (over || now.Sub(b.queue[n].since) >= cfg.After) {
+		n++
+	}
+	return n
+}
+
+// materializeLoop writes the backlog in the background until stop closes.
+func (db *DB) materializeLoop() {
+	defer close(db.matDone)
+	t := time.NewTicker(db.mat.After / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.matStop:
+			return
+		case <-t.C:
+		case <-db.matKick:
+		}
+		for {
+			n, err := db.materialize(context.Background(), false)
+			db.matErr(err)
+			if err != nil || n == 0 {
+				break
+			}
+		}
+	}
+}
+
+// matErr records the outcome of a materializing round; after a failed
+// one the next round tries again (a failed round changes nothing).
+func (db *DB) matErr(err error) {
+	db.matMu.Lock()
+	db.matLastErr = err
+	db.matMu.Unlock()
+}
+
+// materialize writes one batch of the backlog (every user's if all is
+// set, else the due ones) and returns how many users it wrote. It takes
+// writeMu and waits for durability after releasing it.
+func (db *DB) materialize(ctx context.Context, all bool) (int, error) {
+	db.writeMu.Lock()
+	n, t, err := db.materializeLocked(ctx, all)
+	db.writeMu.Unlock()
+	if err != nil || n == 0 {
+		return n, err
+	}
+	return n, db.sync.wait(t)
+}
+
+// materializeAll writes the whole backlog; the caller holds writeMu.
+func (db *DB) materializeAll(ctx context.Context) error {
+	for {
+		n, _, err := db.materializeLocked(ctx, true)
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
+// materializeLocked writes, in one transaction, the rows and index
+// entries of the users at the head of the queue and the feed entries of
+// the events committed so far; the caller holds writeMu. It returns how
+// many users and feed entries it wrote.
+func (db *DB) materializeLocked(ctx context.Context, all bool) (int, uint64, error) {
+	b := db.backlog
+	n := len(b.queue)
+	if !all {
+		n = b.due(db.mat, time.Now())
+	} else {
+		n = min(n, db.mat.Batch)
+	}
+	nf := min(len(b.feed), maxFeedPerRound)
+	if n == 0 && nf == 0 {
+		return 0, 0, nil
+	}
+	keys := make([]userKey, n)
+	for i, q := range b.queue[:n] {
+		keys[i] = q.k
+	}
+	slices.SortFunc(keys, func(a, b userKey) int {
+		if c := strings.Compare(a.app, b.app); c != 0 {
+			return c
+		}
+		return strings.Compare(a.user, b.user)
+	})
+	b.mu.RLock()
+	states := make([]*meetsync.UserState, n)
+	pend := make([][]pendingEvent, n)
+	for i, k := range keys {
+		states[i], pend[i] = b.users[k], b.events[k]
+	}
+	b.mu.RUnlock()
+
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("materialize: %w", err)
+	}
+	defer tx.Rollback()
+	w := wtx{db, tx}
+	entries := rowWriter{stmts: entryInsertSQL, cols: entryCols}
+	for i, k := range keys {
+		last := pend[i][len(pend[i])-1].pos
+		if u := states[i]; u != nil {
+			if err := putUser(ctx, w, u, last); err != nil {
+				return 0, 0, fmt.Errorf("materialize: %w", err)
+			}
+		}
+		for _, p := range pend[i] {
+			if err := entries.add(ctx, w, k.app, k.user, p.pos, p.seq, p.deviceID, p.clientSeq); err != nil {
+				return 0, 0, fmt.Errorf("materialize: %w", err)
+			}
+		}
+	}
+	if err := entries.flush(ctx, w); err != nil {
+		return 0, 0, fmt.Errorf("materialize: %w", err)
+	}
+	feedPos := db.feedPos.Load()
+	if nf > 0 {
+		feed := slices.Clone(b.feed[:nf])
+		slices.SortFunc(feed, func(a, b feedEntry) int {
+			if c := strings.Compare(a.app, b.app); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.pos, b.pos)
+		})
+		apps := rowWriter{stmts: appEventInsertSQL, cols: 2}
+		for _, f := range feed {
+			if err := apps.add(ctx, w, f.app, f.pos); err != nil {
+				return 0, 0, fmt.Errorf("materialize: %w", err)
+			}
+		}
+		if err := apps.flush(ctx, w); err != nil {
+			return 0, 0, fmt.Errorf("materialize: %w", err)
+		}
+		feedPos = b.feed[nf-1].pos
+	}
+	// Below the oldest pending event that stays, nothing is left.
+	mark := db.sync.committedPos.Load()
+	if n < len(b.queue) {
+		mark = b.events[b.queue[n].k][0].pos - 1
+	}
+	for _, kv := range []struct {
+		key   string
+		value int64
+	}{{"materialized_pos", mark}, {"feed_pos", feedPos}, {"next_pos", db.nextPos}} {
+		if _, err := w.ExecContext(ctx, "UPDATE store_meta SET value = ? WHERE key = ?", kv.value, kv.key); err != nil {
+			return 0, 0, fmt.Errorf("materialize: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, fmt.Errorf("materialize: commit: %w", err)
+	}
+	db.feedPos.Store(feedPos)
+	b.feed = slices.Delete(b.feed, 0, nf)
+	b.mu.Lock()
+	for i, k := range keys {
+		delete(b.users, k)
+		delete(b.events, k)
+		b.n -= len(pend[i])
+	}
+	b.mu.Unlock()
+	b.queue = slices.Delete(b.queue, 0, n)
+	if len(b.queue) == 0 {
+		b.queue = nil // let a grown backing array go
+	}
+	if len(b.feed) == 0 {
+		b.feed = nil
+	}
+	return n + nf, db.sync.ticket(), nil
+}
+
+// maxFeedPerRound is the most feed entries one materializing transaction
+// writes.
+const maxFeedPerRound = 8192
+
+// rowWriter inserts rows several per statement.
+type rowWriter struct {
+	stmts []string // by row count (multiRowSQL)
+	cols  int
+	args  []any
+}
+
+const entryCols = 6
+
+var (
+	entryInsertSQL    = multiRowSQL("INSERT OR IGNORE INTO user_events (app_id, user_id, pos, seq, device_id, client_seq) VALUES ", entryCols)
+	appEventInsertSQL = multiRowSQL("INSERT OR IGNORE INTO app_events (app_id, pos) VALUES ", 2)
+)
+
+func (r *rowWriter) add(ctx context.Context, w wtx, values ...any) error {
+	r.args = append(r.args, values...)
+	if len(r.args) == r.cols*maxRowsPerInsert {
+		return r.flush(ctx, w)
+	}
+	return nil
+}
+
+func (r *rowWriter) flush(ctx context.Context, w wtx) error {
+	err := execRows(ctx, w, r.stmts, r.cols, r.args)
+	r.args = r.args[:0]
+	return err
+}
+
+// maxRowsPerInsert is the most rows one multi-row INSERT carries.
+const maxRowsPerInsert = 64
+
+// multiRowSQL returns, for each row count 1..maxRowsPerInsert, the
+// statement prefix followed by that many placeholder tuples of cols.
+func multiRowSQL(prefix string, cols int) []string {
+	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	out := make([]string, maxRowsPerInsert+1)
+	for n := 1; n <= maxRowsPerInsert; n++ {
+		out[n] = prefix + tuple + strings.Repeat(", "+tuple, n-1)
+	}
+	return out
+}
+
+// execRows inserts the rows in args (cols values each), up to
+// maxRowsPerInsert per statement. Statements of a few fixed sizes are
+// used (64, 16, 4, 1 rows), so few are prepared and cached.
+func execRows(ctx context.Context, w wtx, stmts []string, cols int, args []any) error {
+	for len(args) > 0 {
+		rows := len(args) / cols
+		n := 1
+		for _, size := range []int{maxRowsPerInsert, 16, 4} {
+			if rows >= size {
+				n = size
+				break
+			}
+		}
+		if _, err := w.ExecContext(ctx, stmts[n], args[:n*cols]...); err != nil {
+			return err
+		}
+		args = args[n*cols:]
+	}
+	return nil
+}
+
+// replay rebuilds the backlog from the events after materialized_pos
+// (see the comment at the top of this file). It runs in Open, before the
+// store is used.
+func (db *DB) replay(ctx context.Context) error {
+	mark, feedPos := db.meta["materialized_pos"], db.meta["feed_pos"]
+	rows, err := db.writer.QueryContext(ctx, "SELECT "+eventCols+" FROM events WHERE pos > ? ORDER BY pos", min(mark, feedPos))
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	var evs []*meetsync.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("replay: %w", err)
+		}
+		evs = append(evs, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	type replayed struct {
+		u       *meetsync.UserState
+		rowPos  int64 // the row's state_pos
+		applied bool
+		pending []pendingEvent
+	}
+	users := map[userKey]*replayed{}
+	var order []*replayed
+	var feed []feedEntry
+	for _, ev := range evs {
+		if ev.Pos > feedPos {
+			feed = append(feed, feedEntry{ev.AppID, ev.Pos})
+		}
+		if ev.Pos <= mark {
+			continue
+		}
+		k := userKey{ev.AppID, ev.UserID}
+		r := users[k]
+		if r == nil {
+			r = &replayed{}
+			var err error
+			r.u, r.rowPos, err = scanUserPos(db.writer.QueryRowContext(ctx, "SELECT "+userCols+", state_pos FROM users WHERE app_id = ? AND user_id = ?",
+				k.app, k.user))
+			if errors.Is(err, sql.ErrNoRows) {
+				r.u = meetsync.NewUserState(k.app, k.user)
+			} else if err != nil {
+				return fmt.Errorf("replay: user %s: %w", k.user, err)
+			}
+			users[k] = r
+			order = append(order, r)
+		}
+		r.pending = append(r.pending, pendingEvent{pos: ev.Pos, seq: ev.Seq, clientSeq: ev.ClientSeq, id: ev.ID, deviceID: ev.DeviceID, stale: ev.Stale})
+		if ev.Pos <= r.rowPos {
+			continue // the row was written with this event's transaction or a later one
+		}
+		seq, stale := ev.Seq, ev.Stale
+		ev.Stale = false
+		r.u.Apply(ev)
+		if ev.Seq != seq || ev.Stale != stale {
+			return fmt.Errorf("replay: event %s of user %s: replaying it gives seq %d (stale %v) where the log has seq %d (stale %v); the store is inconsistent",
+				ev.ID, ev.UserID, ev.Seq, ev.Stale, seq, stale)
+		}
+		r.applied = true
+	}
+	now := time.Now()
+	cs := make([]committedUser, len(order))
+	for i, r := range order {
+		k := userKey{r.u.AppID, r.u.UserID}
+		cs[i] = committedUser{k: k, state: r.u, written: !r.applied, events: r.pending}
+	}
+	db.backlog.publish(cs, feed, now)
+	return nil
+}
+
+func scanUserPos(sc scanner) (*meetsync.UserState, int64, error) {
+	var pos int64
+	u, err := scanUser(scanFunc(func(dst ...any) error { return sc.Scan(append(dst, &pos)...) }))
+	return u, pos, err
+}
+
+type scanFunc func(...any) error
+
+func (f scanFunc) Scan(dst ...any) error { return f(dst...) }
