@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -14,28 +13,31 @@ import (
 	"github.com/meetsync/meetsync"
 )
 
-// The backlog: user state and the per-user event index, written behind.
+// The backlog: user state and the indexes of the events, written behind.
 //
 // An event is durable once its row is in the events table: the log is the
 // truth, and a user's state is a function of the user's events (the rules
-// of UserState.Apply). Writing the user's row and a per-user index entry
-// with every event would cost two random B-tree pages per event, and the
-// WAL frames to match, where the event row itself goes to the end of the
-// table. So the store writes behind:
+// of UserState.Apply). Writing the user's row and index entries (by user,
+// and by app for the feed) with every event would cost random B-tree
+// pages per event, and the WAL frames to match, where the event row
+// itself goes to the end of the table. So the store writes behind:
 //
-//   - each append transaction writes its event rows and reflects their
+//   - each append transaction writes its events rows and reflects their
 //     effect on each user's state in memory, in the backlog; only users
 //     whose change cannot be replayed from the events alone (an event
 //     carrying Effects made by meetsync: a session, an invitation, a
 //     platform membership) or whose due time moved (the session engine
 //     finds users by the due_at index) have their row written in the same
 //     transaction, stamped with the position it reflects (state_pos);
-//   - a materializer writes the backlog in the background, the users who
-//     have waited longest first, in short transactions: their rows and
-//     their events' user_events entries, and store_meta's
-//     materialized_pos, below which nothing is left in the backlog;
-//   - reads of a user's state, of the user list and of a user's events
-//     merge the backlog with the tables;
+//   - a materializer writes the backlog in the background, in short
+//     transactions: the rows of the users who have waited longest, with
+//     one user_chunks row per user holding that user's pending events
+//     (chunk.go), and the feed_runs rows of the events committed since
+//     the last round (one per run of consecutive events of one app); and
+//     store_meta's materialized_pos (below it nothing of a user is left in
+//     the backlog) and feed_pos (feed_runs covers everything up to it);
+//   - reads of a user's state, of the user list, of a user's events and of
+//     an app's feed merge the backlog with the tables;
 //   - opening the store replays the events after materialized_pos onto the
 //     rows (skipping those a row already reflects), which rebuilds exactly
 //     the backlog a crash lost, and checks that every replayed event gets
@@ -45,8 +47,8 @@ import (
 // file (the server locks its data directory), and every change to it is
 // made under DB.writeMu.
 
-// pendingEvent is a committed event of a user that is not yet in
-// user_events (and whose effect may not yet be in the user's row).
+// pendingEvent is a committed event of a user that is not yet in the
+// user's chunks (and whose effect may not yet be in the user's row).
 type pendingEvent struct {
 	pos, seq, clientSeq int64
 	id, deviceID        string
@@ -71,9 +73,9 @@ type backlog struct {
 	// left in the backlog), with that time. Only the holder of writeMu
 	// uses it.
 	queue []queued
-	// feed holds the committed events not yet in app_events, in position
-	// order (only the holder of writeMu uses it; readers use
-	// DB.feedPos, below which app_events is complete).
+	// feed holds the committed events not yet in feed_runs, in position
+	// order (only the holder of writeMu uses it; readers use DB.feedPos,
+	// up to which feed_runs is complete).
 	feed []feedEntry
 }
 
@@ -181,26 +183,26 @@ type MaterializeConfig struct {
 	// After is how long a user's oldest pending change waits before it is
 	// written. Longer writes fewer pages (a user's changes in that time
 	// become one row write), and replays more on a restart after a crash.
-	// Default 1 s.
+	// Default 5 s.
 	After time.Duration
 	// MaxPending caps the pending events: above it the oldest users are
 	// written whatever their age. It bounds memory and the replay after a
-	// crash. Default 32,768.
+	// crash. Default 65,536.
 	MaxPending int
 	// Batch is the most users one materializing transaction writes, which
-	// bounds how long it holds the write lock. Default 256.
+	// bounds how long it holds the write lock. Default 32.
 	Batch int
 }
 
 func (c MaterializeConfig) withDefaults() MaterializeConfig {
 	if c.After <= 0 {
-		c.After = time.Second
+		c.After = 5 * time.Second
 	}
 	if c.MaxPending <= 0 {
-		c.MaxPending = 32768
+		c.MaxPending = 65536
 	}
 	if c.Batch <= 0 {
-		c.Batch = 256
+		c.Batch = 32
 	}
 	return c
 }
@@ -219,7 +221,7 @@ func (b *backlog) due(cfg MaterializeConfig, now time.Time) int {
 // materializeLoop writes the backlog in the background until stop closes.
 func (db *DB) materializeLoop() {
 	defer close(db.matDone)
-	t := time.NewTicker(db.mat.After / 4)
+	t := time.NewTicker(min(db.mat.After/4, feedEvery))
 	defer t.Stop()
 	for {
 		select {
@@ -233,6 +235,13 @@ func (db *DB) materializeLoop() {
 			db.matErr(err)
 			if err != nil || n == 0 {
 				break
+			}
+			// Short rounds with a pause between them: the appends waiting
+			// for the write lock go first.
+			select {
+			case <-db.matStop:
+				return
+			case <-time.After(roundPause):
 			}
 		}
 	}
@@ -309,39 +318,37 @@ func (db *DB) materializeLocked(ctx context.Context, all bool) (int, uint64, err
 	}
 	defer tx.Rollback()
 	w := wtx{db, tx}
-	entries := rowWriter{stmts: entryInsertSQL, cols: entryCols}
 	for i, k := range keys {
-		last := pend[i][len(pend[i])-1].pos
+		p := pend[i]
 		if u := states[i]; u != nil {
-			if err := putUser(ctx, w, u, last); err != nil {
+			if err := putUser(ctx, w, u, p[len(p)-1].pos); err != nil {
 				return 0, 0, fmt.Errorf("materialize: %w", err)
 			}
 		}
-		for _, p := range pend[i] {
-			if err := entries.add(ctx, w, k.app, k.user, p.pos, p.seq, p.deviceID, p.clientSeq); err != nil {
+		for len(p) > 0 {
+			c := p[:min(len(p), maxChunkEntries)]
+			first, entries := encodeChunk(c)
+			if _, err := w.ExecContext(ctx, chunkPutSQL, k.app, k.user, c[len(c)-1].pos, first, entries); err != nil {
 				return 0, 0, fmt.Errorf("materialize: %w", err)
 			}
+			p = p[len(c):]
 		}
 	}
-	if err := entries.flush(ctx, w); err != nil {
-		return 0, 0, fmt.Errorf("materialize: %w", err)
-	}
-	feedPos := db.feedPos.Load()
+	feedPos, lastRun := db.feedPos.Load(), db.lastRun
 	if nf > 0 {
-		feed := slices.Clone(b.feed[:nf])
-		slices.SortFunc(feed, func(a, b feedEntry) int {
-			if c := strings.Compare(a.app, b.app); c != 0 {
-				return c
+		// Consecutive events of one app make a run; the first one
+		// continues the last run written if it is of the same app.
+		for _, f := range b.feed[:nf] {
+			if lastRun != nil && lastRun.app == f.app {
+				lastRun = &feedRun{app: f.app, first: lastRun.first, last: f.pos}
+				continue
 			}
-			return cmp.Compare(a.pos, b.pos)
-		})
-		apps := rowWriter{stmts: appEventInsertSQL, cols: 2}
-		for _, f := range feed {
-			if err := apps.add(ctx, w, f.app, f.pos); err != nil {
+			if err := putRun(ctx, w, lastRun, db.lastRun); err != nil {
 				return 0, 0, fmt.Errorf("materialize: %w", err)
 			}
+			lastRun = &feedRun{app: f.app, first: f.pos, last: f.pos}
 		}
-		if err := apps.flush(ctx, w); err != nil {
+		if err := putRun(ctx, w, lastRun, db.lastRun); err != nil {
 			return 0, 0, fmt.Errorf("materialize: %w", err)
 		}
 		feedPos = b.feed[nf-1].pos
@@ -363,6 +370,7 @@ func (db *DB) materializeLocked(ctx context.Context, all bool) (int, uint64, err
 		return 0, 0, fmt.Errorf("materialize: commit: %w", err)
 	}
 	db.feedPos.Store(feedPos)
+	db.lastRun = lastRun
 	b.feed = slices.Delete(b.feed, 0, nf)
 	b.mu.Lock()
 	for i, k := range keys {
@@ -381,35 +389,40 @@ func (db *DB) materializeLocked(ctx context.Context, all bool) (int, uint64, err
 	return n + nf, db.sync.ticket(), nil
 }
 
+// feedEvery is how often, at least, the materializer looks at the
+// backlog: the feed's newest events are written to feed_runs at that
+// pace (until then a feed read scans them in the events table).
+const feedEvery = 250 * time.Millisecond
+
+// roundPause separates two materializing rounds.
+const roundPause = time.Millisecond
+
 // maxFeedPerRound is the most feed entries one materializing transaction
 // writes.
-const maxFeedPerRound = 8192
+const maxFeedPerRound = 2048
 
-// rowWriter inserts rows several per statement.
-type rowWriter struct {
-	stmts []string // by row count (multiRowSQL)
-	cols  int
-	args  []any
+const chunkPutSQL = "INSERT OR REPLACE INTO user_chunks (app_id, user_id, last_pos, first_pos, entries) VALUES (?, ?, ?, ?, ?)"
+
+// feedRun is a row of feed_runs: positions first..last are all app's.
+type feedRun struct {
+	app         string
+	first, last int64
 }
 
-const entryCols = 6
-
-var (
-	entryInsertSQL    = multiRowSQL("INSERT OR IGNORE INTO user_events (app_id, user_id, pos, seq, device_id, client_seq) VALUES ", entryCols)
-	appEventInsertSQL = multiRowSQL("INSERT OR IGNORE INTO app_events (app_id, pos) VALUES ", 2)
-)
-
-func (r *rowWriter) add(ctx context.Context, w wtx, values ...any) error {
-	r.args = append(r.args, values...)
-	if len(r.args) == r.cols*maxRowsPerInsert {
-		return r.flush(ctx, w)
+// putRun writes run: it extends the run written last if it starts there
+// (was), else it is a new row.
+func putRun(ctx context.Context, w wtx, run, was *feedRun) error {
+	if run == nil {
+		return nil
 	}
-	return nil
-}
-
-func (r *rowWriter) flush(ctx context.Context, w wtx) error {
-	err := execRows(ctx, w, r.stmts, r.cols, r.args)
-	r.args = r.args[:0]
+	if was != nil && was.app == run.app && was.first == run.first {
+		if run.last == was.last {
+			return nil
+		}
+		_, err := w.ExecContext(ctx, "UPDATE feed_runs SET last_pos = ? WHERE app_id = ? AND first_pos = ?", run.last, run.app, run.first)
+		return err
+	}
+	_, err := w.ExecContext(ctx, "INSERT INTO feed_runs (app_id, first_pos, last_pos) VALUES (?, ?, ?)", run.app, run.first, run.last)
 	return err
 }
 
@@ -476,6 +489,7 @@ func (db *DB) replay(ctx context.Context) error {
 	type replayed struct {
 		u       *meetsync.UserState
 		rowPos  int64 // the row's state_pos
+		chunked int64 // the newest position in the user's chunks
 		applied bool
 		pending []pendingEvent
 	}
@@ -501,10 +515,18 @@ func (db *DB) replay(ctx context.Context) error {
 			} else if err != nil {
 				return fmt.Errorf("replay: user %s: %w", k.user, err)
 			}
+			var chunked sql.NullInt64
+			if err := db.writer.QueryRowContext(ctx, "SELECT max(last_pos) FROM user_chunks WHERE app_id = ? AND user_id = ?", k.app, k.user).
+				Scan(&chunked); err != nil {
+				return fmt.Errorf("replay: user %s: %w", k.user, err)
+			}
+			r.chunked = chunked.Int64
 			users[k] = r
 			order = append(order, r)
 		}
-		r.pending = append(r.pending, pendingEvent{pos: ev.Pos, seq: ev.Seq, clientSeq: ev.ClientSeq, id: ev.ID, deviceID: ev.DeviceID, stale: ev.Stale})
+		if ev.Pos > r.chunked {
+			r.pending = append(r.pending, pendingEvent{pos: ev.Pos, seq: ev.Seq, clientSeq: ev.ClientSeq, id: ev.ID, deviceID: ev.DeviceID, stale: ev.Stale})
+		}
 		if ev.Pos <= r.rowPos {
 			continue // the row was written with this event's transaction or a later one
 		}

@@ -38,15 +38,16 @@ func TestStoreMaterializeEagerly(t *testing.T) {
 type workload struct {
 	t     *testing.T
 	rng   *rand.Rand
-	app   string
+	app   string   // the app of the event being made
+	apps  []string // the apps events are made for, at random
 	now   time.Time
 	seqs  map[string]int64 // per user/device: the last client_seq sent
 	sent  []*meetsync.Event
 	users []string
 }
 
-func newWorkload(t *testing.T, seed uint64, app string) *workload {
-	w := &workload{t: t, rng: rand.New(rand.NewPCG(seed, 7)), app: app, now: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC), seqs: map[string]int64{}}
+func newWorkload(t *testing.T, seed uint64, apps ...string) *workload {
+	w := &workload{t: t, rng: rand.New(rand.NewPCG(seed, 7)), app: apps[0], apps: apps, now: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC), seqs: map[string]int64{}}
 	for i := range 12 {
 		w.users = append(w.users, fmt.Sprintf("user-%02d", i))
 	}
@@ -59,7 +60,7 @@ func (w *workload) event() *meetsync.Event {
 	w.now = w.now.Add(time.Duration(w.rng.IntN(900)+1) * time.Millisecond)
 	user := w.users[w.rng.IntN(len(w.users))]
 	device := fmt.Sprintf("dev-%d", w.rng.IntN(3))
-	k := user + "/" + device
+	k := w.app + "/" + user + "/" + device
 	switch r := w.rng.IntN(20); {
 	case r < 2: // meetsync's own session change: written with the event
 		s := meetsync.Session{ID: fmt.Sprintf("ses_%d", w.rng.IntN(1000)), Business: meetsync.SideLoggedIn, Meeting: meetsync.SideLoggedIn,
@@ -82,7 +83,7 @@ func (w *workload) event() *meetsync.Event {
 		return w.prepare(&meetsync.EventInput{Type: meetsync.TypeSessionKickedOut, UserID: user, DeviceID: device, ClientSeq: &cs})
 	case r < 8 && len(w.sent) > 0: // a retry of an event sent before (a duplicate)
 		old := w.sent[w.rng.IntN(len(w.sent))]
-		if old.ClientSeq != 0 && old.Type == meetsync.TypeMeetingStatusChanged {
+		if old.ClientSeq != 0 && old.Type == meetsync.TypeMeetingStatusChanged && old.AppID == w.app {
 			cs := old.ClientSeq
 			return w.prepare(&meetsync.EventInput{Type: old.Type, UserID: old.UserID, DeviceID: old.DeviceID, ClientSeq: &cs, Data: json.RawMessage(`{"status":"idle"}`)})
 		}
@@ -114,6 +115,7 @@ func (w *workload) prepare(in *meetsync.EventInput) *meetsync.Event {
 func (w *workload) append(ctx context.Context, s meetsync.Store) {
 	var reqs []*meetsync.AppendRequest
 	for range w.rng.IntN(6) + 1 {
+		w.app = w.apps[w.rng.IntN(len(w.apps))]
 		r := &meetsync.AppendRequest{AppID: w.app}
 		for range w.rng.IntN(4) + 1 {
 			r.Events = append(r.Events, w.event())
@@ -263,12 +265,17 @@ func TestBacklogReplay(t *testing.T) {
 				t.Fatal(err)
 			}
 			now := time.Now().UTC()
-			app := &meetsync.App{ID: meetsync.NewID("app"), Name: "test", CreatedAt: now}
-			key, _ := meetsync.NewAPIKey(app.ID, now)
-			if err := db.AppCreate(ctx, app, key); err != nil {
-				t.Fatal(err)
+			var ids []string
+			for _, name := range []string{"test", "other"} {
+				a := &meetsync.App{ID: meetsync.NewID("app"), Name: name, CreatedAt: now}
+				key, _ := meetsync.NewAPIKey(a.ID, now)
+				if err := db.AppCreate(ctx, a, key); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, a.ID)
 			}
-			w := newWorkload(t, seed, app.ID)
+			app := struct{ ID string }{ids[0]}
+			w := newWorkload(t, seed, ids...)
 			for range 60 {
 				w.append(ctx, db)
 				if w.rng.IntN(5) == 0 {
@@ -281,6 +288,7 @@ func TestBacklogReplay(t *testing.T) {
 				t.Fatal("nothing left in the backlog: the test would prove nothing")
 			}
 			before := takeSnapshot(ctx, t, db, app.ID, w.users)
+			otherBefore := takeSnapshot(ctx, t, db, ids[1], w.users)
 			if err := db.CrashClose(); err != nil {
 				t.Fatal(err)
 			}
@@ -293,15 +301,17 @@ func TestBacklogReplay(t *testing.T) {
 				t.Fatal("the replay rebuilt no backlog")
 			}
 			compareSnapshots(t, "after the crash", before, takeSnapshot(ctx, t, db, app.ID, w.users))
+			compareSnapshots(t, "after the crash (other app)", otherBefore, takeSnapshot(ctx, t, db, ids[1], w.users))
 
 			// A repeat of a status event sent before is a duplicate with
 			// the original's result; a new event gets the next position.
 			var orig *meetsync.Event
 			for _, e := range w.sent {
-				if e.Type == meetsync.TypeMeetingStatusChanged && e.ClientSeq != 0 {
+				if e.Type == meetsync.TypeMeetingStatusChanged && e.ClientSeq != 0 && e.AppID == app.ID {
 					orig = e
 				}
 			}
+			w.app = app.ID
 			cs := orig.ClientSeq
 			repeat := w.prepare(&meetsync.EventInput{Type: orig.Type, UserID: orig.UserID, DeviceID: orig.DeviceID, ClientSeq: &cs, Data: json.RawMessage(`{"status":"idle"}`)})
 			fresh := w.prepare(&meetsync.EventInput{Type: "crm.note", UserID: orig.UserID})
@@ -312,10 +322,11 @@ func TestBacklogReplay(t *testing.T) {
 			if got := r.Results[0]; !got.Duplicate || got.ID != orig.ID || got.Seq != orig.Seq {
 				t.Errorf("repeat of %s (seq %d): got %+v", orig.ID, orig.Seq, got)
 			}
-			if got := r.Results[1]; got.Duplicate || got.Pos != before.Head+1 {
-				t.Errorf("new event after the replay: got %+v, want position %d", got, before.Head+1)
+			if got := r.Results[1]; got.Duplicate || got.Pos != max(before.Head, otherBefore.Head)+1 {
+				t.Errorf("new event after the replay: got %+v, want position %d", got, max(before.Head, otherBefore.Head)+1)
 			}
 			after := takeSnapshot(ctx, t, db, app.ID, w.users)
+			otherAfter := takeSnapshot(ctx, t, db, ids[1], w.users)
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -329,6 +340,7 @@ func TestBacklogReplay(t *testing.T) {
 				t.Errorf("backlog after a clean close: %d events, want 0", n)
 			}
 			compareSnapshots(t, "after a clean close", after, takeSnapshot(ctx, t, db, app.ID, w.users))
+			compareSnapshots(t, "after a clean close (other app)", otherAfter, takeSnapshot(ctx, t, db, ids[1], w.users))
 		})
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,7 +94,8 @@ type DB struct {
 	nextPos   int64 // the feed position of the next event
 	backlog   *backlog
 	meta      map[string]int64 // store_meta as read at start
-	feedPos   atomic.Int64     // app_events holds every event up to here
+	feedPos   atomic.Int64     // feed_runs covers every event up to here
+	lastRun   *feedRun         // the run that ends at feedPos, if known
 	mat       MaterializeConfig
 	userCache userCache
 	endpoints map[string][]*meetsync.Endpoint // enabled endpoints per app
@@ -212,6 +213,21 @@ func (db *DB) start(ctx context.Context) error {
 	db.nextPos = max(head.Int64+1, db.meta["next_pos"])
 	db.sync.committedPos.Store(head.Int64)
 	db.feedPos.Store(db.meta["feed_pos"])
+	// The run the next feed entries may continue: the one ending at
+	// feed_pos (if that event is still there).
+	var app string
+	err = db.writer.QueryRowContext(ctx, "SELECT app_id FROM events WHERE pos = ?", db.meta["feed_pos"]).Scan(&app)
+	if err == nil {
+		r := feedRun{app: app}
+		err = db.writer.QueryRowContext(ctx, "SELECT first_pos, last_pos FROM feed_runs WHERE app_id = ? AND first_pos <= ? ORDER BY first_pos DESC LIMIT 1",
+			app, db.meta["feed_pos"]).Scan(&r.first, &r.last)
+		if err == nil && r.last == db.meta["feed_pos"] {
+			db.lastRun = &r
+		}
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
 	if err := db.replay(ctx); err != nil {
 		return err
 	}
@@ -354,14 +370,28 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Migrations returns the embedded migrations in order (name, SQL).
+// Migrations returns the names of the migrations in order: the embedded
+// SQL files (migrations/NNNN_name.sql) and the steps written in Go
+// (goMigrations), by version.
 func Migrations() ([]string, error) {
 	names, err := fs.Glob(migrationFS, "migrations/*.sql")
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
+	for version := range goMigrations {
+		names = append(names, version)
+	}
+	slices.SortFunc(names, func(a, b string) int { return strings.Compare(migrationVersion(a), migrationVersion(b)) })
 	return names, nil
+}
+
+func migrationVersion(name string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+}
+
+// goMigrations are the migration steps SQL alone cannot do, by version.
+var goMigrations = map[string]func(context.Context, *sql.Tx) error{
+	"0008_fill_runs": fillRuns,
 }
 
 func (db *DB) migrate(ctx context.Context) error {
@@ -374,7 +404,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for _, name := range names {
-		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		version := migrationVersion(name)
 		if err := db.apply(ctx, name, version); err != nil {
 			return fmt.Errorf("migrate %s: %w", version, err)
 		}
@@ -395,17 +425,136 @@ func (db *DB) apply(ctx context.Context, name, version string) error {
 	if n > 0 {
 		return nil
 	}
-	body, err := migrationFS.ReadFile(name)
-	if err != nil {
-		return err
+	if step, ok := goMigrations[version]; ok {
+		err = step(ctx, tx)
+	} else {
+		var body []byte
+		if body, err = migrationFS.ReadFile(name); err == nil {
+			_, err = tx.ExecContext(ctx, string(body))
+		}
 	}
-	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+	if err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", version, time.Now().UnixMicro()); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// fillRuns (0008) writes user_chunks and feed_runs for the events stored
+// before 0007, reading the indexes on events that 0009 drops, a page of
+// rows at a time.
+func fillRuns(ctx context.Context, tx *sql.Tx) error {
+	const page = 10000
+	var cur userKey
+	var pend []pendingEvent
+	flush := func(all bool) error {
+		for len(pend) >= maxChunkEntries || (all && len(pend) > 0) {
+			n := min(len(pend), maxChunkEntries)
+			first, b := encodeChunk(pend[:n])
+			if _, err := tx.ExecContext(ctx, "INSERT INTO user_chunks (app_id, user_id, last_pos, first_pos, entries) VALUES (?, ?, ?, ?, ?)",
+				cur.app, cur.user, pend[n-1].pos, first, b); err != nil {
+				return err
+			}
+			pend = pend[n:]
+		}
+		return nil
+	}
+	var after struct {
+		k   userKey
+		seq int64
+	}
+	for {
+		type row struct {
+			k userKey
+			p pendingEvent
+		}
+		var got []row
+		rows, err := tx.QueryContext(ctx, `SELECT app_id, user_id, pos, seq, device_id, client_seq FROM events INDEXED BY events_user
+			WHERE (app_id, user_id, seq) > (?, ?, ?) ORDER BY app_id, user_id, seq LIMIT ?`, after.k.app, after.k.user, after.seq, page)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.k.app, &r.k.user, &r.p.pos, &r.p.seq, &r.p.deviceID, &r.p.clientSeq); err != nil {
+				rows.Close()
+				return err
+			}
+			got = append(got, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range got {
+			if r.k != cur {
+				if err := flush(true); err != nil {
+					return err
+				}
+				cur = r.k
+			}
+			pend = append(pend, r.p)
+			if err := flush(false); err != nil {
+				return err
+			}
+		}
+		if len(got) < page {
+			break
+		}
+		after.k, after.seq = got[len(got)-1].k, got[len(got)-1].p.seq
+	}
+	if err := flush(true); err != nil {
+		return err
+	}
+
+	var run *feedRun
+	put := func() error {
+		if run == nil {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO feed_runs (app_id, first_pos, last_pos) VALUES (?, ?, ?)", run.app, run.first, run.last)
+		return err
+	}
+	for last := int64(0); ; {
+		rows, err := tx.QueryContext(ctx, "SELECT app_id, pos FROM events WHERE pos > ? ORDER BY pos LIMIT ?", last, page)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			app string
+			pos int64
+		}
+		var got []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.app, &r.pos); err != nil {
+				rows.Close()
+				return err
+			}
+			got = append(got, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range got {
+			if run != nil && run.app == r.app {
+				run.last = r.pos
+				continue
+			}
+			if err := put(); err != nil {
+				return err
+			}
+			run = &feedRun{app: r.app, first: r.pos, last: r.pos}
+		}
+		if len(got) < page {
+			break
+		}
+		last = got[len(got)-1].pos
+	}
+	return put()
 }
 
 // interpretError translates driver errors by code, never by text.

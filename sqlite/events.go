@@ -23,12 +23,8 @@ const (
 		meeting_num = excluded.meeting_num, device_id = excluded.device_id, since = excluded.since, status_seq = excluded.status_seq,
 		business_side = excluded.business_side, meeting_side = excluded.meeting_side, updated_at = excluded.updated_at,
 		devices = excluded.devices, extra = excluded.extra, due_at = excluded.due_at, state_pos = excluded.state_pos`
-	eventByIDSQL  = "SELECT e.id, e.seq, e.stale, e.pos FROM event_ids i JOIN events e ON e.pos = i.pos WHERE i.app_id = ? AND i.id = ?"
-	eventIDPutSQL = "INSERT INTO event_ids (app_id, id, pos) VALUES (?, ?, ?)"
-	// The newest materialized event of the device with that client_seq,
-	// read from the user's user_events entries newest first.
-	eventByClientSeqSQL = `SELECT e.id, e.seq, e.stale, e.pos FROM user_events ue JOIN events e ON e.pos = ue.pos
-		WHERE ue.app_id = ? AND ue.user_id = ? AND ue.device_id = ? AND ue.client_seq = ? ORDER BY ue.pos DESC LIMIT 1`
+	eventByIDSQL      = "SELECT e.id, e.seq, e.stale, e.pos FROM event_ids i JOIN events e ON e.pos = i.pos WHERE i.app_id = ? AND i.id = ?"
+	eventIDPutSQL     = "INSERT INTO event_ids (app_id, id, pos) VALUES (?, ?, ?)"
 	queueActiveSQL    = "SELECT count(*) FROM (SELECT 1 FROM deliveries WHERE endpoint_id = ? AND user_id = ? AND status IN ('pending', 'failed') LIMIT 1)"
 	deliveryInsertSQL = `INSERT INTO deliveries (app_id, endpoint_id, event_pos, event_id, event_type, user_id, seq, status, head, next_at, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)`
@@ -293,8 +289,8 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (meetsync.EventResult, error
 }
 
 // findClientSeq looks for the newest stored event of ev's device with
-// ev's client_seq: in this transaction, in the backlog, then in
-// user_events.
+// ev's client_seq: in this transaction, in the backlog, then in the
+// user's chunks.
 func (at *appendTx) findClientSeq(tu *txUser, ev *meetsync.Event) (meetsync.EventResult, bool, error) {
 	match := func(p pendingEvent) bool { return p.clientSeq == ev.ClientSeq && p.deviceID == ev.DeviceID }
 	for i := len(tu.events) - 1; i >= 0; i-- {
@@ -308,15 +304,46 @@ func (at *appendTx) findClientSeq(tu *txUser, ev *meetsync.Event) (meetsync.Even
 			return pend[i].result(), true, nil
 		}
 	}
-	var r meetsync.EventResult
-	err := at.tx.QueryRowContext(at.ctx, eventByClientSeqSQL, ev.AppID, ev.UserID, ev.DeviceID, ev.ClientSeq).Scan(&r.ID, &r.Seq, &r.Stale, &r.Pos)
-	if errors.Is(err, sql.ErrNoRows) {
-		return r, false, nil
-	} else if err != nil {
-		return r, false, err
+	// The user's chunks, newest first; an entry whose event was purged
+	// since does not count.
+	rows, err := at.tx.QueryContext(at.ctx, "SELECT first_pos, entries FROM user_chunks WHERE app_id = ? AND user_id = ? ORDER BY last_pos DESC",
+		ev.AppID, ev.UserID)
+	if err != nil {
+		return meetsync.EventResult{}, false, err
 	}
-	r.Duplicate = true
-	return r, true, nil
+	var found []int64
+	for rows.Next() {
+		var first int64
+		var b []byte
+		if err := rows.Scan(&first, &b); err != nil {
+			rows.Close()
+			return meetsync.EventResult{}, false, err
+		}
+		es, err := decodeChunk(first, b)
+		if err != nil {
+			rows.Close()
+			return meetsync.EventResult{}, false, err
+		}
+		for i := len(es) - 1; i >= 0; i-- {
+			if es[i].clientSeq == ev.ClientSeq && es[i].deviceID == ev.DeviceID {
+				found = append(found, es[i].pos)
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return meetsync.EventResult{}, false, err
+	}
+	for _, pos := range found {
+		r := meetsync.EventResult{Pos: pos, Duplicate: true}
+		err := at.tx.QueryRowContext(at.ctx, "SELECT id, seq, stale FROM events WHERE pos = ?", pos).Scan(&r.ID, &r.Seq, &r.Stale)
+		if err == nil {
+			return r, true, nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return r, false, err
+		}
+	}
+	return meetsync.EventResult{}, false, nil
 }
 
 // user returns a user's state for this transaction: from the backlog or
@@ -416,16 +443,19 @@ func (db *DB) EventList(ctx context.Context, p meetsync.EventListParams) ([]*mee
 	if p.UserID != "" {
 		return db.userEventList(ctx, p, limitPos)
 	}
-	// The app's feed index up to feedPos (read before the queries, so they
-	// see at least that much of it), then the newer events from the table
-	// itself.
+	// The app's runs up to feedPos (read before the queries, so they see
+	// at least that much of feed_runs), then the newer events from the
+	// table itself.
 	feedPos := min(db.feedPos.Load(), limitPos)
 	var out []*meetsync.Event
 	if p.After < feedPos {
-		q := "SELECT " + eventColsE + " FROM app_events a JOIN events e ON e.pos = a.pos WHERE a.app_id = ? AND a.pos > ? AND a.pos <= ?"
+		// The runs from the one holding After on, each a range of rowids.
+		q := "SELECT " + eventColsE + ` FROM feed_runs r JOIN events e ON e.pos >= r.first_pos AND e.pos <= r.last_pos
+			WHERE r.app_id = ?1 AND r.first_pos >= coalesce((SELECT max(first_pos) FROM feed_runs WHERE app_id = ?1 AND first_pos <= ?2), 0)
+			AND e.pos > ?2 AND e.pos <= ?3 AND e.app_id = ?1`
 		cond, args := typeCondition(p.Types, []any{p.AppID, p.After, feedPos})
 		var err error
-		if out, err = db.queryEvents(ctx, q+cond+" ORDER BY a.pos LIMIT ?", append(args, p.Limit)...); err != nil {
+		if out, err = db.queryEvents(ctx, q+cond+" ORDER BY r.first_pos, e.pos LIMIT ?", append(args, p.Limit)...); err != nil {
 			return nil, fmt.Errorf("list events: %w", err)
 		}
 	}
@@ -443,41 +473,78 @@ func (db *DB) EventList(ctx context.Context, p meetsync.EventListParams) ([]*mee
 
 const eventColsE = "e.pos, e.id, e.type, e.app_id, e.user_id, e.seq, e.occurred_at, e.received_at, e.source, e.device_id, e.client_seq, e.stale, e.data, e.schema_version"
 
-// userEventList returns a user's events: those in user_events, then those
-// still in the backlog (a user's backlog entries all come after its
-// user_events ones, but for the replayed ones, which may be in both).
-// The backlog is copied before the read starts, and nothing above
+// userEventList returns a user's events: those of its chunks, then those
+// still in the backlog (a user's backlog entries come after its chunks').
+// The backlog is copied before the chunks are read, and nothing above
 // limitPos (read before that) is returned, so a materialization between
 // the two leaves no gap.
 func (db *DB) userEventList(ctx context.Context, p meetsync.EventListParams, limitPos int64) ([]*meetsync.Event, error) {
 	pend := db.backlog.pending(userKey{p.AppID, p.UserID})
-	q := "SELECT " + eventColsE + " FROM user_events ue JOIN events e ON e.pos = ue.pos WHERE ue.app_id = ? AND ue.user_id = ? AND ue.pos > ? AND ue.pos <= ?"
-	cond, args := typeCondition(p.Types, []any{p.AppID, p.UserID, p.After, limitPos})
-	q += cond + " ORDER BY ue.pos LIMIT ?"
-	out, err := db.queryEvents(ctx, q, append(args, p.Limit)...)
-	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
-	after := p.After
-	if len(out) > 0 {
-		after = out[len(out)-1].Pos
-	}
-	var poses []any
-	for _, e := range pend {
-		if e.pos > after && e.pos <= limitPos {
-			poses = append(poses, e.pos)
+	var out []*meetsync.Event
+	last := p.After // the highest position looked at
+	// fetch reads the events at poses (ascending), with the type filter.
+	fetch := func(poses []any) error {
+		for len(poses) > 0 && len(out) < p.Limit {
+			n := min(len(poses), 256)
+			q := "SELECT " + eventCols + " FROM events WHERE pos IN (?" + strings.Repeat(", ?", n-1) + ")"
+			cond, args := typeCondition(p.Types, poses[:n:n])
+			more, err := db.queryEvents(ctx, q+cond+" ORDER BY pos", args...)
+			if err != nil {
+				return err
+			}
+			out = append(out, more[:min(len(more), p.Limit-len(out))]...)
+			poses = poses[n:]
 		}
+		return nil
 	}
-	for len(poses) > 0 && len(out) < p.Limit {
-		n := min(len(poses), 256)
-		q := "SELECT " + eventCols + " FROM events WHERE pos IN (?" + strings.Repeat(", ?", n-1) + ")"
-		cond, args := typeCondition(p.Types, poses[:n:n])
-		more, err := db.queryEvents(ctx, q+cond+" ORDER BY pos", args...)
+	for after := p.After; len(out) < p.Limit; {
+		rows, err := db.query(ctx, "SELECT last_pos, first_pos, entries FROM user_chunks WHERE app_id = ? AND user_id = ? AND last_pos > ? ORDER BY last_pos LIMIT 8",
+			p.AppID, p.UserID, after)
 		if err != nil {
 			return nil, fmt.Errorf("list events: %w", err)
 		}
-		out = append(out, more[:min(len(more), p.Limit-len(out))]...)
-		poses = poses[n:]
+		var poses []any
+		chunks := 0
+		for rows.Next() {
+			var first int64
+			var b []byte
+			if err := rows.Scan(&after, &first, &b); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("list events: %w", err)
+			}
+			chunks++
+			es, err := decodeChunk(first, b)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("list events: %w", err)
+			}
+			for _, e := range es {
+				if e.pos > last && e.pos <= limitPos {
+					poses = append(poses, e.pos)
+					last = e.pos
+				}
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		if err := fetch(poses); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		if chunks < 8 {
+			break
+		}
+	}
+	var poses []any
+	for _, e := range pend {
+		if e.pos > last && e.pos <= limitPos {
+			poses = append(poses, e.pos)
+			last = e.pos
+		}
+	}
+	if err := fetch(poses); err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
 	}
 	return out, nil
 }
@@ -504,13 +571,13 @@ func (db *DB) EventFeedHead(ctx context.Context, appID string) (int64, error) {
 	limitPos := db.sync.durablePos.Load()
 	feedPos := min(db.feedPos.Load(), limitPos)
 	var pos sql.NullInt64
-	if err := db.queryRow(ctx, "SELECT max(pos) FROM events WHERE pos > ? AND pos <= ? AND app_id = ?", feedPos, limitPos, appID).Scan(&pos); err != nil {
+	err := db.queryRow(ctx, "SELECT pos FROM events WHERE pos > ? AND pos <= ? AND app_id = ? ORDER BY pos DESC LIMIT 1", feedPos, limitPos, appID).Scan(&pos)
+	if err == nil {
+		return pos.Int64, nil
+	} else if !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("feed head: %w", err)
 	}
-	if pos.Valid {
-		return pos.Int64, nil
-	}
-	if err := db.queryRow(ctx, "SELECT max(pos) FROM app_events WHERE app_id = ? AND pos <= ?", appID, feedPos).Scan(&pos); err != nil {
+	if err := db.queryRow(ctx, "SELECT max(last_pos) FROM feed_runs WHERE app_id = ? AND first_pos <= ?", appID, feedPos).Scan(&pos); err != nil {
 		return 0, fmt.Errorf("feed head: %w", err)
 	}
 	return pos.Int64, nil

@@ -41,9 +41,13 @@ func (db *DB) PurgeBefore(ctx context.Context, appID string, before time.Time, l
 	if active.Valid {
 		bound = active.Int64
 	}
+	// The app's oldest events, run by run: up to limit of them received
+	// before `before`; everything of the app up to the newest of those goes
+	// (an event committed a moment before one received earlier goes with it).
 	var cutoff sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT max(pos) FROM (SELECT a.pos FROM app_events a JOIN events e ON e.pos = a.pos
-		WHERE a.app_id = ? AND a.pos < ? AND e.received_at < ? ORDER BY a.pos LIMIT ?)`, appID, bound, micros(before), limit).Scan(&cutoff); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT max(pos) FROM (SELECT e.pos FROM feed_runs r JOIN events e ON e.pos >= r.first_pos AND e.pos <= r.last_pos
+		WHERE r.app_id = ?1 AND e.app_id = ?1 AND e.pos < ?2 AND e.received_at < ?3 ORDER BY r.first_pos, e.pos LIMIT ?4)`,
+		appID, bound, micros(before), limit).Scan(&cutoff); err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
 	if !cutoff.Valid {
@@ -54,21 +58,24 @@ func (db *DB) PurgeBefore(ctx context.Context, appID string, before time.Time, l
 			AND status NOT IN ('pending', 'failed'))`,
 		`DELETE FROM deliveries WHERE app_id = ? AND event_pos <= ? AND status NOT IN ('pending', 'failed')`,
 		`DELETE FROM event_ids WHERE app_id = ? AND pos <= ?`,
-		`DELETE FROM user_events WHERE (app_id, user_id, pos) IN (SELECT app_id, user_id, pos FROM events
-			WHERE pos IN (SELECT pos FROM app_events WHERE app_id = ?1 AND pos <= ?2) AND received_at < ?3)`,
+		// Chunks that end by the cutoff; a chunk across it keeps entries
+		// of purged events, which readers skip.
+		`DELETE FROM user_chunks WHERE app_id = ? AND last_pos <= ?`,
 	} {
-		if _, err := tx.ExecContext(ctx, q, appID, cutoff.Int64, micros(before)); err != nil {
+		if _, err := tx.ExecContext(ctx, q, appID, cutoff.Int64); err != nil {
 			return 0, fmt.Errorf("purge: %w", err)
 		}
 	}
-	res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE pos IN (SELECT pos FROM app_events WHERE app_id = ? AND pos <= ?) AND received_at < ?`,
-		appID, cutoff.Int64, micros(before))
+	res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE pos IN (SELECT e.pos FROM feed_runs r JOIN events e ON e.pos >= r.first_pos AND e.pos <= r.last_pos
+		WHERE r.app_id = ?1 AND r.first_pos <= ?2 AND e.pos <= ?2 AND e.app_id = ?1)`, appID, cutoff.Int64)
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
 	n, _ := res.RowsAffected()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM app_events WHERE app_id = ? AND pos <= ? AND NOT EXISTS (SELECT 1 FROM events e WHERE e.pos = app_events.pos)`,
-		appID, cutoff.Int64); err != nil {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM feed_runs WHERE app_id = ? AND last_pos <= ?", appID, cutoff.Int64); err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE feed_runs SET first_pos = ?2 + 1 WHERE app_id = ?1 AND first_pos <= ?2", appID, cutoff.Int64); err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
 	// The newest events may be gone now: their positions must not be given again.
@@ -80,6 +87,13 @@ func (db *DB) PurgeBefore(ctx context.Context, appID string, before time.Time, l
 	}
 	if err := db.commit(tx); err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
+	}
+	if r := db.lastRun; r != nil && r.app == appID && r.first <= cutoff.Int64 {
+		if r.last <= cutoff.Int64 {
+			db.lastRun = nil
+		} else {
+			db.lastRun = &feedRun{app: r.app, first: cutoff.Int64 + 1, last: r.last}
+		}
 	}
 	return int(n), nil
 }
