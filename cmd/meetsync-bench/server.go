@@ -47,7 +47,7 @@ func storeKindFor(ctx context.Context, o *commonOptions) (storeKind, error) {
 		return newPostgresKind(ctx, o.DatabaseURL, o.Clients)
 	}
 	return storeKind{
-		Describe: "SQLite, journal_mode=WAL, synchronous=FULL (meetsync's defaults)",
+		Describe: "SQLite, journal_mode=WAL, acks after an fdatasync of the WAL (meetsync's default, --sqlite-synchronous FULL)",
 		Open: func(dir string) (meetsync.Store, error) {
 			return sqlite.Open(filepath.Join(dir, "meetsync.db"), sqlite.Config{})
 		},

@@ -23,7 +23,7 @@ type Config struct {
 	LogLevel        string        // --log-level: debug, info, warn, error. Default info.
 	LogFormat       string        // --log-format: text or json. Default text.
 	ShutdownTimeout time.Duration // --shutdown-timeout: how long in-flight requests get on SIGTERM. Default 30s.
-	Synchronous     string        // --sqlite-synchronous: FULL (default: durable across power loss) or NORMAL.
+	Synchronous     string        // --sqlite-synchronous: FULL (default: durable across power loss), NORMAL or EXTRA.
 	TLSCert         string        // --tls-cert: serve HTTPS with this certificate (PEM)…
 	TLSKey          string        // --tls-key: …and this key.
 	MaxBatchEvents  int           // --max-batch-events: events per group-commit transaction. Default 5000.
@@ -56,7 +56,7 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 		"file with the 32-byte key that encrypts secrets at rest (default DATA/secret.key, created if missing; replicas must share one)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
-	fs.StringVar(&cfg.Synchronous, "sqlite-synchronous", cfg.Synchronous, "SQLite synchronous mode: FULL (durable across power loss) or NORMAL (across process crashes)")
+	fs.StringVar(&cfg.Synchronous, "sqlite-synchronous", cfg.Synchronous, "SQLite durability: FULL (an ack survives power loss), NORMAL (a process crash) or EXTRA (SQLite syncs inside every commit)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate file (PEM); serve HTTPS when set with --tls-key")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS private key file (PEM)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take after SIGINT/SIGTERM")
