@@ -350,7 +350,8 @@ func (db *DB) complete(ctx context.Context, tx *txn, p meetsync.DeliveryComplete
 					return nil, err
 				}
 			}
-			if err := at.flush(false); err != nil {
+			// The events' writes go with the COMMIT below.
+			if err := at.flush(b); err != nil {
 				return nil, err
 			}
 		}
