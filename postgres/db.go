@@ -280,9 +280,15 @@ type txOptions struct {
 // from scratch each time) when it lost a deadlock or, with retryUnique, a
 // race for a unique key.
 func (db *DB) inTx(ctx context.Context, o txOptions, fn func(tx *txn) error) error {
+	return db.retry(ctx, o, func() error { return db.tryTx(ctx, o, fn) })
+}
+
+// retry runs try, again after a short pause when it lost a deadlock or,
+// with o.retryUnique, a race for a unique key (try must start from scratch).
+func (db *DB) retry(ctx context.Context, o txOptions, try func() error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = db.tryTx(ctx, o, fn)
+		err = try()
 		if err == nil || attempt >= db.cfg.TxAttempts || !retryable(err, o) || ctx.Err() != nil {
 			return err
 		}

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,7 +61,8 @@ func taskSelect(where string) string {
 	FROM claimed d JOIN events e ON e.app_id = d.app_id AND e.pos = d.event_pos JOIN endpoints ep ON ep.id = d.endpoint_id ` + where + ` ORDER BY d.id`
 }
 
-// collectTasks reads the rows of a query ending in taskSelect.
+// collectTasks reads the rows of a query ending in taskSelect, and closes
+// them (the statement's errors, its commit's too, are seen).
 func collectTasks(rows pgx.Rows, until time.Time) ([]*meetsync.DeliveryTask, error) {
 	defer rows.Close()
 	var tasks []*meetsync.DeliveryTask
@@ -97,6 +100,7 @@ func collectTasks(rows pgx.Rows, until time.Time) ([]*meetsync.DeliveryTask, err
 		}
 		tasks = append(tasks, &meetsync.DeliveryTask{Delivery: d, Event: &e, Endpoint: epp, ClaimedUntil: until, ClaimID: claimID})
 	}
+	rows.Close()
 	return tasks, rows.Err()
 }
 
@@ -109,20 +113,21 @@ func collectTasks(rows pgx.Rows, until time.Time) ([]*meetsync.DeliveryTask, err
 func (db *DB) DeliveriesClaim(ctx context.Context, p meetsync.DeliveryClaimParams) ([]*meetsync.DeliveryTask, error) {
 	until := p.Now.Add(p.Lease)
 	var tasks []*meetsync.DeliveryTask
-	err := db.inTx(ctx, txOptions{asyncCommit: true}, func(tx *txn) error {
-		b := &pgx.Batch{}
-		b.Queue(`WITH due AS (
+	// One statement, its own transaction (no BEGIN or COMMIT to send):
+	// set_config(…, true) makes its commit asynchronous.
+	err := db.retry(ctx, txOptions{}, func() error {
+		rows, err := db.pool.Query(ctx, `WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
+			due AS (
 				SELECT d.id FROM deliveries d
 				WHERE d.head AND d.next_at <= $1 AND EXISTS (SELECT 1 FROM endpoints ep WHERE ep.id = d.endpoint_id AND NOT ep.disabled)
 				ORDER BY d.next_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED),
 			claimed AS (UPDATE deliveries d SET claim_owner = $3, claim_id = nextval('delivery_claim_ids'), next_at = $4
-				FROM due WHERE d.id = due.id RETURNING d.*) `+taskSelect(""), p.Now, p.Limit, p.Owner, until).Query(func(rows pgx.Rows) error {
-			var err error
-			tasks, err = collectTasks(rows, until)
+				FROM due, async WHERE d.id = due.id RETURNING d.*) `+taskSelect(""), p.Now, p.Limit, p.Owner, until)
+		if err != nil {
 			return err
-		})
-		// BEGIN, the claim and COMMIT in one round trip.
-		return tx.CommitWith(ctx, b)
+		}
+		tasks, err = collectTasks(rows, until)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
@@ -145,6 +150,9 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		}
 		sys = append(sys, o.Events...)
 	}
+	if parts := splitOutcomes(p, len(sys)); parts != nil {
+		return db.completeParts(ctx, p, parts)
+	}
 	snap := snapshotEvents(nil, sys...)
 	var tasks []*meetsync.DeliveryTask
 	err := db.inTx(ctx, txOptions{retryUnique: true}, func(tx *txn) error {
@@ -158,6 +166,69 @@ func (db *DB) DeliveriesComplete(ctx context.Context, p meetsync.DeliveryComplet
 		return nil, fmt.Errorf("complete deliveries: %w", err)
 	}
 	return tasks, nil
+}
+
+// completeParallel is into how many transactions, run at once on as many
+// connections, DeliveriesComplete splits a batch of plain outcomes. One
+// backend executing a batch's updates one row after another is what
+// bounds a replica's delivery rate; the parts share the work.
+const completeParallel = 2
+
+// splitOutcomes splits a batch into completeParallel parts by queue
+// (endpoint, user), or returns nil to keep it in one transaction: when it
+// is small, or when an outcome does more than record a delivered (or
+// released) attempt (a failure or a dead letter changes its endpoint's
+// failure run, which must see the whole batch; disabling and system
+// events go with it too).
+func splitOutcomes(p meetsync.DeliveryCompleteParams, events int) [][]*meetsync.DeliveryOutcome {
+	if completeParallel < 2 || len(p.Outcomes) < 2*completeParallel || events > 0 {
+		return nil
+	}
+	parts := make([][]*meetsync.DeliveryOutcome, completeParallel)
+	for _, o := range p.Outcomes {
+		if o.DisableEndpoint != "" || len(o.Events) > 0 || o.DisabledEvent != nil || !o.Release && o.Status != meetsync.DeliveryDelivered {
+			return nil
+		}
+		h := fnv.New32a()
+		h.Write([]byte(o.Task.Delivery.EndpointID))
+		h.Write([]byte{0})
+		h.Write([]byte(o.Task.Delivery.UserID))
+		i := h.Sum32() % completeParallel
+		parts[i] = append(parts[i], o)
+	}
+	return slices.DeleteFunc(parts, func(p []*meetsync.DeliveryOutcome) bool { return len(p) == 0 })
+}
+
+// completeParts commits the parts of a batch at once, each in its own
+// transaction (a queue's outcome and the claim of its next head stay in
+// one). Each part is tried again on its own; an error of one is returned
+// after the others are done.
+func (db *DB) completeParts(ctx context.Context, p meetsync.DeliveryCompleteParams, parts [][]*meetsync.DeliveryOutcome) ([]*meetsync.DeliveryTask, error) {
+	tasks := make([][]*meetsync.DeliveryTask, len(parts))
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		wg.Go(func() {
+			pp := p
+			pp.Outcomes = part
+			errs[i] = db.inTx(ctx, txOptions{retryUnique: true}, func(tx *txn) error {
+				var err error
+				tasks[i], err = db.complete(ctx, tx, pp, nil)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	var all []*meetsync.DeliveryTask
+	for i := range parts {
+		all = append(all, tasks[i]...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		// The tasks of the parts that committed are claimed: hand them
+		// over all the same, the claims are theirs.
+		return all, fmt.Errorf("complete deliveries: %w", err)
+	}
+	return all, nil
 }
 
 func (db *DB) complete(ctx context.Context, tx *txn, p meetsync.DeliveryCompleteParams, sys []*meetsync.Event) ([]*meetsync.DeliveryTask, error) {
@@ -350,7 +421,8 @@ func (db *DB) complete(ctx context.Context, tx *txn, p meetsync.DeliveryComplete
 					return nil, err
 				}
 			}
-			if err := at.flush(false); err != nil {
+			// The events' writes go with the COMMIT below.
+			if err := at.flush(b); err != nil {
 				return nil, err
 			}
 		}

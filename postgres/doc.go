@@ -9,7 +9,9 @@
 //     commit (table feeds), so positions follow commit order and a feed
 //     cursor never skips an event that commits late. PostgreSQL sequences
 //     would not do: their values are taken at insert time and commit in any
-//     order.
+//     order. An append takes the counter in its last statement, sent with
+//     its COMMIT, so the lock covers that statement and the commit only and
+//     appends of one app overlap in everything else (AppendCommitters).
 //   - An append transaction locks the rows of the users it appends for (in
 //     key order), so seqs stay gap-free when replicas append for the same
 //     user; nothing about users is cached between transactions.

@@ -226,7 +226,15 @@ func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) 
 				return err
 			}
 		}
-		return at.flush(true)
+		b := &pgx.Batch{}
+		if err := at.flush(b); err != nil {
+			return err
+		}
+		if err := tx.CommitWith(ctx, b); err != nil {
+			return err
+		}
+		at.results()
+		return nil
 	})
 	if err == nil {
 		return nil
@@ -291,8 +299,10 @@ func (at *appendTx) prefetch(reqs []*meetsync.AppendRequest, extra []*meetsync.E
 	if len(invIDs) > 0 {
 		// The invitations the requests change, locked (after the users, in
 		// id order): their compare-and-set holds until commit.
-		b.Queue(`SELECT app_id, id, version FROM invitations WHERE (app_id, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-			ORDER BY id FOR UPDATE`, invApps, invIDs).Query(func(rows pgx.Rows) error {
+		sortPairs(invIDs, invApps)
+		b.Queue(`SELECT i.app_id, i.id, i.version FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(a, id, n)
+			CROSS JOIN LATERAL (SELECT app_id, id, version FROM invitations WHERE id = q.id AND app_id = q.a FOR UPDATE) i ORDER BY q.n`,
+			invApps, invIDs).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var k idemKey
 				var v int64
@@ -305,8 +315,8 @@ func (at *appendTx) prefetch(reqs []*meetsync.AppendRequest, extra []*meetsync.E
 		})
 	}
 	if len(keys) > 0 {
-		b.Queue(`SELECT app_id, key, request_hash, results FROM idempotency_keys
-			WHERE (app_id, key) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))`, keyApps, keys).Query(func(rows pgx.Rows) error {
+		b.Queue(`SELECT k.app_id, k.key, k.request_hash, k.results FROM unnest($1::text[], $2::bytea[]) AS q(a, k)
+			CROSS JOIN LATERAL (SELECT * FROM idempotency_keys WHERE app_id = q.a AND key = q.k LIMIT 1) k`, keyApps, keys).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var app string
 				var key, hash, results []byte
@@ -323,8 +333,9 @@ func (at *appendTx) prefetch(reqs []*meetsync.AppendRequest, extra []*meetsync.E
 		})
 	}
 	if len(ids) > 0 {
-		b.Queue(`SELECT i.app_id, i.id, e.seq, e.stale, e.pos FROM event_ids i JOIN events e ON e.app_id = i.app_id AND e.pos = i.pos
-			WHERE (i.app_id, i.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, idApps, ids).Query(func(rows pgx.Rows) error {
+		b.Queue(`SELECT q.a, q.id, e.seq, e.stale, e.pos FROM unnest($1::text[], $2::text[]) AS q(a, id)
+			CROSS JOIN LATERAL (SELECT e.seq, e.stale, e.pos FROM event_ids i JOIN events e ON e.app_id = i.app_id AND e.pos = i.pos
+				WHERE i.app_id = q.a AND i.id = q.id LIMIT 1) e`, idApps, ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var app string
 				var r meetsync.EventResult
@@ -340,6 +351,32 @@ func (at *appendTx) prefetch(reqs []*meetsync.AppendRequest, extra []*meetsync.E
 	at.queueEndpoints(b, apps)
 	return at.tx.SendBatch(at.ctx, b).Close()
 }
+
+// sortPairs sorts the pairs (keys[i], others[i]) by key, then other.
+func sortPairs(keys, others []string) {
+	idx := make([]int, len(keys))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		if c := strings.Compare(keys[a], keys[b]); c != 0 {
+			return c
+		}
+		return strings.Compare(others[a], others[b])
+	})
+	k, o := slices.Clone(keys), slices.Clone(others)
+	for i, j := range idx {
+		keys[i], others[i] = k[j], o[j]
+	}
+}
+
+// Reads of rows by key take the keys from arrays and look each up with a
+// LATERAL subquery (… CROSS JOIN LATERAL (SELECT … WHERE key = q.key …)):
+// an index lookup per key whatever the planner thinks of the table's size.
+// A join of the table with unnest() is planned as a sequential scan and a
+// hash join while a table is small (or its statistics say so), and such a
+// plan, cached by the prepared statement, then reads every row version of
+// the table in every transaction. Row locks are taken in the arrays' order.
 
 // queueUserLocks queues the locking read of users' rows, in key order so
 // that concurrent transactions cannot deadlock on them.
@@ -359,8 +396,8 @@ func (at *appendTx) queueUserLocks(b *pgx.Batch, users map[userKey]bool) {
 		apps[i], ids[i] = k.app, k.user
 		at.users[k] = &userEntry{state: meetsync.NewUserState(k.app, k.user)}
 	}
-	b.Queue(`SELECT `+userCols+` FROM users WHERE (app_id, user_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-		ORDER BY app_id, user_id FOR UPDATE`, apps, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(`SELECT u.* FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(a, u, n)
+		CROSS JOIN LATERAL (SELECT `+userCols+` FROM users WHERE app_id = q.a AND user_id = q.u FOR UPDATE) u ORDER BY q.n`, apps, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			u, err := scanUser(rows)
 			if err != nil {
@@ -570,12 +607,23 @@ type queueType struct {
 	typ string
 }
 
-// flush writes what the transaction appended: it locks the queues the new
-// deliveries join, takes the feed positions (the apps' feeds rows, held
-// until commit), then writes events, deliveries, users and idempotency
-// records and queues the notification, in two round trips; with final,
-// the COMMIT goes with the second.
-func (at *appendTx) flush(final bool) error {
+// flush writes what the transaction appended. When the new deliveries join
+// queues it first reads their state (locked) and draws the deliveries' ids,
+// in one round trip of its own; everything else it queues into b, which the
+// caller sends (an append with its COMMIT) and which must succeed before
+// results: the writes of users, invitations and superseded deliveries, then
+// one statement that takes the feed positions (the apps' feeds rows, held
+// until commit) and inserts what needs them — events, caller ids,
+// deliveries, idempotency records —, the queues' new heads and the
+// notification.
+//
+// The feeds rows are taken last so that they are held for that statement
+// and the commit only: every other transaction of the app, on this replica
+// or another, does all of its own work meanwhile and waits only for its
+// turn at the counter. A transaction of copyEvents events or more takes
+// its positions in the first round trip instead, to load its events with
+// COPY (one round trip more, a faster load).
+func (at *appendTx) flush(b *pgx.Batch) error {
 	if err := at.loadEndpoints(at.events); err != nil {
 		return err
 	}
@@ -583,8 +631,12 @@ func (at *appendTx) flush(final bool) error {
 	queues := map[queueKey]*queueState{}
 	coalescing := map[queueType]bool{}
 	perApp := map[string]int64{}
+	// An event's offset in its app's range of positions (1, 2, …): its
+	// position is the range's base plus the offset.
+	offsets := make(map[*meetsync.Event]int64, len(at.events))
 	for _, ev := range at.events {
 		perApp[ev.AppID]++
+		offsets[ev] = perApp[ev.AppID]
 		for _, ep := range at.endpoints[ev.AppID] {
 			if !ep.Subscribed(ev.Type) {
 				continue
@@ -599,10 +651,20 @@ func (at *appendTx) flush(final bool) error {
 			}
 		}
 	}
+	apps := make([]string, 0, len(perApp))
+	for a := range perApp {
+		apps = append(apps, a)
+	}
+	slices.Sort(apps)
+	counts := make([]int64, len(apps))
+	for i, a := range apps {
+		counts[i] = perApp[a]
+	}
+	copied := len(at.events) >= copyEvents
 
-	// Round trip 1: the queues' current state (locked), the feed positions
-	// and the new deliveries' ids.
-	b := &pgx.Batch{}
+	// Round trip 1 (when needed): the queues' current state (locked), the
+	// new deliveries' ids, and for a COPY the feed positions.
+	rt := &pgx.Batch{}
 	if len(queues) > 0 {
 		keys := sortedQueues(queues)
 		eps, users := queueArrays(keys)
@@ -610,7 +672,7 @@ func (at *appendTx) flush(final bool) error {
 		// empties the queue updates that row, so either it commits first (and
 		// this statement then sees the queue empty, or the head it promoted)
 		// or it waits for this transaction (and then promotes what it inserts).
-		b.Queue(`SELECT q.e, q.u, d.id FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(e, u, n)
+		rt.Queue(`SELECT q.e, q.u, d.id FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(e, u, n)
 			CROSS JOIN LATERAL (SELECT d.id FROM deliveries d WHERE d.endpoint_id = q.e AND d.user_id = q.u AND d.status IN ('pending', 'failed')
 				ORDER BY d.seq LIMIT 1 FOR SHARE) d ORDER BY q.n`, eps, users).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
@@ -631,7 +693,7 @@ func (at *appendTx) flush(final bool) error {
 			for k := range coalescing {
 				ceps, cusers, ctypes = append(ceps, k.endpoint), append(cusers, k.user), append(ctypes, k.typ)
 			}
-			b.Queue(`SELECT d.endpoint_id, d.user_id, d.id, d.event_type, d.next_at, d.head FROM unnest($1::text[], $2::text[], $3::text[]) AS q(e, u, t)
+			rt.Queue(`SELECT d.endpoint_id, d.user_id, d.id, d.event_type, d.next_at, d.head FROM unnest($1::text[], $2::text[], $3::text[]) AS q(e, u, t)
 				JOIN deliveries d ON d.endpoint_id = q.e AND d.user_id = q.u AND d.event_type = q.t
 				WHERE d.status = 'pending' AND d.attempts = 0 AND d.claim_owner = ''
 				ORDER BY d.endpoint_id, d.user_id, d.seq FOR UPDATE OF d`, ceps, cusers, ctypes).Query(func(rows pgx.Rows) error {
@@ -647,26 +709,9 @@ func (at *appendTx) flush(final bool) error {
 			})
 		}
 	}
-	heads := map[string]int64{}
-	if len(at.events) > 0 {
-		apps := make([]string, 0, len(perApp))
-		for a := range perApp {
-			apps = append(apps, a)
-		}
-		slices.Sort(apps)
-		for _, a := range apps {
-			b.Queue(`INSERT INTO feeds (app_id, pos) VALUES ($1, $2) ON CONFLICT (app_id) DO UPDATE SET pos = feeds.pos + excluded.pos RETURNING pos`,
-				a, perApp[a]).QueryRow(func(row pgx.Row) error {
-				var head int64
-				err := row.Scan(&head)
-				heads[a] = head
-				return err
-			})
-		}
-	}
 	var ids []int64
 	if len(outs) > 0 {
-		b.Queue("SELECT nextval('deliveries_id_seq') FROM generate_series(1, $1)", len(outs)).Query(func(rows pgx.Rows) error {
+		rt.Queue("SELECT nextval('deliveries_id_seq') FROM generate_series(1, $1)", len(outs)).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id int64
 				if err := rows.Scan(&id); err != nil {
@@ -677,20 +722,23 @@ func (at *appendTx) flush(final bool) error {
 			return nil
 		})
 	}
-	if b.Len() > 0 {
-		if err := at.tx.SendBatch(at.ctx, b).Close(); err != nil {
+	bases := make([]int64, len(apps))
+	if copied {
+		rt.Queue(`INSERT INTO feeds AS f (app_id, pos) SELECT * FROM unnest($1::text[], $2::bigint[]) ORDER BY 1
+			ON CONFLICT (app_id) DO UPDATE SET pos = f.pos + excluded.pos RETURNING f.app_id, f.pos`, apps, counts).Query(func(rows pgx.Rows) error {
+			return at.scanBases(rows, apps, counts, bases)
+		})
+	}
+	if rt.Len() > 0 {
+		if err := at.tx.SendBatch(at.ctx, rt).Close(); err != nil {
 			return err
 		}
 	}
-
-	// Positions, in event order per app: the range ends at the new head.
-	next := map[string]int64{}
-	for a, h := range heads {
-		next[a] = h - perApp[a] + 1
-	}
-	for _, ev := range at.events {
-		ev.Pos = next[ev.AppID]
-		next[ev.AppID]++
+	if copied {
+		at.setPositions(apps, bases, offsets)
+		if err := at.copyEventRows(); err != nil {
+			return err
+		}
 	}
 
 	// The deliveries, in event order (the transactional outbox), with
@@ -753,32 +801,10 @@ func (at *appendTx) flush(final bool) error {
 		dels = append(dels, nd)
 	}
 
-	// Round trip 2: the writes (a large transaction's events first, by COPY).
-	if len(at.events) >= copyEvents {
-		if err := at.copyEventRows(); err != nil {
-			return err
-		}
-	}
-	b = &pgx.Batch{}
-	at.queueEventInserts(b)
-	if len(dels) > 0 {
-		n := len(dels)
-		var (
-			id, pos, seq                            = make([]int64, n), make([]int64, n), make([]int64, n)
-			app, ep, evID, typ, user, status, supBy = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-			head                                    = make([]bool, n)
-			nextAt, created, updated                = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-		)
-		for i, d := range dels {
-			id[i], pos[i], seq[i] = d.id, d.ev.Pos, d.ev.Seq
-			app[i], ep[i], evID[i], typ[i], user[i], status[i], supBy[i] = d.ev.AppID, d.endpointID, d.ev.ID, d.ev.Type, d.ev.UserID, d.status, d.supersededBy
-			head[i], nextAt[i], created[i], updated[i] = d.head, d.nextAt, d.ev.ReceivedAt, d.updatedAt
-		}
-		b.Queue(`INSERT INTO deliveries (id, app_id, endpoint_id, event_pos, event_id, event_type, user_id, seq, status, head, next_at, superseded_by, created_at, updated_at)
-			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[],
-				$10::bool[], $11::timestamptz[], $12::text[], $13::timestamptz[], $14::timestamptz[])`,
-			id, app, ep, pos, evID, typ, user, seq, status, head, nextAt, supBy, created, updated)
-	}
+	// Into b: first what needs no position, then the statement that takes
+	// the positions and writes what needs them.
+	at.queueUserWrites(b)
+	at.queueInvitationWrites(b)
 	if len(superseded) > 0 {
 		sid := make([]int64, len(superseded))
 		for i, d := range superseded {
@@ -786,6 +812,36 @@ func (at *appendTx) flush(final bool) error {
 		}
 		b.Queue(`UPDATE deliveries d SET status = 'superseded', head = false, superseded_by = u.by, updated_at = u.at
 			FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS u(id, by, at) WHERE d.id = u.id`, sid, supersededBy, supersededAt)
+	}
+	w := &positionedWrites{}
+	switch {
+	case len(apps) == 0:
+		w.add(`b AS (SELECT NULL::text AS app_id, NULL::bigint AS base WHERE false)`)
+	case copied:
+		w.add(`b AS (SELECT * FROM unnest(%s::text[], %s::bigint[]) AS b(app_id, base))`, apps, bases)
+	default:
+		// The feeds rows, in app order (as every append takes them).
+		w.add(`c AS (SELECT * FROM unnest(%s::text[], %s::bigint[]) AS c(app_id, n)),
+			f AS (INSERT INTO feeds AS f (app_id, pos) SELECT app_id, n FROM c ORDER BY app_id
+				ON CONFLICT (app_id) DO UPDATE SET pos = f.pos + excluded.pos RETURNING f.app_id, f.pos),
+			b AS (SELECT f.app_id, f.pos - c.n AS base FROM f JOIN c ON c.app_id = f.app_id)`, apps, counts)
+		at.addEventInserts(w, offsets)
+	}
+	at.addCallerIDs(w, offsets)
+	addDeliveries(w, dels, offsets)
+	at.addIdempotency(w, offsets)
+	if len(at.events) > 0 {
+		// The wake-up of the other replicas, sent at commit.
+		w.notify = w.arg(kindEvents + ":" + at.db.cfg.Node)
+	}
+	if len(w.ctes) > 1 { // b and something to write
+		b.Queue(w.sql(), w.args...).Query(func(rows pgx.Rows) error {
+			if err := at.scanBases(rows, apps, nil, bases); err != nil {
+				return err
+			}
+			at.setPositions(apps, bases, offsets)
+			return nil
+		})
 	}
 	var promote []queueKey
 	for k, q := range queues {
@@ -798,26 +854,183 @@ func (at *appendTx) flush(final bool) error {
 		eps, users := queueArrays(promote)
 		b.Queue(promoteSQL, eps, users)
 	}
-	at.queueUserWrites(b)
-	at.queueInvitationWrites(b)
-	if err := at.queueIdempotency(b); err != nil {
-		return err
-	}
-	if len(at.events) > 0 {
-		b.Queue("SELECT pg_notify('"+notifyChannel+"', $1)", kindEvents+":"+at.db.cfg.Node)
-	}
-	var err error
-	switch {
-	case final:
-		err = at.tx.CommitWith(at.ctx, b)
-	case b.Len() > 0:
-		err = at.tx.SendBatch(at.ctx, b).Close()
-	}
-	if err != nil {
-		return err
-	}
-	at.results()
 	return nil
+}
+
+// scanBases reads rows of (app, n) into bases, in apps' order: with counts,
+// n is the app's new feed head and the base is n minus the app's count;
+// without, n is the base.
+func (at *appendTx) scanBases(rows pgx.Rows, apps []string, counts, bases []int64) error {
+	for rows.Next() {
+		var app string
+		var n int64
+		if err := rows.Scan(&app, &n); err != nil {
+			return err
+		}
+		i, ok := slices.BinarySearch(apps, app)
+		if !ok {
+			return fmt.Errorf("feed positions: unexpected app %s", app)
+		}
+		if counts != nil {
+			n -= counts[i]
+		}
+		bases[i] = n
+	}
+	return rows.Err()
+}
+
+// setPositions gives every event its feed position.
+func (at *appendTx) setPositions(apps []string, bases []int64, offsets map[*meetsync.Event]int64) {
+	for _, ev := range at.events {
+		i, _ := slices.BinarySearch(apps, ev.AppID)
+		ev.Pos = bases[i] + offsets[ev]
+	}
+}
+
+// positionedWrites builds the statement that takes the feed positions: a
+// chain of CTEs whose first, b(app_id, base), has each app's base position
+// (an event's position is the base of its app plus its offset), and whose
+// others insert the rows that need positions. It returns b's rows.
+type positionedWrites struct {
+	ctes   []string
+	args   []any
+	notify string // the placeholder of the payload to NOTIFY, if any
+}
+
+// arg adds an argument and returns its placeholder.
+func (w *positionedWrites) arg(v any) string {
+	w.args = append(w.args, v)
+	return "$" + strconv.Itoa(len(w.args))
+}
+
+// add appends a CTE; each %s in format is replaced by the placeholder of
+// the next of args.
+func (w *positionedWrites) add(format string, args ...any) {
+	ph := make([]any, len(args))
+	for i, a := range args {
+		ph[i] = w.arg(a)
+	}
+	w.ctes = append(w.ctes, fmt.Sprintf(format, ph...))
+}
+
+func (w *positionedWrites) sql() string {
+	q := "WITH " + strings.Join(w.ctes, ",\n") + "\nSELECT app_id, base FROM b"
+	if w.notify != "" {
+		q += " CROSS JOIN (SELECT pg_notify('" + notifyChannel + "', " + w.notify + "::text)) n"
+	}
+	return q
+}
+
+// addEventInserts inserts the transaction's events.
+func (at *appendTx) addEventInserts(w *positionedWrites, offsets map[*meetsync.Event]int64) {
+	n := len(at.events)
+	var (
+		app, id, typ, user, source, device = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		off, seq, cs                       = make([]int64, n), make([]int64, n), make([]int64, n)
+		occ, rec                           = make([]time.Time, n), make([]time.Time, n)
+		stale                              = make([]bool, n)
+		data                               = make([][]byte, n)
+		schema                             = make([]int32, n)
+	)
+	for i, ev := range at.events {
+		app[i], id[i], typ[i], user[i], source[i], device[i] = ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Source, ev.DeviceID
+		off[i], seq[i], cs[i] = offsets[ev], ev.Seq, ev.ClientSeq
+		occ[i], rec[i], stale[i], data[i], schema[i] = ev.OccurredAt, ev.ReceivedAt, ev.Stale, ev.Data, int32(ev.SchemaVersion)
+	}
+	w.add(`ev AS (INSERT INTO events (app_id, pos, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version)
+		SELECT x.app, b.base + x.off, x.id, x.typ, x.usr, x.seq, x.occ, x.rec, x.src, x.dev, x.cs, x.stale, x.data, x.sv
+		FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[],
+			%s::text[], %s::text[], %s::bigint[], %s::bool[], %s::bytea[], %s::int[]) AS x(app, off, id, typ, usr, seq, occ, rec, src, dev, cs, stale, data, sv)
+		JOIN b ON b.app_id = x.app)`,
+		app, off, id, typ, user, seq, occ, rec, source, device, cs, stale, data, schema)
+}
+
+// addCallerIDs indexes the ids callers gave their events.
+func (at *appendTx) addCallerIDs(w *positionedWrites, offsets map[*meetsync.Event]int64) {
+	var apps, ids []string
+	var offs []int64
+	for _, ev := range at.events {
+		if ev.CallerID {
+			apps, ids, offs = append(apps, ev.AppID), append(ids, ev.ID), append(offs, offsets[ev])
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	w.add(`ids AS (INSERT INTO event_ids (app_id, id, pos)
+		SELECT x.app, x.id, b.base + x.off FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS x(app, id, off) JOIN b ON b.app_id = x.app)`,
+		apps, ids, offs)
+}
+
+// addDeliveries inserts the new deliveries.
+func addDeliveries(w *positionedWrites, dels []*newDelivery, offsets map[*meetsync.Event]int64) {
+	n := len(dels)
+	if n == 0 {
+		return
+	}
+	var (
+		id, off, seq                            = make([]int64, n), make([]int64, n), make([]int64, n)
+		app, ep, evID, typ, user, status, supBy = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		head                                    = make([]bool, n)
+		nextAt, created, updated                = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	)
+	for i, d := range dels {
+		id[i], off[i], seq[i] = d.id, offsets[d.ev], d.ev.Seq
+		app[i], ep[i], evID[i], typ[i], user[i], status[i], supBy[i] = d.ev.AppID, d.endpointID, d.ev.ID, d.ev.Type, d.ev.UserID, d.status, d.supersededBy
+		head[i], nextAt[i], created[i], updated[i] = d.head, d.nextAt, d.ev.ReceivedAt, d.updatedAt
+	}
+	w.add(`del AS (INSERT INTO deliveries (id, app_id, endpoint_id, event_pos, event_id, event_type, user_id, seq, status, head, next_at, superseded_by,
+			created_at, updated_at)
+		SELECT x.id, x.app, x.ep, b.base + x.off, x.evid, x.typ, x.usr, x.seq, x.status, x.head, x.next_at, x.sup, x.created, x.updated
+		FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[],
+			%s::bool[], %s::timestamptz[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+			AS x(id, app, ep, off, evid, typ, usr, seq, status, head, next_at, sup, created, updated)
+		JOIN b ON b.app_id = x.app)`,
+		id, app, ep, off, evID, typ, user, seq, status, head, nextAt, supBy, created, updated)
+}
+
+// addIdempotency stores the Idempotency-Keys of new requests with their
+// results. The results (meetsync.MarshalResults' JSON) are made in SQL: an
+// event appended here gets its position there (its app's base plus its
+// offset), one known before keeps its position.
+func (at *appendTx) addIdempotency(w *positionedWrites, offsets map[*meetsync.Event]int64) {
+	var apps []string
+	var keys, hashes [][]byte
+	var created []time.Time
+	var (
+		rReq, rSeq, rOff, rPos []int64
+		rID, rApp              []string
+		rStale                 []bool
+	)
+	for _, rs := range at.reqs {
+		if !rs.store {
+			continue
+		}
+		apps, keys, hashes = append(apps, rs.req.AppID), append(keys, []byte(rs.req.IdempotencyKey)), append(hashes, rs.req.RequestHash)
+		created = append(created, rs.req.Events[0].ReceivedAt)
+		for _, r := range rs.refs {
+			res := r.result()
+			var off int64
+			if r.ev != nil {
+				off, res.Pos = offsets[r.ev], 0
+			}
+			rReq, rSeq, rOff, rPos = append(rReq, int64(len(apps))), append(rSeq, res.Seq), append(rOff, off), append(rPos, res.Pos)
+			rID, rApp, rStale = append(rID, res.ID), append(rApp, rs.req.AppID), append(rStale, res.Stale)
+		}
+	}
+	if len(apps) == 0 {
+		return
+	}
+	w.add(`idem AS (INSERT INTO idempotency_keys (app_id, key, request_hash, results, created_at)
+		SELECT k.app, k.key, k.hash, convert_to(r.res::text, 'UTF8'), k.created
+		FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::timestamptz[]) WITH ORDINALITY AS k(app, key, hash, created, n)
+		CROSS JOIN LATERAL (SELECT coalesce(json_agg(json_build_object('i', y.id, 's', y.seq, 't', y.stale, 'p', coalesce(b.base + y.off, y.pos))
+				ORDER BY y.ord), '[]') AS res
+			FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bool[], %s::bigint[], %s::bigint[])
+				WITH ORDINALITY AS y(req, app, id, seq, stale, off, pos, ord)
+			LEFT JOIN b ON b.app_id = y.app AND y.off > 0
+			WHERE y.req = k.n) r)`,
+		apps, keys, hashes, created, rReq, rApp, rID, rSeq, rStale, rOff, rPos)
 }
 
 // promoteSQL makes the lowest-seq active delivery of each queue ($1
@@ -861,56 +1074,10 @@ func (at *appendTx) copyEventRows() error {
 	return err
 }
 
-func (at *appendTx) queueEventInserts(b *pgx.Batch) {
-	n := len(at.events)
-	if n == 0 {
-		return
-	}
-	if n >= copyEvents {
-		// Loaded by COPY already; the caller ids here.
-		var idApps, ids []string
-		var idPos []int64
-		for _, ev := range at.events {
-			if ev.CallerID {
-				idApps, ids, idPos = append(idApps, ev.AppID), append(ids, ev.ID), append(idPos, ev.Pos)
-			}
-		}
-		if len(ids) > 0 {
-			b.Queue("INSERT INTO event_ids (app_id, id, pos) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])", idApps, ids, idPos)
-		}
-		return
-	}
-	var (
-		app, id, typ, user, source, device = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		pos, seq, cs                       = make([]int64, n), make([]int64, n), make([]int64, n)
-		occ, rec                           = make([]time.Time, n), make([]time.Time, n)
-		stale                              = make([]bool, n)
-		data                               = make([][]byte, n)
-		schema                             = make([]int32, n)
-		idApps, ids                        []string
-		idPos                              []int64
-	)
-	for i, ev := range at.events {
-		app[i], id[i], typ[i], user[i], source[i], device[i] = ev.AppID, ev.ID, ev.Type, ev.UserID, ev.Source, ev.DeviceID
-		pos[i], seq[i], cs[i] = ev.Pos, ev.Seq, ev.ClientSeq
-		occ[i], rec[i], stale[i], data[i], schema[i] = ev.OccurredAt, ev.ReceivedAt, ev.Stale, ev.Data, int32(ev.SchemaVersion)
-		if ev.CallerID {
-			idApps, ids, idPos = append(idApps, ev.AppID), append(ids, ev.ID), append(idPos, ev.Pos)
-		}
-	}
-	b.Queue(`INSERT INTO events (app_id, pos, id, type, user_id, seq, occurred_at, received_at, source, device_id, client_seq, stale, data, schema_version)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::timestamptz[], $8::timestamptz[],
-			$9::text[], $10::text[], $11::bigint[], $12::bool[], $13::bytea[], $14::int[])`,
-		app, pos, id, typ, user, seq, occ, rec, source, device, cs, stale, data, schema)
-	if len(ids) > 0 {
-		b.Queue("INSERT INTO event_ids (app_id, id, pos) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])", idApps, ids, idPos)
-	}
-}
-
 // queueUserWrites writes back the users an event was applied to: an
 // INSERT for new users (a unique violation, if another replica created the
-// same user meanwhile, makes the transaction start again) and an UPDATE of
-// the locked rows of the others.
+// same user meanwhile, makes the transaction start again) and, for the
+// others, whose rows it locked, an update through ON CONFLICT.
 func (at *appendTx) queueUserWrites(b *pgx.Batch) {
 	var ins, upd []*meetsync.UserState
 	for _, ue := range at.dirty {
@@ -945,37 +1112,14 @@ func (at *appendTx) queueUserWrites(b *pgx.Batch) {
 		b.Queue("INSERT INTO users ("+userCols+") SELECT * FROM "+src, cols(ins)...)
 	}
 	if len(upd) > 0 {
-		b.Queue(`UPDATE users u SET last_seq = v.last_seq, status = v.status, reason = v.reason, meeting_num = v.meeting_num, device_id = v.device_id,
-			since = v.since, status_seq = v.status_seq, business_side = v.business_side, meeting_side = v.meeting_side, updated_at = v.updated_at,
-			devices = v.devices, extra = v.extra, due_at = v.due_at
-			FROM `+src+` AS v(`+userCols+`) WHERE u.app_id = v.app_id AND u.user_id = v.user_id`, cols(upd)...)
+		// The rows exist and are locked: ON CONFLICT finds each through the
+		// primary key (an UPDATE … FROM unnest() may be planned as a scan).
+		b.Queue(`INSERT INTO users AS u (`+userCols+`) SELECT * FROM `+src+`
+			ON CONFLICT (app_id, user_id) DO UPDATE SET last_seq = excluded.last_seq, status = excluded.status, reason = excluded.reason,
+			meeting_num = excluded.meeting_num, device_id = excluded.device_id, since = excluded.since, status_seq = excluded.status_seq,
+			business_side = excluded.business_side, meeting_side = excluded.meeting_side, updated_at = excluded.updated_at,
+			devices = excluded.devices, extra = excluded.extra, due_at = excluded.due_at`, cols(upd)...)
 	}
-}
-
-// queueIdempotency stores the Idempotency-Keys of new requests with their
-// results (positions are known by now).
-func (at *appendTx) queueIdempotency(b *pgx.Batch) error {
-	var apps []string
-	var keys, hashes, results [][]byte
-	var created []time.Time
-	for _, rs := range at.reqs {
-		if !rs.store {
-			continue
-		}
-		res := make([]meetsync.EventResult, len(rs.refs))
-		for i, r := range rs.refs {
-			res[i] = r.result()
-		}
-		apps, keys, hashes = append(apps, rs.req.AppID), append(keys, []byte(rs.req.IdempotencyKey)), append(hashes, rs.req.RequestHash)
-		results = append(results, meetsync.MarshalResults(res))
-		created = append(created, rs.req.Events[0].ReceivedAt)
-	}
-	if len(apps) == 0 {
-		return nil
-	}
-	b.Queue(`INSERT INTO idempotency_keys (app_id, key, request_hash, results, created_at)
-		SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::bytea[], $5::timestamptz[])`, apps, keys, hashes, results, created)
-	return nil
 }
 
 // results fills each request's Results.
@@ -1102,3 +1246,11 @@ func (db *DB) UserList(ctx context.Context, p meetsync.UserListParams) ([]*meets
 	}
 	return out, nil
 }
+
+// AppendCommitters is how many EventsAppend calls the ingest service
+// keeps in flight (the default of ingest.Config.Committers). An append
+// holds its apps' feeds rows only for its last statement and its commit,
+// so while one commits another reads, locks and writes; with more than two
+// the transactions get smaller (the queue is shared out) and the server
+// spends more per event than the overlap saves (measured on 2 cores).
+func (db *DB) AppendCommitters() int { return 2 }

@@ -326,3 +326,84 @@ func TestWithLock(t *testing.T) {
 		t.Errorf("%d times two holders were inside at once", overlaps.Load())
 	}
 }
+
+// TestIdempotencyPositions stores Idempotency-Keys whose results mix events
+// appended in the same transaction (their positions are taken by the
+// transaction's last statement) with events stored before (duplicates of
+// a caller's id), for two apps in one transaction: a repeat of each
+// request returns the first results, positions included.
+func TestIdempotencyPositions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openNode(t, pgtest.NewDatabase(t), "")
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	apps := []string{meetsync.NewID("app"), meetsync.NewID("app")}
+	for i, id := range apps {
+		key, _ := meetsync.NewAPIKey(id, now)
+		if err := db.AppCreate(ctx, &meetsync.App{ID: id, Name: "app" + string(rune('a'+i)), CreatedAt: now}, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	event := func(app, id, user string) *meetsync.Event {
+		ev, err := meetsync.PrepareEvent(&meetsync.EventInput{ID: id, Type: "app.note", UserID: user, Data: []byte(`{}`)},
+			meetsync.PrepareParams{AppID: app, Source: meetsync.SourceBusiness, ReceivedAt: now, NewID: func() string { return meetsync.NewID("evt") }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	appendAll := func(reqs ...*meetsync.AppendRequest) {
+		t.Helper()
+		if err := db.EventsAppend(ctx, reqs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reqs {
+			if r.Err != nil || len(r.Results) != len(r.Events) {
+				t.Fatalf("request: %v %+v", r.Err, r.Results)
+			}
+		}
+	}
+	// Stored before: a caller id in each app, and a few events to move
+	// the apps' feeds apart.
+	appendAll(&meetsync.AppendRequest{AppID: apps[0], Events: []*meetsync.Event{event(apps[0], "x1", "u1"), event(apps[0], "", "u2")}},
+		&meetsync.AppendRequest{AppID: apps[1], Events: []*meetsync.Event{event(apps[1], "", "u1"), event(apps[1], "", "u1"), event(apps[1], "x1", "u3")}})
+
+	mk := func(app, key string) *meetsync.AppendRequest {
+		return &meetsync.AppendRequest{AppID: app, IdempotencyKey: key, RequestHash: []byte("h-" + key),
+			Events: []*meetsync.Event{event(app, "", "u1"), event(app, "x1", "u9"), event(app, "", "u2")}}
+	}
+	first := []*meetsync.AppendRequest{mk(apps[1], "k"), mk(apps[0], "k"), mk(apps[1], "k2")}
+	appendAll(first...)
+	for i, r := range first {
+		if !r.Results[1].Duplicate || r.Results[0].Duplicate || r.Results[2].Duplicate {
+			t.Fatalf("request %d: %+v; want the caller id a duplicate, the others new", i, r.Results)
+		}
+		feed, err := db.EventList(ctx, meetsync.EventListParams{AppID: r.AppID, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := map[int64]string{}
+		for _, ev := range feed {
+			at[ev.Pos] = ev.ID
+		}
+		for j, res := range r.Results {
+			if at[res.Pos] != res.ID {
+				t.Errorf("request %d result %d: %s at %d, the feed has %q there", i, j, res.ID, res.Pos, at[res.Pos])
+			}
+		}
+	}
+	again := []*meetsync.AppendRequest{mk(apps[0], "k"), mk(apps[1], "k2"), mk(apps[1], "k")}
+	appendAll(again...)
+	for i, r := range again {
+		want := first[[]int{1, 2, 0}[i]].Results
+		for j, res := range r.Results {
+			w := want[j]
+			if !res.Duplicate || res.ID != w.ID || res.Seq != w.Seq || res.Pos != w.Pos || res.Stale != w.Stale {
+				t.Errorf("repeat %d result %d = %+v, want %+v as a duplicate", i, j, res, w)
+			}
+		}
+	}
+}
