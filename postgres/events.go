@@ -65,9 +65,23 @@ func (k queueKey) less(o queueKey) int {
 }
 
 // userEntry is a user's state inside an append transaction.
+// noStatus is no status at all: the "old" status of a new user in
+// user_status (a value no status has).
+const noStatus = -1 << 20
+
+// qualified prefixes each of a comma-separated list of columns with t.
+func qualified(t, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i, c := range parts {
+		parts[i] = t + "." + c
+	}
+	return strings.Join(parts, ", ")
+}
+
 type userEntry struct {
 	state  *meetsync.UserState
-	exists bool // its row existed (and is locked)
+	exists bool                   // its row existed (and is locked)
+	status meetsync.MeetingStatus // the row's status when it was read
 	dirty  bool
 }
 
@@ -403,7 +417,7 @@ func (at *appendTx) queueUserLocks(b *pgx.Batch, users map[userKey]bool) {
 			if err != nil {
 				return err
 			}
-			at.users[userKey{u.AppID, u.UserID}] = &userEntry{state: u, exists: true}
+			at.users[userKey{u.AppID, u.UserID}] = &userEntry{state: u, exists: true, status: u.Status}
 		}
 		return nil
 	})
@@ -572,7 +586,7 @@ func (at *appendTx) user(appID, userID string) (*userEntry, error) {
 	ue := &userEntry{state: meetsync.NewUserState(appID, userID)}
 	u, err := scanUser(at.tx.QueryRow(at.ctx, "SELECT "+userCols+" FROM users WHERE app_id = $1 AND user_id = $2 FOR UPDATE", appID, userID))
 	if err == nil {
-		ue.state, ue.exists = u, true
+		ue.state, ue.exists, ue.status = u, true, u.Status
 	} else if !errors.Is(err, pgx.ErrNoRows) {
 		return nil, err
 	}
@@ -1080,12 +1094,29 @@ func (at *appendTx) copyEventRows() error {
 // others, whose rows it locked, an update through ON CONFLICT.
 func (at *appendTx) queueUserWrites(b *pgx.Batch) {
 	var ins, upd []*meetsync.UserState
+	// user_status follows new users and changed statuses.
+	var sApps, sUsers []string
+	var sOld, sNew []int32
 	for _, ue := range at.dirty {
 		if ue.exists {
 			upd = append(upd, ue.state)
 		} else {
 			ins = append(ins, ue.state)
 		}
+		if !ue.exists || ue.status != ue.state.Status {
+			old := int32(ue.status)
+			if !ue.exists {
+				old = noStatus
+			}
+			sApps, sUsers = append(sApps, ue.state.AppID), append(sUsers, ue.state.UserID)
+			sOld, sNew = append(sOld, old), append(sNew, int32(ue.state.Status))
+		}
+	}
+	if len(sApps) > 0 {
+		b.Queue(`WITH gone AS (DELETE FROM user_status s USING unnest($1::text[], $2::text[], $3::int[]) AS o(a, u, st)
+			WHERE s.app_id = o.a AND s.status = o.st AND s.user_id = o.u)
+			INSERT INTO user_status (app_id, status, user_id) SELECT a, st, u FROM unnest($1::text[], $2::text[], $4::int[]) AS n(a, u, st)
+			ON CONFLICT DO NOTHING`, sApps, sUsers, sOld, sNew)
 	}
 	cols := func(us []*meetsync.UserState) []any {
 		n := len(us)
@@ -1228,14 +1259,13 @@ func (db *DB) UserGet(ctx context.Context, appID, userID string) (*meetsync.User
 
 // UserList returns users ordered by id (bytewise).
 func (db *DB) UserList(ctx context.Context, p meetsync.UserListParams) ([]*meetsync.UserState, error) {
-	q := "SELECT " + userCols + " FROM users WHERE app_id = $1 AND user_id > $2"
-	args := []any{p.AppID, p.After}
+	q := "SELECT " + userCols + " FROM users WHERE app_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3"
+	args := []any{p.AppID, p.After, p.Limit}
 	if p.Status != nil {
+		q = "SELECT " + qualified("u", userCols) + ` FROM user_status s JOIN users u ON u.app_id = s.app_id AND u.user_id = s.user_id
+			WHERE s.app_id = $1 AND s.status = $4 AND s.user_id > $2 ORDER BY s.user_id LIMIT $3`
 		args = append(args, int32(*p.Status))
-		q += " AND status = $3"
 	}
-	args = append(args, p.Limit)
-	q += fmt.Sprintf(" ORDER BY user_id LIMIT $%d", len(args))
 	rows, err := db.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
