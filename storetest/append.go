@@ -491,6 +491,23 @@ func testUsers(t *testing.T, su *suite) {
 	if got := list(meetsync.UserListParams{Status: &in, After: "B", Limit: 1}); !slices.Equal(got, []string{"b1"}) {
 		t.Errorf("UserList(in_meeting, after B, limit 1) = %q", got)
 	}
+
+	// Statuses change: the lists follow, the one that changed back too.
+	statuses["B"], statuses["a"], statuses["Z"] = "idle", "in_meeting", "in_meeting"
+	e.append(req(e.status("B", "d", 2, "idle")), req(e.status("a", "d", 2, "in_meeting")), req(e.status("Z", "d", 2, "in_meeting")))
+	statuses["Z"] = "connecting"
+	e.append(req(e.status("Z", "d", 3, "connecting")))
+	if got := list(meetsync.UserListParams{Status: &in, Limit: 100}); !slices.Equal(got, []string{"a", "b1", "ä"}) {
+		t.Errorf("UserList(in_meeting) after the changes = %q", got)
+	}
+	idle := meetsync.StatusIdle
+	if got := list(meetsync.UserListParams{Status: &idle, Limit: 100}); !slices.Equal(got, []string{"B", "a-"}) {
+		t.Errorf("UserList(idle) after the changes = %q", got)
+	}
+	connecting := meetsync.StatusConnecting
+	if got := list(meetsync.UserListParams{Status: &connecting, Limit: 100}); !slices.Equal(got, []string{"Z"}) {
+		t.Errorf("UserList(connecting) after the changes = %q", got)
+	}
 }
 
 func testFeed(t *testing.T, su *suite) {
