@@ -68,8 +68,12 @@ type Store interface {
 	// queue, the lowest seq) with a lease, for several workers or replicas
 	// to share the work.
 	DeliveriesClaim(ctx context.Context, p DeliveryClaimParams) ([]*DeliveryTask, error)
-	// DeliveriesComplete records attempt outcomes in one transaction (see
-	// DeliveryOutcome) and returns the next heads it claimed (ClaimNext).
+	// DeliveriesComplete records attempt outcomes (see DeliveryOutcome) and
+	// returns the next heads it claimed (ClaimNext). A store may split a
+	// batch into transactions by queue (an outcome and the claim of its
+	// queue's next head are always in one); then an error may come with
+	// the heads claimed by the parts that committed. Recording an outcome
+	// again is harmless: it is fenced by its claim.
 	DeliveriesComplete(ctx context.Context, p DeliveryCompleteParams) ([]*DeliveryTask, error)
 	// DeliveryNextDue returns when the earliest queue head is due.
 	DeliveryNextDue(ctx context.Context) (time.Time, bool, error)

@@ -404,9 +404,15 @@ func (d *Dispatcher) commit(batch []*meetsync.DeliveryOutcome) {
 	var err error
 	start := time.Now()
 	for try := 0; try < 5; try++ {
-		next, err = d.store.DeliveriesComplete(context.Background(), meetsync.DeliveryCompleteParams{
+		// A failed try may still return heads claimed by the parts of the
+		// batch that committed (see Store.DeliveriesComplete): they are
+		// ours. Trying the whole batch again is safe, as the outcomes
+		// already recorded are fenced by their claim.
+		var got []*meetsync.DeliveryTask
+		got, err = d.store.DeliveriesComplete(context.Background(), meetsync.DeliveryCompleteParams{
 			Owner: d.cfg.Owner, Now: d.cfg.Now(), Lease: d.cfg.Lease, Outcomes: batch, ClaimNext: !stopping,
 		})
+		next = append(next, got...)
 		if err == nil {
 			break
 		}

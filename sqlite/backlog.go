@@ -379,6 +379,9 @@ func (db *DB) materializeLocked(ctx context.Context, all bool) (int, uint64, err
 		b.n -= len(pend[i])
 	}
 	b.mu.Unlock()
+	// The states leave the backlog for the cache, so appends still find
+	// them without reading their rows.
+	db.userCache.put(slices.DeleteFunc(states, func(u *meetsync.UserState) bool { return u == nil }))
 	b.queue = slices.Delete(b.queue, 0, n)
 	if len(b.queue) == 0 {
 		b.queue = nil // let a grown backing array go
@@ -429,25 +432,28 @@ func putRun(ctx context.Context, w wtx, run, was *feedRun) error {
 // maxRowsPerInsert is the most rows one multi-row INSERT carries.
 const maxRowsPerInsert = 64
 
-// multiRowSQL returns, for each row count 1..maxRowsPerInsert, the
-// statement prefix followed by that many placeholder tuples of cols.
-func multiRowSQL(prefix string, cols int) []string {
+// rowCounts are the row counts of the multi-row INSERTs, largest first:
+// few sizes, so few statements are prepared and cached.
+var rowCounts = []int{maxRowsPerInsert, 16, 4, 1}
+
+// multiRowSQL returns, by row count (rowCounts), the statement prefix
+// followed by that many placeholder tuples of cols.
+func multiRowSQL(prefix string, cols int) map[int]string {
 	tuple := "(?" + strings.Repeat(", ?", cols-1) + ")"
-	out := make([]string, maxRowsPerInsert+1)
-	for n := 1; n <= maxRowsPerInsert; n++ {
+	out := map[int]string{}
+	for _, n := range rowCounts {
 		out[n] = prefix + tuple + strings.Repeat(", "+tuple, n-1)
 	}
 	return out
 }
 
-// execRows inserts the rows in args (cols values each), up to
-// maxRowsPerInsert per statement. Statements of a few fixed sizes are
-// used (64, 16, 4, 1 rows), so few are prepared and cached.
-func execRows(ctx context.Context, w wtx, stmts []string, cols int, args []any) error {
+// execRows inserts the rows in args (cols values each), each statement
+// the largest of rowCounts that the rows left fill.
+func execRows(ctx context.Context, w wtx, stmts map[int]string, cols int, args []any) error {
 	for len(args) > 0 {
 		rows := len(args) / cols
 		n := 1
-		for _, size := range []int{maxRowsPerInsert, 16, 4} {
+		for _, size := range rowCounts {
 			if rows >= size {
 				n = size
 				break
@@ -461,11 +467,11 @@ func execRows(ctx context.Context, w wtx, stmts []string, cols int, args []any) 
 	return nil
 }
 
-// replay rebuilds the backlog from the events after materialized_pos
-// (see the comment at the top of this file). It runs in Open, before the
+// replay rebuilds the backlog from the events after mark (store_meta's
+// materialized_pos) and feedPos (its feed_pos; see the comment at the top
+// of this file). It runs in Open, before the
 // store is used.
-func (db *DB) replay(ctx context.Context) error {
-	mark, feedPos := db.meta["materialized_pos"], db.meta["feed_pos"]
+func (db *DB) replay(ctx context.Context, mark, feedPos int64) error {
 	rows, err := db.writer.QueryContext(ctx, "SELECT "+eventCols+" FROM events WHERE pos > ? ORDER BY pos", min(mark, feedPos))
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)

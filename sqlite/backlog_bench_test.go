@@ -29,7 +29,7 @@ func BenchmarkMaterialize(b *testing.B) {
 			if err := db.AppCreate(ctx, app, key); err != nil {
 				b.Fatal(err)
 			}
-			w := newWorkload(&testing.T{}, 1, app.ID)
+			w := newWorkload(b, 1, app.ID)
 			seq := int64(0)
 			fill := func() {
 				for range 5 {

@@ -36,7 +36,7 @@ func TestStoreMaterializeEagerly(t *testing.T) {
 // that carry Effects (sessions, platform membership: their rows are
 // written with the event) through requests conditional on the session.
 type workload struct {
-	t     *testing.T
+	t     testing.TB
 	rng   *rand.Rand
 	app   string   // the app of the event being made
 	apps  []string // the apps events are made for, at random
@@ -46,7 +46,7 @@ type workload struct {
 	users []string
 }
 
-func newWorkload(t *testing.T, seed uint64, apps ...string) *workload {
+func newWorkload(t testing.TB, seed uint64, apps ...string) *workload {
 	w := &workload{t: t, rng: rand.New(rand.NewPCG(seed, 7)), app: apps[0], apps: apps, now: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC), seqs: map[string]int64{}}
 	for i := range 12 {
 		w.users = append(w.users, fmt.Sprintf("user-%02d", i))

@@ -7,11 +7,13 @@ import (
 	"github.com/meetsync/meetsync"
 )
 
-// userCache keeps the state of recently written users, so appending an
-// event for a user usually reads no row. It is valid because this store is
-// the only writer of its file (the server holds a lock on the data
-// directory) and every write of a users row goes through appendTx under
-// DB.writeMu, which publishes the new states after the commit.
+// userCache keeps the state of users whose rows were written recently
+// (by an append, or by the materializer: the users still in the backlog
+// are found there first), so appending an event for a user usually reads
+// no row. It is valid because this store is the only writer of its file
+// (the server holds a lock on the data directory) and every write of a
+// users row happens under DB.writeMu, which publishes the new states
+// after the commit.
 type userCache struct {
 	mu  sync.Mutex
 	m   map[userKey]*meetsync.UserState

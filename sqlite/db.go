@@ -93,9 +93,8 @@ type DB struct {
 	writeMu   sync.Mutex
 	nextPos   int64 // the feed position of the next event
 	backlog   *backlog
-	meta      map[string]int64 // store_meta as read at start
-	feedPos   atomic.Int64     // feed_runs covers every event up to here
-	lastRun   *feedRun         // the run that ends at feedPos, if known
+	feedPos   atomic.Int64 // feed_runs covers every event up to here
+	lastRun   *feedRun     // the run that ends at feedPos, if known
 	mat       MaterializeConfig
 	userCache userCache
 	endpoints map[string][]*meetsync.Endpoint // enabled endpoints per app
@@ -186,7 +185,7 @@ func Open(path string, cfg Config) (*DB, error) {
 // start reads the feed's positions and replays the backlog a crash left
 // (see backlog.go).
 func (db *DB) start(ctx context.Context) error {
-	db.meta = map[string]int64{}
+	meta := map[string]int64{}
 	rows, err := db.writer.QueryContext(ctx, "SELECT key, value FROM store_meta")
 	if err != nil {
 		return err
@@ -198,7 +197,7 @@ func (db *DB) start(ctx context.Context) error {
 			rows.Close()
 			return err
 		}
-		db.meta[k] = v
+		meta[k] = v
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -210,25 +209,25 @@ func (db *DB) start(ctx context.Context) error {
 	}
 	// next_pos keeps a position from being given twice when the newest
 	// events were purged.
-	db.nextPos = max(head.Int64+1, db.meta["next_pos"])
+	db.nextPos = max(head.Int64+1, meta["next_pos"])
 	db.sync.committedPos.Store(head.Int64)
-	db.feedPos.Store(db.meta["feed_pos"])
+	db.feedPos.Store(meta["feed_pos"])
 	// The run the next feed entries may continue: the one ending at
 	// feed_pos (if that event is still there).
 	var app string
-	err = db.writer.QueryRowContext(ctx, "SELECT app_id FROM events WHERE pos = ?", db.meta["feed_pos"]).Scan(&app)
+	err = db.writer.QueryRowContext(ctx, "SELECT app_id FROM events WHERE pos = ?", meta["feed_pos"]).Scan(&app)
 	if err == nil {
 		r := feedRun{app: app}
 		err = db.writer.QueryRowContext(ctx, "SELECT first_pos, last_pos FROM feed_runs WHERE app_id = ? AND first_pos <= ? ORDER BY first_pos DESC LIMIT 1",
-			app, db.meta["feed_pos"]).Scan(&r.first, &r.last)
-		if err == nil && r.last == db.meta["feed_pos"] {
+			app, meta["feed_pos"]).Scan(&r.first, &r.last)
+		if err == nil && r.last == meta["feed_pos"] {
 			db.lastRun = &r
 		}
 	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	if err := db.replay(ctx); err != nil {
+	if err := db.replay(ctx, meta["materialized_pos"], meta["feed_pos"]); err != nil {
 		return err
 	}
 	return db.durable()

@@ -116,16 +116,20 @@ func (db *DB) newAppendTx(ctx context.Context, tx *sql.Tx) *appendTx {
 func (at *appendTx) committed() {
 	db := at.db
 	db.nextPos = at.nextPos
-	var states []*meetsync.UserState
+	// A written user's state goes to the cache; the others' stay in the
+	// backlog (which the materializer hands to the cache with their rows).
+	var written []*meetsync.UserState
 	cs := make([]committedUser, 0, len(at.order))
 	for _, tu := range at.order {
 		if len(tu.events) == 0 {
 			continue
 		}
-		states = append(states, tu.u)
+		if tu.written {
+			written = append(written, tu.u)
+		}
 		cs = append(cs, committedUser{k: tu.k, state: tu.u, written: tu.written, events: tu.events})
 	}
-	db.userCache.put(states)
+	db.userCache.put(written)
 	db.backlog.publish(cs, at.feed, time.Now())
 	if at.maxPos > 0 {
 		db.sync.committedPos.Store(at.maxPos)
@@ -609,9 +613,14 @@ func (db *DB) UserList(ctx context.Context, p meetsync.UserListParams) ([]*meets
 		q += " AND status = ?"
 		args = append(args, int(*p.Status))
 	}
-	// Every backlog user may drop a row (its state no longer matches), so
-	// read that many more rows than asked for.
-	want := p.Limit + len(over)
+	// A backlog user whose state does not match drops its row, if the row
+	// matched: read that many more rows than asked for.
+	want := p.Limit
+	for _, u := range over {
+		if !matches(u) {
+			want++
+		}
+	}
 	q += " ORDER BY user_id LIMIT ?"
 	args = append(args, want)
 	rows, err := db.query(ctx, q, args...)

@@ -116,11 +116,17 @@ func (w wtx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Ro
 // (database/sql prepares a *sql.Stmt on each pool connection as it is
 // used), so frequent reads do not make SQLite parse SQL each time.
 type readerStmts struct {
-	mu sync.Mutex
+	mu sync.RWMutex
 	m  map[string]*sql.Stmt
 }
 
 func (r *readerStmts) get(ctx context.Context, db *sql.DB, q string) *sql.Stmt {
+	r.mu.RLock()
+	st, ok := r.m[q]
+	r.mu.RUnlock()
+	if ok {
+		return st
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if st, ok := r.m[q]; ok {

@@ -34,7 +34,6 @@ type meter struct {
 	profFile     *os.File
 	ProfilePath  string
 	traceFile    *os.File
-	TracePath    string
 	err          error
 }
 
@@ -88,7 +87,7 @@ func (m *meter) Begin() {
 		if err != nil {
 			m.err = fmt.Errorf("execution trace: %w", err)
 		} else {
-			m.traceFile, m.TracePath = f, path
+			m.traceFile = f
 		}
 	}
 	m.hist0, m.ctr0 = gatherMetrics(m.reg)
