@@ -10,15 +10,12 @@ import (
 	"github.com/meetsync/meetsync"
 )
 
-// AppCreate stores a new app with its first key (and its feed counter).
+// AppCreate stores a new app with its first key.
 // ECONFLICT if the name is taken.
 func (db *DB) AppCreate(ctx context.Context, app *meetsync.App, key *meetsync.APIKey) error {
 	return db.inTx(ctx, txOptions{}, func(tx *txn) error {
 		if _, err := tx.Exec(ctx, "INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)", app.ID, app.Name, app.CreatedAt); err != nil {
 			return interpretError(err, "app "+app.Name)
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO feeds (app_id) VALUES ($1)", app.ID); err != nil {
-			return fmt.Errorf("create app: %w", err)
 		}
 		return insertKey(ctx, tx, key)
 	})

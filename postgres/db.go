@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,6 +59,9 @@ type DB struct {
 	pool   *pgxpool.Pool
 	connCf *pgx.ConnConfig // for dedicated connections (Listen, Leader)
 	where  string          // host:port/db, for messages (never the password)
+
+	handler  atomic.Pointer[func(kind string)] // Listen's, for rewakeSoon
+	rewaking atomic.Bool
 }
 
 var _ meetsync.Store = (*DB)(nil)

@@ -680,16 +680,6 @@ func (db *DB) requeue(ctx context.Context, tx *txn, p meetsync.DeliveryRequeuePa
 	return n, fixHeads(ctx, tx, db.cfg.Node, p.AppID, keys)
 }
 
-// lockUsers locks users' rows (in key order): whoever changes which
-// deliveries of a user's queues are active holds them, as appends do.
-func lockUsers(ctx context.Context, tx *txn, appID string, users []string) error {
-	if len(users) == 0 {
-		return nil
-	}
-	_, err := tx.Exec(ctx, "SELECT 1 FROM users WHERE app_id = $1 AND user_id = ANY($2) ORDER BY user_id FOR UPDATE", appID, users)
-	return err
-}
-
 // fixHeads re-points each queue's head at its lowest-seq active delivery,
 // unless its current head is claimed (its completion will promote), and
 // wakes the dispatchers of every replica.

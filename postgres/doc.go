@@ -5,16 +5,16 @@
 // the shared conformance suite in storetest) with the mechanisms of a
 // database that many processes write at once:
 //
-//   - Feed positions are handed out per app under a row lock held until
-//     commit (table feeds), so positions follow commit order and a feed
-//     cursor never skips an event that commits late. PostgreSQL sequences
-//     would not do: their values are taken at insert time and commit in any
-//     order. An append takes the counter in its last statement, sent with
-//     its COMMIT, so the lock covers that statement and the commit only and
-//     appends of one app overlap in everything else (AppendCommitters).
-//   - An append transaction locks the rows of the users it appends for (in
-//     key order), so seqs stay gap-free when replicas append for the same
-//     user; nothing about users is cached between transactions.
+//   - Feed positions come from transaction ids and readers return only the
+//     events of transactions that have ended (feed.go), so a feed cursor
+//     never skips an event that commits late, and appends take no lock for
+//     positions. PostgreSQL sequences would not do: their values are taken
+//     at insert time and commit in any order.
+//   - An append transaction takes advisory locks on the users it appends
+//     for (in key order) before anything gives it a transaction id
+//     (locks.go), so seqs stay gap-free and in feed order when replicas
+//     append for the same user; nothing about users is cached between
+//     transactions.
 //   - Delivery queue heads are claimed with FOR UPDATE SKIP LOCKED and a
 //     lease; outcomes are fenced by a per-claim id.
 //   - The session saga's changes are compare-and-set: an append

@@ -390,10 +390,11 @@ func sortPairs(keys, others []string) {
 // A join of the table with unnest() is planned as a sequential scan and a
 // hash join while a table is small (or its statistics say so), and such a
 // plan, cached by the prepared statement, then reads every row version of
-// the table in every transaction. Row locks are taken in the arrays' order.
+// the table in every transaction.
 
-// queueUserLocks queues the locking read of users' rows, in key order so
-// that concurrent transactions cannot deadlock on them.
+// queueUserLocks queues the users' locks (locks.go) and then the read of
+// their rows, which, in a statement of its own, sees every commit of the
+// transactions that held the locks before.
 func (at *appendTx) queueUserLocks(b *pgx.Batch, users map[userKey]bool) {
 	var keys []userKey
 	for k := range users {
@@ -410,8 +411,9 @@ func (at *appendTx) queueUserLocks(b *pgx.Batch, users map[userKey]bool) {
 		apps[i], ids[i] = k.app, k.user
 		at.users[k] = &userEntry{state: meetsync.NewUserState(k.app, k.user)}
 	}
-	b.Queue(`SELECT u.* FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(a, u, n)
-		CROSS JOIN LATERAL (SELECT `+userCols+` FROM users WHERE app_id = q.a AND user_id = q.u FOR UPDATE) u ORDER BY q.n`, apps, ids).Query(func(rows pgx.Rows) error {
+	queueLocks(b, keys)
+	b.Queue(`SELECT u.* FROM unnest($1::text[], $2::text[]) AS q(a, u)
+		CROSS JOIN LATERAL (SELECT `+userCols+` FROM users WHERE app_id = q.a AND user_id = q.u) u`, apps, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			u, err := scanUser(rows)
 			if err != nil {
@@ -576,7 +578,7 @@ func (at *appendTx) appendEvent(ev *meetsync.Event) (resultRef, error) {
 	return ref, nil
 }
 
-// user returns a user's state in this transaction, locking its row if it
+// user returns a user's state in this transaction, locking the user if it
 // was not prefetched.
 func (at *appendTx) user(appID, userID string) (*userEntry, error) {
 	k := userKey{appID, userID}
@@ -584,7 +586,10 @@ func (at *appendTx) user(appID, userID string) (*userEntry, error) {
 		return ue, nil
 	}
 	ue := &userEntry{state: meetsync.NewUserState(appID, userID)}
-	u, err := scanUser(at.tx.QueryRow(at.ctx, "SELECT "+userCols+" FROM users WHERE app_id = $1 AND user_id = $2 FOR UPDATE", appID, userID))
+	if err := lockUsers(at.ctx, at.tx, appID, []string{userID}); err != nil {
+		return nil, err
+	}
+	u, err := scanUser(at.tx.QueryRow(at.ctx, "SELECT "+userCols+" FROM users WHERE app_id = $1 AND user_id = $2", appID, userID))
 	if err == nil {
 		ue.state, ue.exists, ue.status = u, true, u.Status
 	} else if !errors.Is(err, pgx.ErrNoRows) {
@@ -626,17 +631,14 @@ type queueType struct {
 // in one round trip of its own; everything else it queues into b, which the
 // caller sends (an append with its COMMIT) and which must succeed before
 // results: the writes of users, invitations and superseded deliveries, then
-// one statement that takes the feed positions (the apps' feeds rows, held
-// until commit) and inserts what needs them — events, caller ids,
-// deliveries, idempotency records —, the queues' new heads and the
-// notification.
-//
-// The feeds rows are taken last so that they are held for that statement
-// and the commit only: every other transaction of the app, on this replica
-// or another, does all of its own work meanwhile and waits only for its
-// turn at the counter. A transaction of copyEvents events or more takes
-// its positions in the first round trip instead, to load its events with
-// COPY (one round trip more, a faster load).
+// one statement that gives the events their feed positions (from the
+// transaction id, see txnBase) and inserts what needs them — events, caller
+// ids, deliveries, idempotency records —, the queues' new heads and the
+// notification. Positions take no lock: appends of one app commit side by
+// side, and PostgreSQL flushes their commits together. A transaction of
+// copyEvents events or more takes its positions in the first round trip
+// instead, to load its events with COPY (one round trip more, a faster
+// load).
 func (at *appendTx) flush(b *pgx.Batch) error {
 	if err := at.loadEndpoints(at.events); err != nil {
 		return err
@@ -670,9 +672,8 @@ func (at *appendTx) flush(b *pgx.Batch) error {
 		apps = append(apps, a)
 	}
 	slices.Sort(apps)
-	counts := make([]int64, len(apps))
-	for i, a := range apps {
-		counts[i] = perApp[a]
+	if len(at.events) > maxTxnEvents {
+		return fmt.Errorf("append events: %d events in one transaction, over the %d a transaction's feed positions allow", len(at.events), maxTxnEvents)
 	}
 	copied := len(at.events) >= copyEvents
 
@@ -738,9 +739,15 @@ func (at *appendTx) flush(b *pgx.Batch) error {
 	}
 	bases := make([]int64, len(apps))
 	if copied {
-		rt.Queue(`INSERT INTO feeds AS f (app_id, pos) SELECT * FROM unnest($1::text[], $2::bigint[]) ORDER BY 1
-			ON CONFLICT (app_id) DO UPDATE SET pos = f.pos + excluded.pos RETURNING f.app_id, f.pos`, apps, counts).Query(func(rows pgx.Rows) error {
-			return at.scanBases(rows, apps, counts, bases)
+		rt.Queue("SELECT " + txnBase).QueryRow(func(row pgx.Row) error {
+			var base int64
+			if err := row.Scan(&base); err != nil {
+				return err
+			}
+			for i := range bases {
+				bases[i] = base
+			}
+			return nil
 		})
 	}
 	if rt.Len() > 0 {
@@ -834,11 +841,7 @@ func (at *appendTx) flush(b *pgx.Batch) error {
 	case copied:
 		w.add(`b AS (SELECT * FROM unnest(%s::text[], %s::bigint[]) AS b(app_id, base))`, apps, bases)
 	default:
-		// The feeds rows, in app order (as every append takes them).
-		w.add(`c AS (SELECT * FROM unnest(%s::text[], %s::bigint[]) AS c(app_id, n)),
-			f AS (INSERT INTO feeds AS f (app_id, pos) SELECT app_id, n FROM c ORDER BY app_id
-				ON CONFLICT (app_id) DO UPDATE SET pos = f.pos + excluded.pos RETURNING f.app_id, f.pos),
-			b AS (SELECT f.app_id, f.pos - c.n AS base FROM f JOIN c ON c.app_id = f.app_id)`, apps, counts)
+		w.add(`b AS (SELECT app_id, `+txnBase+` AS base FROM unnest(%s::text[]) AS b(app_id))`, apps)
 		at.addEventInserts(w, offsets)
 	}
 	at.addCallerIDs(w, offsets)
@@ -850,7 +853,7 @@ func (at *appendTx) flush(b *pgx.Batch) error {
 	}
 	if len(w.ctes) > 1 { // b and something to write
 		b.Queue(w.sql(), w.args...).Query(func(rows pgx.Rows) error {
-			if err := at.scanBases(rows, apps, nil, bases); err != nil {
+			if err := at.scanBases(rows, apps, bases); err != nil {
 				return err
 			}
 			at.setPositions(apps, bases, offsets)
@@ -871,10 +874,8 @@ func (at *appendTx) flush(b *pgx.Batch) error {
 	return nil
 }
 
-// scanBases reads rows of (app, n) into bases, in apps' order: with counts,
-// n is the app's new feed head and the base is n minus the app's count;
-// without, n is the base.
-func (at *appendTx) scanBases(rows pgx.Rows, apps []string, counts, bases []int64) error {
+// scanBases reads rows of (app, base) into bases, in apps' order.
+func (at *appendTx) scanBases(rows pgx.Rows, apps []string, bases []int64) error {
 	for rows.Next() {
 		var app string
 		var n int64
@@ -884,9 +885,6 @@ func (at *appendTx) scanBases(rows pgx.Rows, apps []string, counts, bases []int6
 		i, ok := slices.BinarySearch(apps, app)
 		if !ok {
 			return fmt.Errorf("feed positions: unexpected app %s", app)
-		}
-		if counts != nil {
-			n -= counts[i]
 		}
 		bases[i] = n
 	}
@@ -1208,44 +1206,6 @@ func typeCondition(f meetsync.TypeFilter, args []any) (string, []any) {
 		}
 	}
 	return " AND (" + strings.Join(parts, " OR ") + ")", args
-}
-
-// EventList returns events after a feed position, in feed order.
-func (db *DB) EventList(ctx context.Context, p meetsync.EventListParams) ([]*meetsync.Event, error) {
-	q := "SELECT " + eventCols + " FROM events WHERE app_id = $1 AND pos > $2"
-	args := []any{p.AppID, p.After}
-	if p.UserID != "" {
-		args = append(args, p.UserID)
-		q += " AND user_id = $3"
-	}
-	cond, args := typeCondition(p.Types, args)
-	args = append(args, p.Limit)
-	q += cond + fmt.Sprintf(" ORDER BY pos LIMIT $%d", len(args))
-	rows, err := db.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*meetsync.Event, error) { return scanEvent(r) })
-	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
-	}
-	if out == nil {
-		out = []*meetsync.Event{}
-	}
-	return out, nil
-}
-
-// EventFeedHead returns the app's newest feed position.
-func (db *DB) EventFeedHead(ctx context.Context, appID string) (int64, error) {
-	var pos int64
-	err := db.pool.QueryRow(ctx, "SELECT pos FROM feeds WHERE app_id = $1", appID).Scan(&pos)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("feed head: %w", err)
-	}
-	return pos, nil
 }
 
 // UserGet returns a user's state with its devices. ENOTFOUND.

@@ -34,6 +34,8 @@ const (
 // is told exactly of what committed, and NOTIFY's queue keeps them in
 // commit order; no replica polls while the cluster is idle.
 func (db *DB) Listen(ctx context.Context, handler func(kind string)) {
+	db.handler.Store(&handler)
+	defer db.handler.Store(nil)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := db.listenOnce(ctx, handler, func() { backoff = 100 * time.Millisecond })

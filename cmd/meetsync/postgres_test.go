@@ -48,11 +48,11 @@ func TestServePostgres(t *testing.T) {
 	}
 	stdout, stderr, code := runBinary(t, dir, nil, "migrate", "--database-url", db)
 	if code != 0 || !strings.Contains(stdout, "applied 0001_core\napplied 0002_delivery\napplied 0003_sessions\napplied 0004_event_types\n"+
-		"applied 0005_invitations\napplied 0006_retention\napplied 0007_user_status\n") || !strings.Contains(stdout, "up to date") {
+		"applied 0005_invitations\napplied 0006_retention\napplied 0007_user_status\napplied 0008_feed_positions\n") || !strings.Contains(stdout, "up to date") {
 		t.Fatalf("migrate: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	stdout, _, code = runBinary(t, dir, []string{"MEETSYNC_DATABASE_URL=" + db}, "migrate")
-	if code != 0 || strings.Contains(stdout, "applied") || !strings.Contains(stdout, "up to date (7 migrations)") {
+	if code != 0 || strings.Contains(stdout, "applied") || !strings.Contains(stdout, "up to date (8 migrations)") {
 		t.Errorf("migrate again (URL from the environment): exit %d\n%s", code, stdout)
 	}
 	for _, out := range []string{stdout, stderr} {
