@@ -385,8 +385,10 @@ func sortPairs(keys, others []string) {
 }
 
 // Reads of rows by key take the keys from arrays and look each up with a
-// LATERAL subquery (… CROSS JOIN LATERAL (SELECT … WHERE key = q.key …)):
-// an index lookup per key whatever the planner thinks of the table's size.
+// LATERAL subquery (… CROSS JOIN LATERAL (SELECT … WHERE key = q.key
+// LIMIT 1)): an index lookup per key whatever the planner thinks of the
+// table's size. The LIMIT (or a FOR UPDATE) is what keeps the planner from
+// pulling the subquery up into a join.
 // A join of the table with unnest() is planned as a sequential scan and a
 // hash join while a table is small (or its statistics say so), and such a
 // plan, cached by the prepared statement, then reads every row version of
@@ -413,7 +415,7 @@ func (at *appendTx) queueUserLocks(b *pgx.Batch, users map[userKey]bool) {
 	}
 	queueLocks(b, keys)
 	b.Queue(`SELECT u.* FROM unnest($1::text[], $2::text[]) AS q(a, u)
-		CROSS JOIN LATERAL (SELECT `+userCols+` FROM users WHERE app_id = q.a AND user_id = q.u) u`, apps, ids).Query(func(rows pgx.Rows) error {
+		CROSS JOIN LATERAL (SELECT `+userCols+` FROM users WHERE app_id = q.a AND user_id = q.u LIMIT 1) u`, apps, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			u, err := scanUser(rows)
 			if err != nil {
@@ -1111,8 +1113,11 @@ func (at *appendTx) queueUserWrites(b *pgx.Batch) {
 		}
 	}
 	if len(sApps) > 0 {
-		b.Queue(`WITH gone AS (DELETE FROM user_status s USING unnest($1::text[], $2::text[], $3::int[]) AS o(a, u, st)
-			WHERE s.app_id = o.a AND s.status = o.st AND s.user_id = o.u)
+		// The rows to delete are found by key (a lateral LIMIT 1 is never
+		// turned into a join, which a cached plan would make a scan of the
+		// table while it is small) and deleted by ctid.
+		b.Queue(`WITH gone AS (DELETE FROM user_status WHERE ctid = ANY(ARRAY(SELECT s.ctid FROM unnest($1::text[], $2::text[], $3::int[]) AS o(a, u, st)
+			CROSS JOIN LATERAL (SELECT ctid FROM user_status WHERE app_id = o.a AND status = o.st AND user_id = o.u LIMIT 1) s)))
 			INSERT INTO user_status (app_id, status, user_id) SELECT a, st, u FROM unnest($1::text[], $2::text[], $4::int[]) AS n(a, u, st)
 			ON CONFLICT DO NOTHING`, sApps, sUsers, sOld, sNew)
 	}
