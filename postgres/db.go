@@ -298,11 +298,7 @@ func (db *DB) retry(ctx context.Context, o txOptions, try func() error) error {
 		}
 		// A short random pause, growing: the winner of the race commits.
 		d := time.Duration(rand.Int64N(int64(attempt)*int64(5*time.Millisecond))) + time.Millisecond
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if sleepCtx(ctx, d) != nil {
 			return err
 		}
 	}

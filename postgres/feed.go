@@ -12,9 +12,9 @@ import (
 
 // Feed positions.
 //
-// An event's position is its transaction's id shifted left by posBits, plus
-// the event's offset in its app's share of the transaction (1, 2, …):
-// positions grow with transaction ids, not with commit order, and take no
+// An event's position is its transaction's id shifted left by posBits
+// (txnBase, read by the append after its users' locks), plus the event's
+// place in the transaction (1, 2, …): positions grow with transaction ids, not with commit order, and take no
 // lock. A reader returns only the events of transactions below the oldest
 // one of this database still running when its snapshot was taken
 // (feedBound): every one of those has ended, so nothing can commit later
@@ -70,32 +70,50 @@ func (db *DB) EventList(ctx context.Context, p meetsync.EventListParams) ([]*mee
 	cond, args := typeCondition(p.Types, args)
 	args = append(args, p.Limit)
 	q += cond + fmt.Sprintf(" ORDER BY pos LIMIT $%d", len(args))
+	var out []*meetsync.Event
+	var bound int64
+	held, err := untilVisible(ctx, func() (last, b int64, err error) {
+		if out, bound, err = db.listEvents(ctx, q, args); err != nil || len(out) == 0 {
+			return 0, bound, err
+		}
+		return out[len(out)-1].Pos, bound, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if held {
+		db.rewakeSoon()
+	}
+	visible := len(out)
+	for visible > 0 && out[visible-1].Pos >= bound {
+		visible--
+	}
+	return out[:visible], nil
+}
+
+// untilVisible calls read, which reports the last committed position it
+// saw and its bound, until what had committed by the first call is below
+// the bound (at once, when nothing was held back), or until feedWait has
+// passed: then it reports held.
+func untilVisible(ctx context.Context, read func() (last, bound int64, err error)) (held bool, err error) {
 	var deadline time.Time
-	var committed int64 // the last position committed at the first look
+	var committed int64
 	for {
-		out, bound, err := db.listEvents(ctx, q, args)
+		last, bound, err := read()
 		if err != nil {
-			return nil, err
-		}
-		visible := len(out)
-		for visible > 0 && out[visible-1].Pos >= bound {
-			visible--
-		}
-		if visible == len(out) {
-			return out, nil
+			return false, err
 		}
 		if deadline.IsZero() {
-			deadline, committed = time.Now().Add(feedWait), out[len(out)-1].Pos
+			deadline, committed = time.Now().Add(feedWait), last
 		}
 		if committed < bound {
-			return out[:visible], nil
+			return false, nil
 		}
 		if time.Now().After(deadline) {
-			db.rewakeSoon()
-			return out[:visible], nil
+			return true, nil
 		}
 		if err := sleepCtx(ctx, feedRetry); err != nil {
-			return nil, fmt.Errorf("list events: %w", err)
+			return false, err
 		}
 	}
 }
@@ -134,32 +152,17 @@ func (r boundRow) Scan(dest ...any) error { return r.rows.Scan(append(dest, r.bo
 // EventList, it waits for the transactions that hold back what committed
 // before the call, up to feedWait.
 func (db *DB) EventFeedHead(ctx context.Context, appID string) (int64, error) {
-	var deadline time.Time
-	var committed int64
-	for {
-		var top, visible, bound int64
-		err := db.pool.QueryRow(ctx, `SELECT coalesce((SELECT max(pos) FROM events WHERE app_id = $1), 0),
+	var visible int64
+	_, err := untilVisible(ctx, func() (top, bound int64, err error) {
+		err = db.pool.QueryRow(ctx, `SELECT coalesce((SELECT max(pos) FROM events WHERE app_id = $1), 0),
 			coalesce((SELECT max(pos) FROM events WHERE app_id = $1 AND pos < h.bound), 0), h.bound
 			FROM (SELECT `+feedBound+` AS bound) h`, appID).Scan(&top, &visible, &bound)
-		if err != nil {
-			return 0, fmt.Errorf("feed head: %w", err)
-		}
-		if top == visible {
-			return top, nil
-		}
-		if deadline.IsZero() {
-			deadline, committed = time.Now().Add(feedWait), top
-		}
-		if committed < bound {
-			return visible, nil
-		}
-		if time.Now().After(deadline) {
-			return visible, nil
-		}
-		if err := sleepCtx(ctx, feedRetry); err != nil {
-			return 0, fmt.Errorf("feed head: %w", err)
-		}
+		return top, bound, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("feed head: %w", err)
 	}
+	return visible, nil
 }
 
 // sleepCtx waits for d or the end of ctx.

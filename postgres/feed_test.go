@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/internal/pgtest"
 	"github.com/meetsync/meetsync/postgres"
@@ -29,33 +27,11 @@ func TestFeedLateCommit(t *testing.T) {
 	}
 	app := newApp(t, db)
 
-	kinds := make(chan string, 100)
-	lctx, lcancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		db.Listen(lctx, func(kind string) { kinds <- kind })
-	}()
-	defer func() { lcancel(); <-done }()
-	// Listen reports every kind when it starts listening.
-	for range 3 {
-		select {
-		case <-kinds:
-		case <-ctx.Done():
-			t.Fatal("Listen did not start")
-		}
+	next := listen(t, ctx, db)
+	for range 3 { // every kind, when Listen starts listening
+		next()
 	}
-
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
+	tx := openTx(t, ctx, url)
 	now := time.Now().UTC()
 	if _, err := tx.Exec(ctx, `INSERT INTO events (app_id, pos, id, type, user_id, seq, occurred_at, received_at, source, data)
 		VALUES ($1, (pg_current_xact_id()::text::bigint << 20) + 1, 'evt_late', 'app.note', 'late', 1, $2, $2, 'business', '{}')`, app, now); err != nil {
@@ -63,46 +39,35 @@ func TestFeedLateCommit(t *testing.T) {
 	}
 
 	appendNote(t, db, app)
-	list := func() []*meetsync.Event {
+	list := func(after int64) []*meetsync.Event {
 		t.Helper()
-		evs, err := db.EventList(ctx, meetsync.EventListParams{AppID: app, Limit: 100})
+		evs, err := db.EventList(ctx, meetsync.EventListParams{AppID: app, After: after, Limit: 100})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return evs
 	}
-	if evs := list(); len(evs) != 0 {
+	if evs := list(0); len(evs) != 0 {
 		t.Fatalf("the feed has %d events while an earlier transaction runs, want 0 (held back)", len(evs))
 	}
 	if h, err := db.EventFeedHead(ctx, app); err != nil || h != 0 {
 		t.Errorf("EventFeedHead while held back = %d, %v; want 0", h, err)
 	}
-	select {
-	case k := <-kinds:
-		if k != postgres.NotifyEvents {
-			t.Errorf("after a held-back read the handler heard %q, want %q", k, postgres.NotifyEvents)
-		}
-	case <-ctx.Done():
-		t.Fatal("the handler was not told to read again after a held-back read")
+	if k := next(); k != postgres.NotifyEvents {
+		t.Errorf("after a held-back read the handler heard %q, want %q", k, postgres.NotifyEvents)
 	}
 
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	evs := list()
+	evs := list(0)
 	if len(evs) != 2 || evs[0].ID != "evt_late" || evs[1].UserID != "u" || evs[0].Pos >= evs[1].Pos {
 		t.Fatalf("feed after the late commit = %+v, want the late event, then the appended one", evs)
 	}
 	if h, err := db.EventFeedHead(ctx, app); err != nil || h != evs[1].Pos {
 		t.Errorf("EventFeedHead = %d, %v; want %d", h, err, evs[1].Pos)
 	}
-	if after := func() []*meetsync.Event {
-		evs, err := db.EventList(ctx, meetsync.EventListParams{AppID: app, After: evs[0].Pos, Limit: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return evs
-	}(); len(after) != 1 || after[0].ID != evs[1].ID {
+	if after := list(evs[0].Pos); len(after) != 1 || after[0].ID != evs[1].ID {
 		t.Errorf("feed after the late event = %+v, want the appended one", after)
 	}
 }
@@ -118,16 +83,7 @@ func TestFeedOtherDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := newApp(t, db)
-	conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
+	tx := openTx(t, ctx, pgtest.NewDatabase(t))
 	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
 		t.Fatal(err)
 	}

@@ -81,12 +81,7 @@ func (db *DB) RunLeader(ctx context.Context, name string, cfg LeaderConfig, fn f
 			closeConn() // lost (or ctx ended): a fresh connection next time
 			continue
 		}
-		t := time.NewTimer(cfg.Retry)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
+		_ = sleepCtx(ctx, cfg.Retry) // the loop ends with ctx
 	}
 }
 

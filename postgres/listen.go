@@ -43,11 +43,7 @@ func (db *DB) Listen(ctx context.Context, handler func(kind string)) {
 			return
 		}
 		_ = err // the loss of the connection is retried; the caller's log shows nothing for a blip
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if sleepCtx(ctx, backoff) != nil {
 			return
 		}
 		backoff = min(2*backoff, 5*time.Second)

@@ -107,6 +107,47 @@ func appendNote(t *testing.T, db *postgres.DB, app string) {
 	}
 }
 
+// listen runs db.Listen until the test ends and returns a function that
+// waits for the next kind its handler is called with (failing the test at
+// ctx's end).
+func listen(t *testing.T, ctx context.Context, db *postgres.DB) func() string {
+	kinds := make(chan string, 100)
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		db.Listen(lctx, func(kind string) { kinds <- kind })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return func() string {
+		t.Helper()
+		select {
+		case k := <-kinds:
+			return k
+		case <-ctx.Done():
+			t.Fatal("no notification before the deadline")
+			return ""
+		}
+	}
+}
+
+// openTx begins a transaction on a connection of its own to the database
+// at url, rolled back at the end of the test if still open.
+func openTx(t *testing.T, ctx context.Context, url string) pgx.Tx {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	return tx
+}
+
 // TestListen checks that a replica hears the commits of the others (and
 // not its own), and hears again after losing its connection.
 func TestListen(t *testing.T) {
@@ -119,24 +160,7 @@ func TestListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := newApp(t, a)
-	kinds := make(chan string, 100)
-	lctx, lcancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		a.Listen(lctx, func(kind string) { kinds <- kind })
-	}()
-	defer func() { lcancel(); <-done }()
-	next := func() string {
-		t.Helper()
-		select {
-		case k := <-kinds:
-			return k
-		case <-ctx.Done():
-			t.Fatal("no notification before the deadline")
-			return ""
-		}
-	}
+	next := listen(t, ctx, a)
 	listening := func() {
 		t.Helper()
 		// On (re)connecting, every kind: whatever was missed is looked at.
@@ -185,6 +209,22 @@ func TestListen(t *testing.T) {
 	appendNote(t, b, app)
 	if k := next(); k != postgres.NotifyEvents {
 		t.Errorf("after a command created again and an append: %q, want events only", k)
+	}
+
+	// A batch loaded with COPY, of an app without endpoints (the commit
+	// inserts nothing else).
+	quiet := newApp(t, b)
+	now := time.Now().UTC()
+	batch := make([]*meetsync.Event, 300)
+	for i := range batch {
+		batch[i] = &meetsync.Event{ID: meetsync.NewID("evt"), Type: "app.note", AppID: quiet, UserID: "u", OccurredAt: now, ReceivedAt: now,
+			Source: meetsync.SourceBusiness, Data: []byte(`{}`)}
+	}
+	if err := b.EventsAppend(ctx, []*meetsync.AppendRequest{{AppID: quiet, Events: batch}}); err != nil {
+		t.Fatal(err)
+	}
+	if k := next(); k != postgres.NotifyEvents {
+		t.Errorf("after another replica's batch loaded with COPY: %q", k)
 	}
 
 	// A lost connection is re-established, and says so.
@@ -328,8 +368,7 @@ func TestWithLock(t *testing.T) {
 }
 
 // TestIdempotencyPositions stores Idempotency-Keys whose results mix events
-// appended in the same transaction (their positions are taken by the
-// transaction's last statement) with events stored before (duplicates of
+// appended in the same transaction with events stored before (duplicates of
 // a caller's id), for two apps in one transaction: a repeat of each
 // request returns the first results, positions included.
 func TestIdempotencyPositions(t *testing.T) {
