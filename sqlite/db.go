@@ -35,6 +35,13 @@ type Config struct {
 	// crash but not a power loss. "EXTRA" is SQLite's own synchronous=EXTRA
 	// (it syncs inside every commit, and the directory too).
 	Synchronous string
+	// SyncMethod is how the FULL group fsync reaches the disk: SyncAuto
+	// (the default) uses io_uring where the kernel allows it, so no Go
+	// thread blocks in fdatasync while it holds a scheduler slot, and
+	// fdatasync elsewhere; SyncIOURing requires io_uring (Open fails
+	// without it); SyncFdatasync always calls fdatasync. The durability
+	// is the same.
+	SyncMethod string
 	// BusyTimeout is how long a connection waits for a lock. Default 10 s.
 	BusyTimeout time.Duration
 	// UserCacheSize is how many users' states are kept in memory for the
@@ -56,6 +63,9 @@ func (c Config) withDefaults() Config {
 	if c.Synchronous == "" {
 		c.Synchronous = "FULL"
 	}
+	if c.SyncMethod == "" {
+		c.SyncMethod = SyncAuto
+	}
 	if c.BusyTimeout <= 0 {
 		c.BusyTimeout = 10 * time.Second
 	}
@@ -69,7 +79,19 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// The values of Config.SyncMethod.
+const (
+	SyncAuto      = "auto"
+	SyncIOURing   = "io_uring"
+	SyncFdatasync = "fdatasync"
+)
+
 func (c Config) validate() error {
+	switch c.SyncMethod {
+	case SyncAuto, SyncIOURing, SyncFdatasync:
+	default:
+		return fmt.Errorf("sqlite: sync method must be %s, %s or %s, not %q", SyncAuto, SyncIOURing, SyncFdatasync, c.SyncMethod)
+	}
 	switch strings.ToUpper(c.Synchronous) {
 	case "FULL", "NORMAL", "EXTRA":
 		return nil
@@ -150,7 +172,7 @@ func Open(path string, cfg Config) (*DB, error) {
 		db.writer.Close()
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
-	if db.sync, err = newWALSyncer(path, groupSync); err != nil {
+	if db.sync, err = newWALSyncer(path, groupSync, cfg.SyncMethod); err != nil {
 		db.writer.Close()
 		return nil, err
 	}

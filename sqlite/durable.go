@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -29,6 +30,7 @@ type walSyncer struct {
 	// connection's own synchronous setting decides durability (NORMAL,
 	// EXTRA), and then wait only moves durablePos.
 	f    *os.File
+	fs   fileSyncer // how f is synced (io_uring or fdatasync)
 	path string
 	fmu  sync.Mutex // guards replacing f
 	old  []*os.File // replaced WAL files
@@ -49,16 +51,22 @@ type walSyncer struct {
 	durablePos   atomic.Int64
 }
 
-// newWALSyncer returns a syncer of the WAL of the database at dbPath, or,
-// with fsync false, one that only tracks positions.
-func newWALSyncer(dbPath string, fsync bool) (*walSyncer, error) {
+// newWALSyncer returns a syncer of the WAL of the database at dbPath that
+// syncs it by method (see Config.SyncMethod), or, with fsync false, one
+// that only tracks positions.
+func newWALSyncer(dbPath string, fsync bool, method string) (*walSyncer, error) {
 	s := &walSyncer{}
 	s.cond = sync.NewCond(&s.mu)
 	if !fsync {
 		return s, nil
 	}
+	var err error
+	if s.fs, err = newFileSyncer(method); err != nil {
+		return nil, err
+	}
 	s.path = dbPath + "-wal"
 	if err := s.open(); err != nil {
+		s.fs.close()
 		return nil, err
 	}
 	return s, nil
@@ -96,7 +104,7 @@ func (s *walSyncer) syncWAL() error {
 	if err != nil {
 		return err
 	}
-	return syncData(f)
+	return s.fs.sync(f)
 }
 
 // ticket records that a commit returned and returns its ticket for wait.
@@ -160,6 +168,15 @@ func (s *walSyncer) advance(pos int64) {
 // commitDone makes a commit that just returned durable.
 func (s *walSyncer) commitDone() error { return s.wait(s.ticket()) }
 
+// method is how the WAL is synced: SyncIOURing or SyncFdatasync, or ""
+// when the connection's synchronous setting decides durability.
+func (s *walSyncer) method() string {
+	if s.f == nil {
+		return ""
+	}
+	return s.fs.method()
+}
+
 func (s *walSyncer) close() error {
 	for _, f := range s.old {
 		f.Close()
@@ -167,5 +184,10 @@ func (s *walSyncer) close() error {
 	if s.f == nil {
 		return nil
 	}
-	return s.f.Close()
+	return errors.Join(s.f.Close(), s.fs.close())
 }
+
+// SyncMethod says how a commit is made durable: SyncIOURing or
+// SyncFdatasync for the group fsync of synchronous FULL, "" when SQLite's
+// own synchronous setting (NORMAL, EXTRA) decides.
+func (db *DB) SyncMethod() string { return db.sync.method() }

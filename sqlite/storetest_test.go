@@ -20,3 +20,15 @@ func TestStore(t *testing.T) {
 		return db
 	}, storetest.WithCapabilities(storetest.AllCapabilities))
 }
+
+// TestStoreFdatasync runs the suite with the plain fdatasync group sync
+// (what a kernel without io_uring gets; TestStore uses io_uring here).
+func TestStoreFdatasync(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) meetsync.Store {
+		db, err := sqlite.Open(filepath.Join(t.TempDir(), "meetsync.db"), sqlite.Config{SyncMethod: sqlite.SyncFdatasync})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}, storetest.WithCapabilities(storetest.AllCapabilities))
+}

@@ -33,7 +33,7 @@ func (o *commonOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", "", "directory for the stores (default: a temporary directory, removed at the end)")
 	o.bindStore(fs)
 	fs.BoolVar(&o.NoDispatcher, "no-dispatcher", false, "leave out the delivery dispatcher (meetsync serve runs it) to measure its cost")
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof, and the allocations since start to `PREFIX`-<phase>.allocs.pprof")
 	fs.StringVar(&tracePrefix, "trace", "", "write an execution trace of each phase's measured window to `PREFIX`-<phase>.trace (go tool trace)")
 }
 
@@ -150,7 +150,7 @@ func parseDeliveryFlags(args []string, stderr io.Writer) (*deliveryOptions, erro
 	fs.BoolVar(&o.JSON, "json", false, "print machine-readable JSON instead of the table")
 	fs.StringVar(&o.DataDir, "data-dir", "", "directory for the stores (default: a temporary directory, removed at the end)")
 	o.bindStore(fs)
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof, and the allocations since start to `PREFIX`-<phase>.allocs.pprof")
 	fs.StringVar(&tracePrefix, "trace", "", "write an execution trace of each phase's measured window to `PREFIX`-<phase>.trace (go tool trace)")
 	phases := fs.String("phases", strings.Join(deliveryPhases, ","), "phases to run: "+strings.Join(deliveryPhases, ","))
 	fs.Usage = func() {

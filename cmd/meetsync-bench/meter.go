@@ -124,7 +124,24 @@ func (m *meter) End() {
 			m.err = fmt.Errorf("cpu profile: %w", err)
 		}
 		m.profFile = nil
+		// The allocations since the process started (all phases so far):
+		// run one phase to see its own.
+		if err := writeAllocsProfile(fmt.Sprintf("%s-%s.allocs.pprof", m.profile, m.phase)); err != nil {
+			m.err = fmt.Errorf("allocation profile: %w", err)
+		}
 	}
+}
+
+func writeAllocsProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // schedule calls Begin at from and End at to, in another goroutine. The

@@ -24,6 +24,7 @@ type Config struct {
 	LogFormat       string        // --log-format: text or json. Default text.
 	ShutdownTimeout time.Duration // --shutdown-timeout: how long in-flight requests get on SIGTERM. Default 30s.
 	Synchronous     string        // --sqlite-synchronous: FULL (default: durable across power loss), NORMAL or EXTRA.
+	SyncMethod      string        // --sqlite-sync-method: how FULL reaches the disk: auto (default: io_uring where available), io_uring or fdatasync.
 	TLSCert         string        // --tls-cert: serve HTTPS with this certificate (PEM)…
 	TLSKey          string        // --tls-key: …and this key.
 	MaxBatchEvents  int           // --max-batch-events: events per group-commit transaction. Default 5000.
@@ -40,7 +41,7 @@ type Config struct {
 func defaultConfig() Config {
 	return Config{
 		Addr: "127.0.0.1:8080", Data: "./meetsync-data", LogLevel: "info", LogFormat: "text",
-		ShutdownTimeout: 30 * time.Second, Synchronous: "FULL", MaxBatchEvents: 5000,
+		ShutdownTimeout: 30 * time.Second, Synchronous: "FULL", SyncMethod: "auto", MaxBatchEvents: 5000,
 		RetrySchedule: meetsync.DefaultRetrySchedule, DeliveryWorkers: 256, DeliveryTimeout: 15 * time.Second, DeliveryLease: 60 * time.Second,
 		DisableAfter: 5 * 24 * time.Hour,
 	}
@@ -57,6 +58,8 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.Synchronous, "sqlite-synchronous", cfg.Synchronous, "SQLite durability: FULL (an ack survives power loss), NORMAL (a process crash) or EXTRA (SQLite syncs inside every commit)")
+	fs.StringVar(&cfg.SyncMethod, "sqlite-sync-method", cfg.SyncMethod,
+		"how the FULL group fsync reaches the disk: auto (io_uring where the kernel allows it, else fdatasync), io_uring or fdatasync; the durability is the same")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate file (PEM); serve HTTPS when set with --tls-key")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS private key file (PEM)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take after SIGINT/SIGTERM")

@@ -274,12 +274,12 @@ func (m *Main) openStore(ctx context.Context) error {
 		return fmt.Errorf("create store file: %w", err)
 	}
 	f.Close()
-	db, err := sqlite.Open(dbPath, sqlite.Config{Synchronous: cfg.Synchronous})
+	db, err := sqlite.Open(dbPath, sqlite.Config{Synchronous: cfg.Synchronous, SyncMethod: cfg.SyncMethod})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
 	m.Store = db
-	log.Info("store opened", "kind", "sqlite", "path", dbPath, "synchronous", cfg.Synchronous)
+	log.Info("store opened", "kind", "sqlite", "path", dbPath, "synchronous", cfg.Synchronous, "sync_method", db.SyncMethod())
 	return bootstrap(ctx, db, cfg.Data, log)
 }
 
