@@ -73,6 +73,7 @@ type ingestOptions struct {
 	commonOptions
 	Rate   int
 	Batch  int
+	Rounds int
 	Phases map[string]bool
 }
 
@@ -86,6 +87,7 @@ func parseIngestFlags(args []string, stderr io.Writer) (*ingestOptions, error) {
 	o.bind(fs)
 	fs.IntVar(&o.Rate, "rate", 5000, "offered load of the latency phase, events/s (open loop)")
 	fs.IntVar(&o.Batch, "batch", 100, "events per request in the batched phase")
+	fs.IntVar(&o.Rounds, "rounds", 1, "rounds of the single-event phase, each just after its baselines (http; on PostgreSQL also the 1-writer raw commit); the report keeps the round with the median ratio and lists them all")
 	phases := fs.String("phases", strings.Join(ingestPhases, ","), "phases to run: "+strings.Join(ingestPhases, ","))
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: meetsync-bench ingest [flags]\n\nPhases: http = (a) loopback HTTP, trivial handler; commit = (b) raw store commits;\n"+
@@ -107,6 +109,9 @@ func parseIngestFlags(args []string, stderr io.Writer) (*ingestOptions, error) {
 	}
 	if o.Rate < 1 {
 		return nil, errors.New("--rate must be at least 1")
+	}
+	if o.Rounds < 1 || o.Rounds > 50 {
+		return nil, errors.New("--rounds must be from 1 to 50")
 	}
 	if o.Batch < 1 || o.Batch > 1000 {
 		return nil, errors.New("--batch must be from 1 to 1000 (the API's batch limit)")

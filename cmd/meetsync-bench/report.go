@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -269,7 +271,52 @@ type ingestReport struct {
 	Single           *phaseResult         `json:"ingest_single,omitempty"`
 	Batch            *phaseResult         `json:"ingest_batch,omitempty"`
 	Latency          *phaseResult         `json:"ack_latency,omitempty"`
-	Targets          []targetResult       `json:"targets"`
+	// Rounds, with --rounds, are the rounds of the compared phases; the
+	// figures above are those of the median round (KeptRound).
+	Rounds    []*ingestRound `json:"rounds,omitempty"`
+	KeptRound int            `json:"kept_round,omitempty"`
+	Targets   []targetResult `json:"targets"`
+}
+
+// ingestRound is one round of the phases the single-event target compares:
+// the baseline (loopback HTTP, and on PostgreSQL the 1-writer raw commit)
+// measured just before the ingest.
+type ingestRound struct {
+	Round        int           `json:"round"`
+	HTTP         *phaseResult  `json:"http_baseline,omitempty"`
+	CommitSerial *commitResult `json:"store_raw_commit_serial,omitempty"`
+	Single       *phaseResult  `json:"ingest_single"`
+	// Ratio is the single-event figure over the target's baseline: (a) on
+	// SQLite, the 1-writer commit rate on PostgreSQL.
+	Ratio float64 `json:"ratio"`
+}
+
+// round records the figures of round i, just measured.
+func (r *ingestReport) round(i int) *ingestRound {
+	rd := &ingestRound{Round: i, HTTP: r.HTTP, CommitSerial: r.CommitSerial, Single: r.Single}
+	base := 0.0
+	switch {
+	case r.Store == "postgres" && r.CommitSerial != nil:
+		base = r.CommitSerial.TxnsPerSec
+	case r.HTTP != nil:
+		base = r.HTTP.RequestsPerSec
+	}
+	if base > 0 && r.Single != nil {
+		rd.Ratio = r.Single.EventsPerSec / base
+	}
+	return rd
+}
+
+// keepMedianRound puts the figures of the round with the median ratio in
+// the report (the lower median for an even count).
+func (r *ingestReport) keepMedianRound() {
+	if len(r.Rounds) == 0 {
+		return
+	}
+	sorted := slices.Clone(r.Rounds)
+	slices.SortStableFunc(sorted, func(a, b *ingestRound) int { return cmp.Compare(a.Ratio, b.Ratio) })
+	m := sorted[(len(sorted)-1)/2]
+	r.HTTP, r.CommitSerial, r.Single, r.KeptRound = m.HTTP, m.CommitSerial, m.Single, m.Round
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -427,6 +474,29 @@ func (r *ingestReport) writeTable(out io.Writer) {
 	printLine(line{"", "figure", "target", "result"})
 	for _, l := range lines {
 		printLine(l)
+	}
+	if len(r.Rounds) > 0 {
+		base := "(a) req/s"
+		if r.Store == "postgres" {
+			base = "(b, 1 writer) txn/s"
+		}
+		fmt.Fprintf(out, "\nrounds of (c) single events, each just after its baseline; the figures above are round %d's, the median ratio\n", r.KeptRound)
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "round\t%s\t(c) ev/s\tratio\t\n", base)
+		for _, rd := range r.Rounds {
+			b := 0.0
+			if r.Store == "postgres" && rd.CommitSerial != nil {
+				b = rd.CommitSerial.TxnsPerSec
+			} else if rd.HTTP != nil {
+				b = rd.HTTP.RequestsPerSec
+			}
+			ratio := fmt.Sprintf("%.0f%%", 100*rd.Ratio)
+			if r.Store == "postgres" {
+				ratio = fmt.Sprintf("%.2f×", rd.Ratio)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t\n", rd.Round, groupDigits(b), groupDigits(rd.Single.EventsPerSec), ratio)
+		}
+		tw.Flush()
 	}
 
 	fmt.Fprintf(out, "\ndetails (per phase, measured window; CPU and allocations are the whole process, client included)\n")
