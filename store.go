@@ -113,6 +113,10 @@ type AppendRequest struct {
 	// Filled by the store.
 	Results []EventResult
 	Err     error
+	// Deliveries is how many deliveries the request's events made (their
+	// fan-out to subscribed endpoints): the ingest service wakes the
+	// delivery dispatcher only for commits that made some.
+	Deliveries int
 }
 
 // EventResult is the outcome of one appended event.

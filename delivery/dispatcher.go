@@ -67,7 +67,8 @@ type Config struct {
 	// ReleaseOnStart releases every claim in the store at start: right
 	// only when no other dispatcher shares the store (embedded SQLite).
 	ReleaseOnStart bool
-	// Changes returns a channel closed at the next ingest commit (wake-up).
+	// Changes returns a channel closed at the next ingest commit that made
+	// deliveries (wake-up).
 	Changes func() <-chan struct{}
 	// Notify is called after a completion appended system events.
 	Notify func()

@@ -55,7 +55,8 @@ type Service struct {
 	store meetsync.Store
 	cfg   Config
 	queue chan *pending
-	sig   meetsync.Signal
+	sig   meetsync.Signal // every commit
+	dsig  meetsync.Signal // commits that made deliveries
 
 	mu     sync.RWMutex
 	closed bool
@@ -128,8 +129,17 @@ func (s *Service) Append(ctx context.Context, req *meetsync.AppendRequest) error
 // Changes returns a channel closed at the next commit (see meetsync.Signal).
 func (s *Service) Changes() <-chan struct{} { return s.sig.Wait() }
 
-// Notify wakes the waiters of Changes, for writers other than the committer.
-func (s *Service) Notify() { s.sig.Notify() }
+// DeliveryChanges returns a channel closed at the next commit that made
+// deliveries, or at the next Notify: under a load of events no endpoint
+// subscribes to, the dispatcher sleeps.
+func (s *Service) DeliveryChanges() <-chan struct{} { return s.dsig.Wait() }
+
+// Notify wakes the waiters of Changes and of DeliveryChanges, for writers
+// other than the committer.
+func (s *Service) Notify() {
+	s.sig.Notify()
+	s.dsig.Notify()
+}
 
 // Close stops taking requests, commits those already queued and returns
 // when the committers have stopped.
@@ -186,11 +196,20 @@ func (s *Service) run() {
 		if err != nil {
 			s.m.commitErrors.Inc()
 		}
-		for _, p := range batch {
-			p.done <- err
+		deliveries := false
+		for _, r := range reqs {
+			deliveries = deliveries || r.Deliveries > 0
 		}
+		// Waiters are woken before the requests return, so a caller that
+		// got its ack finds Changes already closed.
 		if err == nil {
 			s.sig.Notify()
+			if deliveries {
+				s.dsig.Notify()
+			}
+		}
+		for _, p := range batch {
+			p.done <- err
 		}
 	}
 }

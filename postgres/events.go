@@ -169,6 +169,7 @@ type appendTx struct {
 	endpoints  map[string][]*meetsync.Endpoint // enabled endpoints per app (locked FOR KEY SHARE)
 	debounced  map[string]map[string]bool      // custom types registered with debounce, per app (read with the endpoints)
 	events     []*meetsync.Event               // appended, in order
+	fanned     map[*meetsync.Event]int         // deliveries made per appended event (flush), when any
 	reqs       []*reqState
 	base       int64 // the base of the transaction's feed positions (txnBase), once read
 
@@ -227,7 +228,7 @@ func (db *DB) EventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) 
 	reset := func() {
 		restoreEvents(snap)
 		for _, r := range reqs {
-			r.Results, r.Err = nil, nil
+			r.Results, r.Err, r.Deliveries = nil, nil, 0
 		}
 	}
 	err := db.inTx(ctx, txOptions{retryUnique: true}, func(tx *txn) error {
@@ -665,6 +666,10 @@ func (at *appendTx) flush(b *pgx.Batch) error {
 			}
 			k := queueKey{ep.ID, ev.UserID}
 			outs = append(outs, fanOut{ev, ep, k})
+			if at.fanned == nil {
+				at.fanned = map[*meetsync.Event]int{}
+			}
+			at.fanned[ev]++
 			if queues[k] == nil {
 				queues[k] = &queueState{}
 			}
@@ -1108,6 +1113,9 @@ func (at *appendTx) results() {
 			req.Results = make([]meetsync.EventResult, len(rs.refs))
 			for i, r := range rs.refs {
 				req.Results[i] = r.result()
+				if r.ev != nil && !r.dup {
+					req.Deliveries += at.fanned[r.ev]
+				}
 			}
 		}
 	}

@@ -91,6 +91,8 @@ type appendTx struct {
 	ids     map[string]meetsync.EventResult // caller-supplied event ids written here, by app_id + "\x00" + id
 	nextPos int64                           // the feed position the next event gets
 	maxPos  int64                           // the highest feed position written
+	// deliveries counts the deliveries fanOut inserted.
+	deliveries int
 }
 
 // txUser is a user touched by an append transaction.
@@ -189,7 +191,7 @@ func (db *DB) eventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) 
 }
 
 func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
-	req.Results, req.Err = nil, nil
+	req.Results, req.Err, req.Deliveries = nil, nil, 0
 	if req.IdempotencyKey != "" {
 		var hash, results []byte
 		err := at.tx.QueryRowContext(at.ctx, idemGetSQL, req.AppID, req.IdempotencyKey).Scan(&hash, &results)
@@ -218,6 +220,7 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 		return err
 	}
 	req.Results = make([]meetsync.EventResult, 0, len(req.Events))
+	deliveries := at.deliveries
 	for _, ev := range req.Events {
 		r, err := at.appendEvent(ev)
 		if err != nil {
@@ -225,6 +228,7 @@ func (at *appendTx) appendRequest(req *meetsync.AppendRequest) error {
 		}
 		req.Results = append(req.Results, r)
 	}
+	req.Deliveries = at.deliveries - deliveries
 	if req.IdempotencyKey != "" {
 		if _, err := at.tx.ExecContext(at.ctx, idemPutSQL, req.AppID, req.IdempotencyKey, req.RequestHash,
 			meetsync.MarshalResults(req.Results), micros(req.Events[0].ReceivedAt)); err != nil {
@@ -715,6 +719,7 @@ func (at *appendTx) fanOut(ev *meetsync.Event) error {
 			return err
 		}
 		at.queues[k] = true
+		at.deliveries++
 		if !coalesce || !active {
 			continue
 		}

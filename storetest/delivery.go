@@ -232,6 +232,9 @@ func testOutbox(t *testing.T, su *suite) {
 	r1 := req(e.status("u1", "d", 1, "in_meeting"), e.event(in{user: "u1", typ: "app.note"}))
 	r2 := req(e.event(in{user: "u2", typ: "app.other"}))
 	e.append(r1, r2)
+	if r1.Deliveries != 4 || r2.Deliveries != 1 {
+		t.Errorf("requests made %d and %d deliveries, want 4 and 1", r1.Deliveries, r2.Deliveries)
+	}
 	counts := map[*meetsync.Endpoint]int{all: 3, meet: 1, notes: 1, off: 0}
 	results := append(append([]meetsync.EventResult{}, r1.Results...), r2.Results...)
 	events := append(append([]*meetsync.Event{}, r1.Events...), r2.Events...)
@@ -287,6 +290,13 @@ func testOutbox(t *testing.T, su *suite) {
 	}
 	if due, ok, err := e.s.DeliveryNextDue(e.ctx); err != nil || !ok || !due.Equal(now.Add(lease)) {
 		t.Errorf("DeliveryNextDue with every head claimed = %v, %v, %v; want the end of the leases %v", due, ok, err, now.Add(lease))
+	}
+
+	// A repeat (duplicate) makes no delivery.
+	dup := req(e.status("u1", "d", 1, "in_meeting"))
+	e.append(dup)
+	if !dup.Results[0].Duplicate || dup.Deliveries != 0 {
+		t.Errorf("repeat: %+v and %d deliveries, want a duplicate and none", dup.Results[0], dup.Deliveries)
 	}
 }
 

@@ -108,7 +108,7 @@ func startServer(ctx context.Context, store meetsync.Store, cfg serverConfig) (*
 	if !cfg.NoDispatcher {
 		dc := cfg.Delivery
 		dc.URLPolicy, dc.ReleaseOnStart = policy, true
-		dc.Changes, dc.Notify = s.Ingest.Changes, s.Ingest.Notify
+		dc.Changes, dc.Notify = s.Ingest.DeliveryChanges, s.Ingest.Notify
 		var err error
 		if s.Delivery, err = delivery.New(store, cfg.Logger, s.Registry, dc); err == nil && !cfg.DeferDispatcher {
 			err = s.Delivery.Start(ctx)

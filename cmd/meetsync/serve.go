@@ -116,7 +116,7 @@ func (m *Main) Run(ctx context.Context) error {
 	dc := delivery.Config{
 		Sealer:  m.sealer,
 		Workers: cfg.DeliveryWorkers, Timeout: cfg.DeliveryTimeout, Lease: cfg.DeliveryLease, Schedule: cfg.RetrySchedule,
-		DisableAfter: cfg.DisableAfter, URLPolicy: policy, Changes: m.Ingest.Changes, Notify: m.Ingest.Notify,
+		DisableAfter: cfg.DisableAfter, URLPolicy: policy, Changes: m.Ingest.DeliveryChanges, Notify: m.Ingest.Notify,
 		UserAgent: "meetsync-webhooks/" + Version,
 		// SQLite: this process alone uses the store (the data directory is
 		// locked), so claims left by a crashed run are released at once.
