@@ -61,8 +61,8 @@ type Config struct {
 	// ChangesQuiet is how long, after a look for due deliveries found
 	// none, commits (Changes) do not make it look again: under a load of
 	// events whose deliveries are not due yet (debounce windows), every
-	// commit would otherwise cost two store queries. An API wake-up (Notify) or a due time ends
-	// the quiet at once. Default 2 ms.
+	// commit would otherwise cost two store queries. An API wake-up
+	// (Notify) or a due time ends the quiet at once. Default 2 ms.
 	ChangesQuiet time.Duration
 	// ReleaseOnStart releases every claim in the store at start: right
 	// only when no other dispatcher shares the store (embedded SQLite).

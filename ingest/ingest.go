@@ -141,6 +141,11 @@ func (s *Service) Notify() {
 	s.dsig.Notify()
 }
 
+// NotifyFeed wakes the waiters of Changes only: the feed moved through
+// commits elsewhere (another replica's, whose deliveries come with their
+// own wake-up).
+func (s *Service) NotifyFeed() { s.sig.Notify() }
+
 // Close stops taking requests, commits those already queued and returns
 // when the committers have stopped.
 func (s *Service) Close() {

@@ -841,8 +841,12 @@ func (at *appendTx) flush(b *pgx.Batch) error {
 	addDeliveries(w, dels)
 	at.addIdempotency(w)
 	if len(at.events) > 0 {
-		// The wake-up of the other replicas, sent at commit.
-		w.notify = w.arg(kindEvents + ":" + at.db.cfg.Node)
+		// The wake-ups of the other replicas, sent at commit: their SSE
+		// streams, and their dispatchers if there are deliveries to claim.
+		w.notify = append(w.notify, w.arg(kindEvents+":"+at.db.cfg.Node))
+		if len(dels) > 0 {
+			w.notify = append(w.notify, w.arg(kindDeliveries+":"+at.db.cfg.Node))
+		}
 	}
 	if q := w.sql(); q != "" {
 		b.Queue(q, w.args...)
@@ -866,7 +870,7 @@ func (at *appendTx) flush(b *pgx.Batch) error {
 type chainedWrites struct {
 	ctes   []string
 	args   []any
-	notify string // the placeholder of the payload to NOTIFY, if any
+	notify []string // the placeholders of the payloads to NOTIFY, in order
 }
 
 // arg adds an argument and returns its placeholder.
@@ -888,8 +892,12 @@ func (w *chainedWrites) add(format string, args ...any) {
 // sql returns the statement ("" for nothing to do).
 func (w *chainedWrites) sql() string {
 	q := "SELECT 1"
-	if w.notify != "" {
-		q = "SELECT pg_notify('" + notifyChannel + "', " + w.notify + "::text)"
+	if len(w.notify) > 0 {
+		calls := make([]string, len(w.notify))
+		for i, ph := range w.notify {
+			calls[i] = "pg_notify('" + notifyChannel + "', " + ph + "::text)"
+		}
+		q = "SELECT " + strings.Join(calls, ", ")
 	} else if len(w.ctes) == 0 {
 		return ""
 	}

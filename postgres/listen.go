@@ -12,11 +12,12 @@ import (
 // "meetsync", as "<kind>:<node>").
 const (
 	// NotifyEvents: events were committed. The feed moved (SSE streams
-	// read on) and deliveries may have become due (dispatchers claim).
+	// read on).
 	NotifyEvents = kindEvents
-	// NotifyDeliveries: deliveries became due without new events (a
-	// replay or recovery, an endpoint enabled again, claims released by a
-	// replica that stopped).
+	// NotifyDeliveries: deliveries became due (dispatchers claim): an
+	// append made some (sent after its NotifyEvents), or without new
+	// events (a replay or recovery, an endpoint enabled again, claims
+	// released by a replica that stopped).
 	NotifyDeliveries = kindDeliveries
 	// NotifyCommands: device commands were created (SSE command streams
 	// read on).

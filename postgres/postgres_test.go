@@ -176,8 +176,8 @@ func TestListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendNote(t, b, app)
-	if k := next(); k != postgres.NotifyEvents {
-		t.Errorf("after another replica's append: %q", k)
+	if got := []string{next(), next()}; got[0] != postgres.NotifyEvents || got[1] != postgres.NotifyDeliveries {
+		t.Errorf("after another replica's append that made a delivery: %v, want events then deliveries", got)
 	}
 	// Its own commits are skipped: the next notification is b's, that the
 	// endpoint's queues resumed.
@@ -207,8 +207,8 @@ func TestListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendNote(t, b, app)
-	if k := next(); k != postgres.NotifyEvents {
-		t.Errorf("after a command created again and an append: %q, want events only", k)
+	if got := []string{next(), next()}; got[0] != postgres.NotifyEvents || got[1] != postgres.NotifyDeliveries {
+		t.Errorf("after a command created again and an append: %v, want events then deliveries", got)
 	}
 
 	// A batch loaded with COPY, of an app without endpoints (the commit
@@ -225,6 +225,16 @@ func TestListen(t *testing.T) {
 	}
 	if k := next(); k != postgres.NotifyEvents {
 		t.Errorf("after another replica's batch loaded with COPY: %q", k)
+	}
+	// An append that makes no delivery wakes no dispatcher: the next
+	// notification is the command's.
+	appendNote(t, b, quiet)
+	cmd2 := &meetsync.Command{ID: "cmd_2", AppID: app, UserID: "u", DeviceID: "d", Type: meetsync.CommandLogout, Data: []byte(`{}`), CreatedAt: time.Now()}
+	if err := b.CommandsCreate(ctx, []*meetsync.Command{cmd2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{next(), next()}; got[0] != postgres.NotifyEvents || got[1] != postgres.NotifyCommands {
+		t.Errorf("after an append without deliveries and a command: %v, want events then commands", got)
 	}
 
 	// A lost connection is re-established, and says so.

@@ -139,7 +139,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.pg != nil {
 		// Commits of the other replicas: the feed moved (SSE streams read
-		// on, the dispatcher claims), deliveries became due, or device
+		// on), deliveries became due (the dispatcher claims), or device
 		// commands were created (command streams read on).
 		sessions := m.Sessions
 		m.bg.Add(1)
@@ -148,7 +148,7 @@ func (m *Main) Run(ctx context.Context) error {
 			m.pg.Listen(m.background, func(kind string) {
 				switch kind {
 				case postgres.NotifyEvents:
-					m.Ingest.Notify()
+					m.Ingest.NotifyFeed()
 				case postgres.NotifyDeliveries:
 					m.Delivery.Wake()
 				case postgres.NotifyCommands:
