@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // walSyncer makes commits durable outside the write lock (group fsync).
@@ -49,6 +50,11 @@ type walSyncer struct {
 	// stop there, so no reader sees an event a power loss could take back.
 	committedPos atomic.Int64
 	durablePos   atomic.Int64
+
+	// syncs counts the fdatasyncs of the WAL made and syncNanos the time
+	// they took (WALSyncs).
+	syncs     atomic.Uint64
+	syncNanos atomic.Int64
 }
 
 // newWALSyncer returns a syncer of the WAL of the database at dbPath that
@@ -138,7 +144,10 @@ func (s *walSyncer) wait(t uint64) error {
 		target, pos := s.tickets, s.committedPos.Load()
 		s.started = target
 		s.mu.Unlock()
+		start := time.Now()
 		err := s.syncWAL()
+		s.syncNanos.Add(int64(time.Since(start)))
+		s.syncs.Add(1)
 		s.mu.Lock()
 		s.running--
 		if err != nil {
@@ -191,3 +200,11 @@ func (s *walSyncer) close() error {
 // SyncFdatasync for the group fsync of synchronous FULL, "" when SQLite's
 // own synchronous setting (NORMAL, EXTRA) decides.
 func (db *DB) SyncMethod() string { return db.sync.method() }
+
+// WALSyncs returns how many group fdatasyncs of the WAL the store has made
+// and the time they took in all, from the sync's start to the moment its
+// waiter resumed: under load most of an ack's wait for the disk. Both stay
+// zero when SQLite's own synchronous setting decides durability.
+func (db *DB) WALSyncs() (n uint64, took time.Duration) {
+	return db.sync.syncs.Load(), time.Duration(db.sync.syncNanos.Load())
+}

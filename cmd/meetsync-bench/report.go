@@ -151,6 +151,9 @@ type serverCommitStats struct {
 	CommitMsP99           float64 `json:"commit_ms_p99_bucket"`
 	AppendMsMean          float64 `json:"append_ms_mean"` // queued → durable, per request
 	HTTPMsMean            float64 `json:"http_ms_mean"`   // server-side request time
+	// SQLite: group fdatasyncs of the WAL (meetsync_sqlite_wal_sync*).
+	WALSyncsPerSec float64 `json:"wal_syncs_per_sec,omitempty"`
+	WALSyncMsMean  float64 `json:"wal_sync_ms_mean,omitempty"`
 }
 
 func newServerCommitStats(m *meter) *serverCommitStats {
@@ -170,8 +173,13 @@ func newServerCommitStats(m *meter) *serverCommitStats {
 		CommitMsP99:           c.Quantile(0.99) * 1000,
 		AppendMsMean:          m.hist("meetsync_ingest_append_seconds").Mean() * 1000,
 	}
+	syncs := m.counter("meetsync_sqlite_wal_syncs_total")
+	if syncs > 0 {
+		s.WALSyncMsMean = m.counter("meetsync_sqlite_wal_sync_seconds_total") / syncs * 1000
+	}
 	if u.Wall > 0 {
 		s.CommitsPerSec = float64(ev.Count) / u.Wall.Seconds()
+		s.WALSyncsPerSec = syncs / u.Wall.Seconds()
 	}
 	return s
 }
@@ -593,14 +601,15 @@ func (r *ingestReport) writeCommits(out io.Writer) {
 	fmt.Fprintf(out, "\nserver group commits (from the ingest metrics, measured window)\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t") }
-	row(pad("phase", 8), "commits/s", "events/commit mean", "p50≤", "p99≤", "requests/commit", "commit ms mean", "p99≤", "queued→durable ms")
+	row(pad("phase", 8), "commits/s", "events/commit mean", "p50≤", "p99≤", "requests/commit", "commit ms mean", "p99≤", "queued→durable ms", "WAL syncs/s", "sync ms mean")
 	for _, p := range []*phaseResult{r.Single, r.Batch, r.Latency} {
 		if p == nil || p.Commit == nil {
 			continue
 		}
 		c := p.Commit
 		row(pad(p.Name, 8), groupDigits(c.CommitsPerSec), fmt.Sprintf("%.1f", c.EventsPerCommitMean), bucket(c.EventsPerCommitP50), bucket(c.EventsPerCommitP99),
-			fmt.Sprintf("%.1f", c.RequestsPerCommitMean), fmtMs(c.CommitMsMean), fmtMs(c.CommitMsP99), fmtMs(c.AppendMsMean))
+			fmt.Sprintf("%.1f", c.RequestsPerCommitMean), fmtMs(c.CommitMsMean), fmtMs(c.CommitMsP99), fmtMs(c.AppendMsMean),
+			orDash(ifSome(c.WALSyncsPerSec, groupDigits)), orDash(ifSome(c.WALSyncMsMean, fmtMs)))
 	}
 	tw.Flush()
 }
@@ -729,4 +738,13 @@ func writeNotes(out io.Writer, notes []string) {
 		}
 	}
 	fmt.Fprintln(out)
+}
+
+// ifSome formats v, or gives "" when it is zero (the figure does not
+// apply: no WAL syncs on PostgreSQL or with synchronous NORMAL).
+func ifSome(v float64, format func(float64) string) string {
+	if v == 0 {
+		return ""
+	}
+	return format(v)
 }

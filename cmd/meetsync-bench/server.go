@@ -102,6 +102,9 @@ func startServer(ctx context.Context, store meetsync.Store, cfg serverConfig) (*
 		return nil, fmt.Errorf("create bench app: %w", err)
 	}
 	s := &benchServer{Key: secret, AppID: app.ID, Store: store, Registry: prometheus.NewRegistry(), done: make(chan error, 1)}
+	if sdb, ok := store.(*sqlite.DB); ok {
+		s.Registry.MustRegister(sdb.Collectors()...)
+	}
 	s.Ingest = ingest.New(store, s.Registry, cfg.Ingest)
 	policy := meetsync.URLPolicy{AllowPrivate: true}
 	apiCfg := httpapi.Config{Store: store, Ingester: s.Ingest, Logger: cfg.Logger, Registry: s.Registry, URLPolicy: policy}

@@ -104,6 +104,9 @@ func (m *Main) Run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if sdb, ok := db.(*sqlite.DB); ok {
+		reg.MustRegister(sdb.Collectors()...)
+	}
 	m.Ingest = ingest.New(db, reg, ingest.Config{MaxBatchEvents: cfg.MaxBatchEvents})
 	policy := meetsync.URLPolicy{AllowPrivate: cfg.AllowPrivateEndpoints}
 	if cfg.AllowPrivateEndpoints {
