@@ -176,8 +176,11 @@ func testDeliverySmoke(t *testing.T, storeArgs []string) {
 			t.Errorf("%s: expected %d deliveries, want %d", p.Name, p.Expected, w)
 		}
 		// On a busy machine the group-committed completions of a short
-		// phase may land after its window: the attempts show the metrics are read.
-		if p.Dispatcher == nil || p.Dispatcher.AttemptsOK == 0 {
+		// phase may land after its window: the attempts show the metrics
+		// are read. The latency phase's window is its offered load alone
+		// (300 ms here), and on a loaded 2-core CI machine every one of its
+		// deliveries may come after it, so only its stats are required.
+		if p.Dispatcher == nil || p.Name != "latency" && p.Dispatcher.AttemptsOK == 0 {
 			t.Errorf("%s: no dispatcher completions seen in the metrics: %+v", p.Name, p.Dispatcher)
 		}
 	}
