@@ -139,7 +139,10 @@ type Server struct {
 func NewServer(appKey, appSecret string) *Server {
 	s := &Server{
 		AppKey: appKey, AppSecret: appSecret,
-		client:   &http.Client{Timeout: 10 * time.Second},
+		// Its own transport: an httptest.Server's Close closes the idle
+		// connections of http.DefaultTransport, which would break a
+		// callback in flight when another test's server closes.
+		client:   &http.Client{Timeout: 10 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		closing:  make(chan struct{}),
 		now:      time.Now,
 		accounts: map[string]*account{},
@@ -180,6 +183,7 @@ func (s *Server) Close() {
 		close(s.closing)
 		s.srv.CloseClientConnections()
 		s.srv.Close()
+		s.client.CloseIdleConnections()
 	})
 }
 
