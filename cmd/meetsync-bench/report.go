@@ -609,7 +609,7 @@ func (r *ingestReport) writeCommits(out io.Writer) {
 		c := p.Commit
 		row(pad(p.Name, 8), groupDigits(c.CommitsPerSec), fmt.Sprintf("%.1f", c.EventsPerCommitMean), bucket(c.EventsPerCommitP50), bucket(c.EventsPerCommitP99),
 			fmt.Sprintf("%.1f", c.RequestsPerCommitMean), fmtMs(c.CommitMsMean), fmtMs(c.CommitMsP99), fmtMs(c.AppendMsMean),
-			orDash(ifSome(c.WALSyncsPerSec, groupDigits)), orDash(ifSome(c.WALSyncMsMean, fmtMs)))
+			ifSome(c.WALSyncsPerSec, groupDigits), ifSome(c.WALSyncMsMean, fmtMs))
 	}
 	tw.Flush()
 }
@@ -740,11 +740,11 @@ func writeNotes(out io.Writer, notes []string) {
 	fmt.Fprintln(out)
 }
 
-// ifSome formats v, or gives "" when it is zero (the figure does not
+// ifSome formats v, or gives "-" when it is zero (the figure does not
 // apply: no WAL syncs on PostgreSQL or with synchronous NORMAL).
 func ifSome(v float64, format func(float64) string) string {
 	if v == 0 {
-		return ""
+		return "-"
 	}
 	return format(v)
 }
