@@ -168,7 +168,7 @@ func (r *deliveryReport) writeJSON(w io.Writer) error {
 func (r *deliveryReport) writeTable(out io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(out, "\nmeetsync-bench delivery\n")
-	fmt.Fprintf(out, "machine:  %s/%s, %d CPUs (%s), GOMAXPROCS=%d, %s\n", m.GOOS, m.GOARCH, m.NumCPU, orDash(m.CPUModel), m.GOMAXPROCS, m.GoVersion)
+	fmt.Fprintf(out, "machine:  %s/%s, %d CPUs (%s), GOMAXPROCS=%d, %s, %s\n", m.GOOS, m.GOARCH, m.NumCPU, orDash(m.CPUModel), m.GOMAXPROCS, m.GoVersion, m.gcNote())
 	fmt.Fprintf(out, "store:    %s; data on %s\n", r.StoreDescription, orDash(m.DataFS))
 	workers := fmt.Sprintf("%d workers (the default)", defaultWorkers)
 	if r.Workers > 0 {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/meetsync/meetsync/internal/gctune"
 )
 
 // commonOptions are the flags every subcommand shares.
@@ -22,6 +24,7 @@ type commonOptions struct {
 	DatabaseURL  string
 	CPUProfile   string
 	NoDispatcher bool
+	GCPercent    int
 }
 
 func (o *commonOptions) bind(fs *flag.FlagSet) {
@@ -35,6 +38,14 @@ func (o *commonOptions) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.NoDispatcher, "no-dispatcher", false, "leave out the delivery dispatcher (meetsync serve runs it) to measure its cost")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof, and the allocations since start to `PREFIX`-<phase>.allocs.pprof")
 	fs.StringVar(&tracePrefix, "trace", "", "write an execution trace of each phase's measured window to `PREFIX`-<phase>.trace (go tool trace)")
+	o.bindGC(fs)
+}
+
+// bindGC binds --gc-percent: the process runs with meetsync serve's
+// garbage collector setting, for every phase, the baselines included.
+func (o *commonOptions) bindGC(fs *flag.FlagSet) {
+	fs.IntVar(&o.GCPercent, "gc-percent", gctune.DefaultPercent,
+		"Go garbage collector target of the whole process (every phase, baselines included), as meetsync serve's --gc-percent; GOGC in the environment wins")
 }
 
 func (o *commonOptions) bindStore(fs *flag.FlagSet) {
@@ -65,7 +76,7 @@ func (o *commonOptions) validate() error {
 	if (o.Store == "postgres") != (o.DatabaseURL != "") {
 		return errors.New("--database-url goes with --store postgres (and only with it)")
 	}
-	return nil
+	return gctune.Check(o.GCPercent)
 }
 
 // ingestOptions are the flags of "meetsync-bench ingest".
@@ -157,6 +168,7 @@ func parseDeliveryFlags(args []string, stderr io.Writer) (*deliveryOptions, erro
 	o.bindStore(fs)
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each phase's measured window to `PREFIX`-<phase>.pprof, and the allocations since start to `PREFIX`-<phase>.allocs.pprof")
 	fs.StringVar(&tracePrefix, "trace", "", "write an execution trace of each phase's measured window to `PREFIX`-<phase>.trace (go tool trace)")
+	o.bindGC(fs)
 	phases := fs.String("phases", strings.Join(deliveryPhases, ","), "phases to run: "+strings.Join(deliveryPhases, ","))
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: meetsync-bench delivery [flags]\n\nPhases: http = loopback HTTP POSTs to the receiver alone (context);\n"+

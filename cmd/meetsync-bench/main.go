@@ -34,6 +34,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/meetsync/meetsync/internal/gctune"
 )
 
 func main() {
@@ -48,6 +50,13 @@ func main() {
 }
 
 var errUsage = errors.New("usage")
+
+// gcSetting is the garbage collector setting the run applied, and where it
+// came from, for the report.
+var gcSetting, gcSource string
+
+// applyGC gives the whole process meetsync serve's collector setting.
+func applyGC(percent int) { gcSetting, gcSource = gctune.Apply(percent) }
 
 const usage = `meetsync-bench drives an in-process meetsync over loopback HTTP and prints
 its figures next to this machine's raw limits.
@@ -70,12 +79,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		applyGC(opts.GCPercent)
 		return runIngest(ctx, opts, stdout, stderr)
 	case "delivery":
 		opts, err := parseDeliveryFlags(args[1:], stderr)
 		if err != nil {
 			return err
 		}
+		applyGC(opts.GCPercent)
 		return runDelivery(ctx, opts, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

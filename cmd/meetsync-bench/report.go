@@ -21,13 +21,27 @@ type machineInfo struct {
 	GoVersion  string `json:"go_version"`
 	CPUModel   string `json:"cpu_model,omitempty"`
 	DataFS     string `json:"data_fs,omitempty"`
+	GOGC       string `json:"gogc"`
+	GOGCFrom   string `json:"gogc_from"`
 }
 
 func newMachineInfo(dataDir string) machineInfo {
 	return machineInfo{
 		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		GoVersion: runtime.Version(), CPUModel: cpuModel(), DataFS: fsType(dataDir),
+		GOGC: gcSetting, GOGCFrom: gcSource,
 	}
+}
+
+// gcNote says which garbage collector setting the whole process ran with.
+func (m machineInfo) gcNote() string {
+	switch m.GOGCFrom {
+	case "GOGC":
+		return "GOGC=" + m.GOGC + " (from the environment) for every phase"
+	case "":
+		return "GOGC not set by the run"
+	}
+	return "GOGC=" + m.GOGC + " (--gc-percent, as meetsync serve) for every phase"
 }
 
 // latencyMs summarises sorted latencies in milliseconds.
@@ -402,7 +416,7 @@ func (r *ingestReport) writeJSON(w io.Writer) error {
 func (r *ingestReport) writeTable(out io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(out, "\nmeetsync-bench ingest\n")
-	fmt.Fprintf(out, "machine: %s/%s, %d CPUs (%s), GOMAXPROCS=%d, %s\n", m.GOOS, m.GOARCH, m.NumCPU, orDash(m.CPUModel), m.GOMAXPROCS, m.GoVersion)
+	fmt.Fprintf(out, "machine: %s/%s, %d CPUs (%s), GOMAXPROCS=%d, %s, %s\n", m.GOOS, m.GOARCH, m.NumCPU, orDash(m.CPUModel), m.GOMAXPROCS, m.GoVersion, m.gcNote())
 	fmt.Fprintf(out, "store:   %s; data on %s\n", r.StoreDescription, orDash(m.DataFS))
 	server := "ingest + HTTP API + delivery dispatcher (no endpoints), as meetsync serve runs"
 	if !r.Dispatcher {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/gctune"
 )
 
 // Config is the configuration of `meetsync serve`. Every field is a flag
@@ -29,6 +30,7 @@ type Config struct {
 	TLSKey          string        // --tls-key: …and this key.
 	MaxBatchEvents  int           // --max-batch-events: events per group-commit transaction. Default 5000.
 	SecretKeyFile   string        // --secret-key-file: the key that encrypts secrets at rest. Default DATA/secret.key (created if missing).
+	GCPercent       int           // --gc-percent: the Go garbage collector's target (GOGC). Default 400; GOGC in the environment wins.
 
 	AllowPrivateEndpoints bool                   // --allow-private-endpoints: webhook URLs may be plain http and private/loopback (SSRF guard off).
 	RetrySchedule         meetsync.RetrySchedule // --retry-schedule: delays before each delivery attempt. Default 0s,5s,5m,30m,2h,5h,10h,10h.
@@ -43,7 +45,7 @@ func defaultConfig() Config {
 		Addr: "127.0.0.1:8080", Data: "./meetsync-data", LogLevel: "info", LogFormat: "text",
 		ShutdownTimeout: 30 * time.Second, Synchronous: "FULL", SyncMethod: "auto", MaxBatchEvents: 5000,
 		RetrySchedule: meetsync.DefaultRetrySchedule, DeliveryWorkers: 256, DeliveryTimeout: 15 * time.Second, DeliveryLease: 60 * time.Second,
-		DisableAfter: 5 * 24 * time.Hour,
+		DisableAfter: 5 * 24 * time.Hour, GCPercent: gctune.DefaultPercent,
 	}
 }
 
@@ -64,6 +66,8 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS private key file (PEM)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take after SIGINT/SIGTERM")
 	fs.IntVar(&cfg.MaxBatchEvents, "max-batch-events", cfg.MaxBatchEvents, "most events in one group-commit transaction")
+	fs.IntVar(&cfg.GCPercent, "gc-percent", cfg.GCPercent,
+		"Go garbage collector target: the heap may grow to (1 + N/100) × the live heap between collections; lower trades CPU for memory, -1 is off (needs GOMEMLIMIT); GOGC in the environment wins")
 	fs.BoolVar(&cfg.AllowPrivateEndpoints, "allow-private-endpoints", cfg.AllowPrivateEndpoints,
 		"let webhook URLs use plain http and loopback/private addresses (turns the SSRF guard off: tests and demos only)")
 	fs.Var((*scheduleValue)(&cfg.RetrySchedule), "retry-schedule", "delays before each delivery attempt, comma separated")
@@ -139,7 +143,7 @@ func (c *Config) validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
-	return nil
+	return gctune.Check(c.GCPercent)
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -398,7 +398,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "defaults", want: func(c Config) string {
 			if c.Addr != "127.0.0.1:8080" || c.Data != "./meetsync-data" || c.ShutdownTimeout != 30*time.Second ||
-				c.Synchronous != "FULL" || c.LogLevel != "info" || c.LogFormat != "text" {
+				c.Synchronous != "FULL" || c.LogLevel != "info" || c.LogFormat != "text" || c.GCPercent != 400 {
 				return fmt.Sprintf("defaults are %+v", c)
 			}
 			return ""
@@ -431,6 +431,14 @@ func TestParseFlags(t *testing.T) {
 		{name: "database url scheme", args: []string{"--database-url", "mysql://db/x"}, wantErr: []string{"--database-url", "postgres://"}},
 		{name: "lease not longer than timeout", args: []string{"--delivery-lease", "10s", "--delivery-timeout", "10s"},
 			wantErr: []string{"--delivery-lease", "--delivery-timeout"}},
+		{name: "gc percent", env: map[string]string{"MEETSYNC_GC_PERCENT": "150"}, want: func(c Config) string {
+			if c.GCPercent != 150 {
+				return fmt.Sprintf("MEETSYNC_GC_PERCENT not honoured: %d", c.GCPercent)
+			}
+			return ""
+		}},
+		{name: "gc percent zero", args: []string{"--gc-percent", "0"}, wantErr: []string{"--gc-percent", "at least 1"}},
+		{name: "gc off without a memory limit", env: map[string]string{"GOMEMLIMIT": ""}, args: []string{"--gc-percent=-1"}, wantErr: []string{"--gc-percent -1", "GOMEMLIMIT"}},
 		{name: "postgres", env: map[string]string{"MEETSYNC_DATABASE_URL": "postgres://u@h/db", "MEETSYNC_NO_MIGRATE": "true"},
 			args: []string{"--delivery-lease", "90s"}, want: func(c Config) string {
 				if c.DatabaseURL != "postgres://u@h/db" || !c.NoMigrate || c.DeliveryLease != 90*time.Second {

@@ -22,6 +22,7 @@ import (
 	"github.com/meetsync/meetsync/delivery"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
+	"github.com/meetsync/meetsync/internal/gctune"
 	"github.com/meetsync/meetsync/postgres"
 	"github.com/meetsync/meetsync/session"
 	"github.com/meetsync/meetsync/sim"
@@ -96,6 +97,8 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger = newLogger(cfg, os.Stderr)
 	}
 	log := m.Logger
+	gc, gcSource := gctune.Apply(cfg.GCPercent)
+	log.Info("garbage collector", "gc_percent", gc, "from", gcSource)
 	m.background, m.stopBg = context.WithCancel(context.Background())
 	if err := m.openStore(ctx); err != nil {
 		return err
