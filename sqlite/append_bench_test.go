@@ -14,8 +14,8 @@ import (
 // by group size (ns/op is one commit), with synchronous NORMAL so that no
 // commit waits for the disk: the cost splits into a part per commit (begin,
 // WAL frame writes, locks) and a part per event. On the 2-core development
-// machine a commit of 1 event took about 60 µs, of 16 about 270 µs and of
-// 64 about 860 µs: some 12 µs per event plus 50–70 µs per commit.
+// machine a commit of 1 event took about 60 µs, of 16 about 290 µs and of
+// 64 about 890 µs: some 12 µs per event plus 50–70 µs per commit.
 func BenchmarkEventsAppend(b *testing.B) {
 	ctx := context.Background()
 	for _, group := range []int{1, 4, 16, 64} {

@@ -13,31 +13,40 @@ func unsetenv(t *testing.T, name string) {
 	os.Unsetenv(name)
 }
 
-func TestApplySetsThePercent(t *testing.T) {
-	unsetenv(t, "GOGC")
-	old := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(old) })
+// Apply sets the percent it is given, unless GOGC is set: then it leaves
+// the collector alone and reports GOGC's value.
+func TestApply(t *testing.T) {
+	for _, tt := range []struct {
+		gogc         string // "" = unset
+		percent      int
+		want, source string
+		effective    int
+	}{
+		{percent: 250, want: "250", source: "config", effective: 250},
+		{gogc: "150", percent: 400, want: "150", source: "GOGC", effective: 150},
+	} {
+		name := "GOGC unset"
+		if tt.gogc != "" {
+			name = "GOGC=" + tt.gogc
+		}
+		t.Run(name, func(t *testing.T) {
+			unsetenv(t, "GOGC")
+			before := 100
+			if tt.gogc != "" {
+				t.Setenv("GOGC", tt.gogc)
+				before = tt.effective // as the runtime read it at start
+			}
+			old := debug.SetGCPercent(before)
+			t.Cleanup(func() { debug.SetGCPercent(old) })
 
-	setting, source := Apply(250)
-	if setting != "250" || source != "config" {
-		t.Fatalf("Apply(250) = %q, %q; want 250, config", setting, source)
-	}
-	if got := debug.SetGCPercent(100); got != 250 {
-		t.Fatalf("the collector's percent is %d after Apply(250)", got)
-	}
-}
-
-func TestGOGCWins(t *testing.T) {
-	t.Setenv("GOGC", "150")
-	old := debug.SetGCPercent(150)
-	t.Cleanup(func() { debug.SetGCPercent(old) })
-
-	setting, source := Apply(400)
-	if setting != "150" || source != "GOGC" {
-		t.Fatalf("Apply(400) with GOGC=150 = %q, %q; want 150, GOGC", setting, source)
-	}
-	if got := debug.SetGCPercent(150); got != 150 {
-		t.Fatalf("Apply changed the percent to %d although GOGC is set", got)
+			setting, source := Apply(tt.percent)
+			if setting != tt.want || source != tt.source {
+				t.Fatalf("Apply(%d) = %q, %q; want %q, %q", tt.percent, setting, source, tt.want, tt.source)
+			}
+			if got := debug.SetGCPercent(before); got != tt.effective {
+				t.Fatalf("the collector's percent is %d after Apply(%d), want %d", got, tt.percent, tt.effective)
+			}
+		})
 	}
 }
 
