@@ -1090,6 +1090,8 @@ func TestEndpointAPI(t *testing.T) {
 		requireError(t, e.do(t, "GET", p, nil), http.StatusNotFound, meetsync.ENOTFOUND, "")
 	}
 	requireError(t, e.do(t, "POST", "/v1/deliveries/del_999999/replay", nil), http.StatusNotFound, meetsync.ENOTFOUND, "")
+	// Replay takes no body (or {}).
+	requireError(t, e.do(t, "POST", "/v1/deliveries/"+del.ID+"/replay", map[string]any{"force": true}), http.StatusBadRequest, meetsync.EINVALID, "force")
 
 	// DELETE removes the endpoint and its deliveries.
 	expect(t, e.do(t, "DELETE", "/v1/endpoints/"+ep.ID, nil), http.StatusNoContent, nil)

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -901,6 +902,10 @@ func TestFeedFilters(t *testing.T) {
 		if p := e.feedPage(t, e.Key, "after=999999"); len(p.Events) != 0 || p.Next != "999999" {
 			t.Errorf("page after the end = %+v", p)
 		}
+		// An empty page is an empty array, not null (OpenAPI EventPage).
+		if r := e.do(t, "GET", "/v1/events?after=999999", e.Key, nil); !bytes.Contains(r.Body, []byte(`"events":[]`)) {
+			t.Errorf("empty page body = %s, want \"events\":[]", r.Body)
+		}
 		if p := e.feedPage(t, e.Key, ""); len(p.Events) != len(all) || p.Next != all[len(all)-1].Cursor {
 			t.Errorf("default page = %d events, next %s", len(p.Events), p.Next)
 		}
@@ -1131,6 +1136,17 @@ func TestKeys(t *testing.T) {
 		t.Errorf("revoking again: %s", r)
 	}
 	requireError(t, e.do(t, "DELETE", "/v1/keys/key_nope", e.Key, nil), http.StatusNotFound, "not_found", "")
+
+	// POST /v1/keys takes no body (or {}): anything else is refused and
+	// makes no key.
+	if r := e.do(t, "POST", "/v1/keys", e.Key, map[string]any{}); r.Status != http.StatusCreated {
+		t.Errorf("POST /v1/keys {}: %s", r)
+	}
+	requireError(t, e.do(t, "POST", "/v1/keys", e.Key, map[string]any{"name": "ci"}), http.StatusBadRequest, "invalid", "name")
+	requireError(t, e.do(t, "POST", "/v1/keys", e.Key, `{"x"`), http.StatusBadRequest, "invalid", "")
+	if keys := e.listKeys(t, e.Key); len(keys) != 3 {
+		t.Errorf("%d keys after the refused creations, want 3", len(keys))
+	}
 }
 
 func TestIsolation(t *testing.T) {

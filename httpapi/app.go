@@ -50,6 +50,10 @@ func (s *Server) handleKeyList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
+	if err := decodeOptionalJSON(r, &struct{}{}); err != nil { // no body, or {}
+		s.writeError(w, r, err)
+		return
+	}
 	p := principalOf(r.Context())
 	k, secret := meetsync.NewAPIKey(p.AppID, s.now().UTC())
 	if err := s.store.APIKeyCreate(r.Context(), k); err != nil {

@@ -278,6 +278,10 @@ func (s *Server) handleDeliveryGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDeliveryReplay(w http.ResponseWriter, r *http.Request) {
+	if err := decodeOptionalJSON(r, &struct{}{}); err != nil { // no body, or {}
+		s.writeError(w, r, err)
+		return
+	}
 	n, err := s.store.DeliveriesRequeue(r.Context(), meetsync.DeliveryRequeueParams{
 		AppID: principalOf(r.Context()).AppID, DeliveryID: r.PathValue("id"), Now: s.now().UTC()})
 	if err != nil {

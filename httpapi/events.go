@@ -668,6 +668,8 @@ func (s *Server) handleEventList(w http.ResponseWriter, r *http.Request) {
 	next := p.After
 	if len(events) > 0 {
 		next = events[len(events)-1].Pos
+	} else {
+		events = []*meetsync.Event{} // an empty page is [], as the OpenAPI document says
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": events, "next": meetsync.FormatCursor(next)})
 }

@@ -611,7 +611,17 @@ func TestSessionBadInput(t *testing.T) {
 	if r.Status != 400 || !strings.Contains(string(r.Body), `"session_policy"`) {
 		t.Fatalf("bad policy: %s", r)
 	}
-	e.want(t, e.do(t, "PATCH", "/v1/app", e.Key, map[string]any{"login_deadline": "soon"}), 400)
+	// A bad duration is a 400 naming its field, whatever the field.
+	for _, f := range []string{"login_deadline", "logout_deadline", "client_token_ttl", "reconcile_grace", "retention"} {
+		for _, v := range []any{"soon", "-5s", 30, true} {
+			r := e.want(t, e.do(t, "PATCH", "/v1/app", e.Key, map[string]any{f: v, "session_policy": "degrade"}), 400)
+			if !strings.Contains(string(r.Body), `"field":"`+f+`"`) {
+				t.Errorf("PATCH /v1/app %s=%v: %s, want the error to name the field", f, v, r)
+			}
+		}
+	}
+	// null leaves a duration as it was.
+	e.want(t, e.do(t, "PATCH", "/v1/app", e.Key, map[string]any{"login_deadline": nil}), 200)
 	e.want(t, e.do(t, "PATCH", "/v1/app", e.Key, map[string]any{"provider": map[string]any{"kind": "netease"}}), 400)
 	var app struct {
 		SessionPolicy string `json:"session_policy"`
