@@ -16,16 +16,30 @@ import (
 	"github.com/meetsync/meetsync/sqlite"
 )
 
+// adminUsage is the usage line of each admin command, by name.
+var adminUsage = map[string]string{
+	"migrate":     "meetsync migrate [--data DIR | --database-url URL]",
+	"apps create": "meetsync apps create NAME [--data DIR | --database-url URL]",
+	"apps list":   "meetsync apps list [--data DIR | --database-url URL]",
+	"keys create": "meetsync keys create APP [--data DIR | --database-url URL]   (APP: the app's name or id)",
+	"keys list":   "meetsync keys list APP [--data DIR | --database-url URL]",
+	"keys revoke": "meetsync keys revoke APP KEY_ID [--data DIR | --database-url URL]",
+}
+
 // storeFlags parses the flags naming a store (--data, --database-url).
 func storeFlags(name string, args []string, stderr io.Writer) (Config, []string, error) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("meetsync "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s\n\nflags:\n", adminUsage[name])
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory of the embedded SQLite store")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL (postgres://…) instead of SQLite")
 	if err := parseFlags(fs, interleave(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return cfg, nil, errUsage
+			return cfg, nil, errHelp
 		}
 		return cfg, nil, err
 	}
@@ -50,6 +64,9 @@ func openAdminStore(ctx context.Context, name string, args []string, stderr io.W
 			return nil, nil, err
 		}
 		return db, rest, nil
+	}
+	if st, err := os.Stat(cfg.Data); err == nil && !st.IsDir() {
+		return nil, nil, fmt.Errorf("--data %s is a file, not a data directory", cfg.Data)
 	}
 	path := filepath.Join(cfg.Data, "meetsync.db")
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -137,20 +154,53 @@ func containsEq(s string) bool {
 	return false
 }
 
-func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// subcommand checks the word after apps or keys before anything opens the
+// store: help prints the group's usage (to stdout when asked for).
+func subcommand(group string, args []string, subs []string, stdout, stderr io.Writer) error {
+	usage := ""
+	for _, sub := range subs {
+		usage += "  " + adminUsage[group+" "+sub] + "\n"
+	}
 	if len(args) == 0 {
-		fmt.Fprint(stderr, "usage: meetsync apps create NAME | meetsync apps list\n")
+		fmt.Fprintf(stderr, "usage:\n%s", usage)
 		return errUsage
 	}
-	store, rest, err := openAdminStore(ctx, "apps "+args[0], args[1:], stderr)
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprintf(stdout, "usage:\n%s", usage)
+		return errHelp
+	}
+	for _, sub := range subs {
+		if args[0] == sub {
+			return nil
+		}
+	}
+	fmt.Fprintf(stderr, "meetsync: unknown %s command %q\n\nusage:\n%s", group, args[0], usage)
+	return errUsage
+}
+
+// wantArgs checks the positional arguments of an admin command.
+func wantArgs(name string, rest []string, n int) error {
+	if len(rest) != n {
+		return fmt.Errorf("usage: %s", adminUsage[name])
+	}
+	return nil
+}
+
+func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if err := subcommand("apps", args, []string{"create", "list"}, stdout, stderr); err != nil {
+		return err
+	}
+	name := "apps " + args[0]
+	store, rest, err := openAdminStore(ctx, name, args[1:], stderr)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	switch args[0] {
 	case "create":
-		if len(rest) != 1 {
-			return errors.New("usage: meetsync apps create NAME")
+		if err := wantArgs(name, rest, 1); err != nil {
+			return err
 		}
 		if err := meetsync.ValidAppName(rest[0]); err != nil {
 			return err
@@ -165,6 +215,9 @@ func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stdout, secret)
 		return nil
 	case "list":
+		if err := wantArgs(name, rest, 0); err != nil {
+			return err
+		}
 		apps, err := store.AppList(ctx)
 		if err != nil {
 			return err
@@ -176,21 +229,25 @@ func runApps(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return tw.Flush()
 	}
-	return fmt.Errorf("unknown apps command %q (create, list)", args[0])
+	return nil
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, "usage: meetsync keys create APP | meetsync keys list APP | meetsync keys revoke APP KEY_ID\n")
-		return errUsage
+	if err := subcommand("keys", args, []string{"create", "list", "revoke"}, stdout, stderr); err != nil {
+		return err
 	}
-	store, rest, err := openAdminStore(ctx, "keys "+args[0], args[1:], stderr)
+	name := "keys " + args[0]
+	want := 1
+	if args[0] == "revoke" {
+		want = 2
+	}
+	store, rest, err := openAdminStore(ctx, name, args[1:], stderr)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if len(rest) < 1 {
-		return fmt.Errorf("usage: meetsync keys %s APP", args[0])
+	if err := wantArgs(name, rest, want); err != nil {
+		return err
 	}
 	app, err := store.AppGetByName(ctx, rest[0])
 	if meetsync.ErrorCode(err) == meetsync.ENOTFOUND {
@@ -224,14 +281,11 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return tw.Flush()
 	case "revoke":
-		if len(rest) != 2 {
-			return errors.New("usage: meetsync keys revoke APP KEY_ID")
-		}
 		if err := store.APIKeyRevoke(ctx, app.ID, rest[1], time.Now().UTC()); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "revoked key %s (servers forget cached keys within 10 s)\n", rest[1])
 		return nil
 	}
-	return fmt.Errorf("unknown keys command %q (create, list, revoke)", args[0])
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/internal/gctune"
+	"github.com/meetsync/meetsync/sqlite"
 )
 
 // Config is the configuration of `meetsync serve`. Every field is a flag
@@ -29,7 +30,7 @@ type Config struct {
 	TLSCert         string        // --tls-cert: serve HTTPS with this certificate (PEM)…
 	TLSKey          string        // --tls-key: …and this key.
 	MaxBatchEvents  int           // --max-batch-events: events per group-commit transaction. Default 5000.
-	SecretKeyFile   string        // --secret-key-file: the key that encrypts secrets at rest. Default DATA/secret.key (created if missing).
+	SecretKeyFile   string        // --secret-key-file: the key that encrypts secrets at rest. Default DATA/secret.key (created on a store's first start).
 	GCPercent       int           // --gc-percent: the Go garbage collector's target (GOGC). Default 400; GOGC in the environment wins.
 
 	AllowPrivateEndpoints bool                   // --allow-private-endpoints: webhook URLs may be plain http and private/loopback (SSRF guard off).
@@ -56,7 +57,7 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL (postgres://user:password@host:5432/db) to use instead of SQLite; several replicas may share it")
 	fs.BoolVar(&cfg.NoMigrate, "no-migrate", cfg.NoMigrate, "do not apply PostgreSQL migrations at start (apply them with \"meetsync migrate\")")
 	fs.StringVar(&cfg.SecretKeyFile, "secret-key-file", cfg.SecretKeyFile,
-		"file with the 32-byte key that encrypts secrets at rest (default DATA/secret.key, created if missing; replicas must share one)")
+		"file with the 32-byte key that encrypts secrets at rest (default DATA/secret.key, created on the store's first start; replicas must share one)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.Synchronous, "sqlite-synchronous", cfg.Synchronous, "SQLite durability: FULL (an ack survives power loss), NORMAL (a process crash) or EXTRA (SQLite syncs inside every commit)")
@@ -128,11 +129,30 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
 	}
+	switch strings.ToUpper(c.Synchronous) {
+	case "FULL", "NORMAL", "EXTRA":
+	default:
+		return fmt.Errorf("--sqlite-synchronous must be FULL, NORMAL or EXTRA, not %q", c.Synchronous)
+	}
+	switch c.SyncMethod {
+	case sqlite.SyncAuto, sqlite.SyncIOURing, sqlite.SyncFdatasync:
+	default:
+		return fmt.Errorf("--sqlite-sync-method must be %s, %s or %s, not %q", sqlite.SyncAuto, sqlite.SyncIOURing, sqlite.SyncFdatasync, c.SyncMethod)
+	}
+	if c.SyncMethod != sqlite.SyncAuto && !strings.EqualFold(c.Synchronous, "FULL") {
+		return fmt.Errorf("--sqlite-sync-method %s applies to --sqlite-synchronous FULL only (NORMAL does not sync commits; EXTRA lets SQLite sync inside each one)", c.SyncMethod)
+	}
+	if c.ShutdownTimeout < 0 {
+		return fmt.Errorf("--shutdown-timeout must not be negative, got %s", c.ShutdownTimeout)
+	}
+	if c.DisableAfter <= 0 {
+		return fmt.Errorf("--endpoint-disable-after must be positive, got %s", c.DisableAfter)
+	}
 	if c.DeliveryWorkers <= 0 || c.MaxBatchEvents <= 0 {
 		return errors.New("--delivery-workers and --max-batch-events must be positive")
 	}
 	if c.DeliveryTimeout <= 0 || c.DeliveryTimeout >= 60*time.Second {
-		return errors.New("--delivery-timeout must be between 0s and 60s")
+		return fmt.Errorf("--delivery-timeout must be more than 0s and less than 60s, got %s", c.DeliveryTimeout)
 	}
 	if c.DeliveryLease <= c.DeliveryTimeout {
 		return fmt.Errorf("--delivery-lease (%s) must be longer than --delivery-timeout (%s)", c.DeliveryLease, c.DeliveryTimeout)

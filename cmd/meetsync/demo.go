@@ -35,11 +35,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	data := fs.String("data", "", "data directory (default: a temporary one, removed at the end)")
 	keep := fs.Bool("keep", false, "keep the server running after the script, until Ctrl-C, to explore the API")
 	verbose := fs.Bool("v", false, "show the server's log")
-	if err := parseFlags(fs, args); err != nil {
+	// Flags only: the MEETSYNC_ variables are a real server's settings.
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
+			return errHelp
 		}
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("demo takes no arguments, got %q", fs.Args())
 	}
 	dir := *data
 	if dir == "" {
@@ -62,6 +66,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	m.Config.ShutdownTimeout = 5 * time.Second
 	m.Logger = slog.New(slog.NewTextHandler(logOut, nil))
 	if err := m.Run(ctx); err != nil {
+		m.Close()
 		return err
 	}
 	defer m.Close()

@@ -11,8 +11,9 @@
 //	meetsync receive               a sample webhook receiver that verifies and prints
 //	meetsync version               print the version
 //
-// Every flag can also be set as an environment variable MEETSYNC_<FLAG>,
-// e.g. --addr as MEETSYNC_ADDR; a flag on the command line wins.
+// Every flag of serve, migrate, apps and keys can also be set as an
+// environment variable MEETSYNC_<FLAG>, e.g. --addr as MEETSYNC_ADDR; a flag
+// on the command line wins. receive and demo read flags only.
 package main
 
 import (
@@ -23,6 +24,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/meetsync/meetsync"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=…".
@@ -32,14 +35,31 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, errHelp) {
+			return // the help asked for was printed
+		}
 		if !errors.Is(err, errUsage) {
-			fmt.Fprintln(os.Stderr, "meetsync:", err)
+			fmt.Fprintln(os.Stderr, "meetsync:", cliMessage(err))
 		}
 		os.Exit(1)
 	}
 }
 
-var errUsage = errors.New("usage")
+// errUsage: the usage was printed for a mistake (exit 1); errHelp: it was
+// asked for (-h, --help: exit 0).
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help")
+)
+
+// cliMessage is err for a terminal: a store error (*meetsync.Error) by its
+// message alone, without the API's code prefix.
+func cliMessage(err error) string {
+	if e, ok := err.(*meetsync.Error); ok {
+		return e.Message
+	}
+	return err.Error()
+}
 
 const usage = `meetsync keeps a business system and a meeting platform in sync.
 
@@ -57,8 +77,10 @@ Usage:
                                          a sample webhook receiver: verifies and prints webhooks
   meetsync version                       print the version
 
-Run "meetsync serve -h" for the server's flags. Every flag is also an
-environment variable: --addr is MEETSYNC_ADDR, --data is MEETSYNC_DATA, …
+Run "meetsync serve -h" for the server's flags, "meetsync COMMAND -h" for
+another command's. Every flag of serve, migrate, apps and keys is also an
+environment variable (--addr is MEETSYNC_ADDR, --data is MEETSYNC_DATA, …);
+a flag on the command line wins. receive and demo read flags only.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -482,6 +483,7 @@ func TestRun(t *testing.T) {
 	tests := []struct {
 		args       []string
 		wantErr    bool
+		wantHelp   bool
 		wantStdout string
 		wantStderr []string
 	}{
@@ -489,18 +491,32 @@ func TestRun(t *testing.T) {
 		{args: []string{"--version"}, wantStdout: "meetsync " + Version + "\n"},
 		{args: nil, wantErr: true, wantStderr: []string{"Usage:", "meetsync serve"}},
 		{args: []string{"bogus"}, wantErr: true, wantStderr: []string{`unknown command "bogus"`, "Usage:"}},
-		{args: []string{"apps"}, wantErr: true, wantStderr: []string{"usage: meetsync apps create NAME"}},
+		{args: []string{"apps"}, wantErr: true, wantStderr: []string{"meetsync apps create NAME", "meetsync apps list"}},
 		{args: []string{"keys"}, wantErr: true, wantStderr: []string{"meetsync keys list APP"}},
+		{args: []string{"keys", "bogus"}, wantErr: true, wantStderr: []string{`unknown keys command "bogus"`, "meetsync keys revoke APP KEY_ID"}},
 		{args: []string{"serve", "extra"}, wantErr: true},
+		{args: []string{"receive", "extra"}, wantErr: true},
+		{args: []string{"receive", "--status", "99"}, wantErr: true},
+		{args: []string{"demo", "extra"}, wantErr: true},
+		// Help asked for is not an error (exit 0), and needs no store.
+		{args: []string{"apps", "--help"}, wantHelp: true, wantStdout: "usage:\n  meetsync apps create NAME"},
+		{args: []string{"keys", "-h"}, wantHelp: true, wantStdout: "usage:\n  meetsync keys create APP"},
+		{args: []string{"keys", "revoke", "-h"}, wantHelp: true, wantStderr: []string{"usage: meetsync keys revoke APP KEY_ID", "-data"}},
+		{args: []string{"serve", "--help"}, wantHelp: true, wantStderr: []string{"-sqlite-synchronous"}},
+		{args: []string{"receive", "-h"}, wantHelp: true, wantStderr: []string{"-secret"}},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
 		err := run(ctx, tt.args, &stdout, &stderr)
-		if (err != nil) != tt.wantErr {
+		if tt.wantHelp {
+			if !errors.Is(err, errHelp) {
+				t.Errorf("run %q: error %v, want the help (exit 0)", tt.args, err)
+			}
+		} else if (err != nil) != tt.wantErr {
 			t.Errorf("run %q: error %v, want error: %v", tt.args, err, tt.wantErr)
 		}
-		if tt.wantStdout != "" && stdout.String() != tt.wantStdout {
-			t.Errorf("run %q: stdout %q, want %q", tt.args, stdout.String(), tt.wantStdout)
+		if tt.wantStdout != "" && !strings.HasPrefix(stdout.String(), tt.wantStdout) {
+			t.Errorf("run %q: stdout %q, want it to start %q", tt.args, stdout.String(), tt.wantStdout)
 		}
 		for _, s := range tt.wantStderr {
 			if !strings.Contains(stderr.String(), s) {
@@ -538,6 +554,44 @@ func TestBinaryExitCodes(t *testing.T) {
 	}
 	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("bad env: the data directory was created (%v)", err)
+	}
+	// So does anything else serve can find wrong before opening the store.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--addr", "nonsense"}, "--addr nonsense"},
+		{[]string{"--addr", busy.Addr().String()}, "--addr " + busy.Addr().String()},
+		{[]string{"--tls-cert", filepath.Join(dir, "no.pem"), "--tls-key", filepath.Join(dir, "no.key")}, "--tls-cert"},
+		{[]string{"--sqlite-synchronous", "OFF"}, "--sqlite-synchronous must be FULL, NORMAL or EXTRA"},
+		{[]string{"--sqlite-sync-method", "magic"}, "--sqlite-sync-method must be"},
+		{[]string{"--sqlite-synchronous", "NORMAL", "--sqlite-sync-method", "fdatasync"}, "applies to --sqlite-synchronous FULL only"},
+		{[]string{"--shutdown-timeout", "-5s"}, "--shutdown-timeout must not be negative"},
+		{[]string{"--endpoint-disable-after", "0s"}, "--endpoint-disable-after must be positive"},
+	} {
+		args := append([]string{"serve", "--data", data}, tc.args...)
+		if !slices.Contains(tc.args, "--addr") {
+			args = append(args, "--addr", "127.0.0.1:0")
+		}
+		_, stderr, code = runBinary(t, dir, nil, args...)
+		if code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("serve %q: exit %d, want an error with %q: %s", tc.args, code, tc.want, stderr)
+		}
+		if strings.Contains(stderr, "msg=stopped") {
+			t.Errorf("serve %q: logs that it stopped without having started: %s", tc.args, stderr)
+		}
+		if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("serve %q: the data directory was created (%v)", tc.args, err)
+		}
+	}
+	// Asked-for help exits 0.
+	if stdout, _, code := runBinary(t, dir, nil, "apps", "--help"); code != 0 || !strings.Contains(stdout, "meetsync apps list") {
+		t.Errorf("apps --help: exit %d, stdout %q", code, stdout)
 	}
 	// Admin commands never create a store: a mistyped --data is an error.
 	_, stderr, code = runBinary(t, dir, nil, "apps", "list", "--data", filepath.Join(dir, "nowhere"))
@@ -616,6 +670,21 @@ func TestServeNoFlags(t *testing.T) {
 	}
 	if code := s2.term(t); code != 0 {
 		t.Errorf("SIGTERM: exit %d", code)
+	}
+
+	// A store that has apps never gets a new secret key: a mistyped
+	// --secret-key-file (or a lost secret.key) stops serve and creates
+	// nothing, instead of leaving the stored secrets unreadable.
+	other := filepath.Join(dir, "other.key")
+	_, stderr, code = runBinary(t, dir, env, "serve", "--secret-key-file", other)
+	if code == 0 || !strings.Contains(stderr, "does not exist, and the store is not new") {
+		t.Errorf("serve with a missing key file on an existing store: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("serve created %s for an existing store (%v)", other, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "secret.key")); err != nil || !bytes.Equal(b, secretBefore) {
+		t.Errorf("the store's secret key changed (%v)", err)
 	}
 }
 
@@ -830,8 +899,11 @@ func TestCLI(t *testing.T) {
 	if _, _, err := cli("apps", "create"); err == nil || !strings.Contains(err.Error(), "usage") {
 		t.Errorf("apps create without a name: %v", err)
 	}
-	if _, _, err := cli("apps", "rename", "x"); err == nil || !strings.Contains(err.Error(), `unknown apps command "rename"`) {
-		t.Errorf("apps rename: %v", err)
+	if _, stderr, err := cli("apps", "rename", "x"); err == nil || !strings.Contains(stderr, `unknown apps command "rename"`) {
+		t.Errorf("apps rename: %v %s", err, stderr)
+	}
+	if _, _, err := cli("apps", "list", "extra"); err == nil || !strings.Contains(err.Error(), "usage: meetsync apps list") {
+		t.Errorf("apps list with an argument: %v", err)
 	}
 	stdout, _, err = cli("apps", "list")
 	if err != nil {

@@ -74,8 +74,14 @@ func TestServePostgres(t *testing.T) {
 
 	// A second replica, configured by the environment, with a data
 	// directory of its own: it joins the existing app (no new bootstrap).
+	// Without the first one's secret key it refuses to start.
 	dataB := filepath.Join(dir, "b")
-	b := &server{proc: startProc(t, "", []string{"MEETSYNC_DATABASE_URL=" + db, "MEETSYNC_ADDR=127.0.0.1:0", "MEETSYNC_DATA=" + dataB}, "serve"), Data: dataB}
+	envB := []string{"MEETSYNC_DATABASE_URL=" + db, "MEETSYNC_ADDR=127.0.0.1:0", "MEETSYNC_DATA=" + dataB}
+	if _, stderr, code := runBinary(t, dir, envB, "serve"); code == 0 || !strings.Contains(stderr, "the store is not new") {
+		t.Errorf("a replica without the secret key: exit %d: %s", code, stderr)
+	}
+	envB = append(envB, "MEETSYNC_SECRET_KEY_FILE="+filepath.Join(dataA, "secret.key"))
+	b := &server{proc: startProc(t, "", envB, "serve"), Data: dataB}
 	b.waitReady(t)
 	if _, err := os.Stat(filepath.Join(dataB, "bootstrap-key")); !os.IsNotExist(err) {
 		t.Errorf("the second replica bootstrapped again: %v", err)
@@ -126,9 +132,11 @@ func TestRunSingleton(t *testing.T) {
 	var running, most atomic.Int64
 	started := make(chan int, 4)
 	var mains []*Main
+	keyFile := sharedSecretKey(t, t.TempDir())
 	for i := range 2 {
 		m := NewMain()
 		m.Config.Addr, m.Config.Data, m.Config.DatabaseURL = "127.0.0.1:0", t.TempDir(), db
+		m.Config.SecretKeyFile = keyFile
 		m.Logger = newLogger(m.Config, io.Discard)
 		if err := m.Run(ctx); err != nil {
 			t.Fatal(err)

@@ -22,11 +22,18 @@ func runReceive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	addr := fs.String("addr", "127.0.0.1:9000", "listen address")
 	secret := fs.String("secret", "", "the endpoint's signing secret (whsec_…); without it signatures are not checked")
 	status := fs.Int("status", 200, "HTTP status to answer (try 500 to watch retries, 410 to disable the endpoint)")
-	if err := parseFlags(fs, args); err != nil {
+	// Flags only: MEETSYNC_ADDR is the server's address, not the receiver's.
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
+			return errHelp
 		}
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("receive takes no arguments, got %q", fs.Args())
+	}
+	if *status < 200 || *status > 599 {
+		return fmt.Errorf("--status must be an HTTP status from 200 to 599, got %d", *status)
 	}
 	if *secret != "" {
 		if _, err := webhook.ParseSecret(*secret); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,8 +46,9 @@ type Main struct {
 	HTTP     *http.Server
 	Listener net.Listener
 
-	unlock func()
-	served chan error
+	unlock  func()
+	served  chan error
+	started bool // Run got as far as serving
 
 	pg         *postgres.DB       // the store, when it is PostgreSQL
 	background context.Context    // ends at Close: the listener and singletons
@@ -64,7 +66,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	bindFlags(fs, &m.Config)
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
+			return errHelp
 		}
 		return err
 	}
@@ -99,6 +101,20 @@ func (m *Main) Run(ctx context.Context) error {
 	log := m.Logger
 	gc, gcSource := gctune.Apply(cfg.GCPercent)
 	log.Info("garbage collector", "gc_percent", gc, "from", gcSource)
+	// Whatever can fail for a reason outside the store (the certificate,
+	// the address) fails before the store is opened or created.
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	var err error
+	if m.Listener, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return fmt.Errorf("listen on --addr %s: %w", cfg.Addr, err)
+	}
 	m.background, m.stopBg = context.WithCancel(context.Background())
 	if err := m.openStore(ctx); err != nil {
 		return err
@@ -114,10 +130,6 @@ func (m *Main) Run(ctx context.Context) error {
 	policy := meetsync.URLPolicy{AllowPrivate: cfg.AllowPrivateEndpoints}
 	if cfg.AllowPrivateEndpoints {
 		log.Warn("private webhook endpoints allowed: the SSRF guard is off (--allow-private-endpoints)")
-	}
-	var err error
-	if m.sealer, err = m.openSealer(log); err != nil {
-		return err
 	}
 	dc := delivery.Config{
 		Sealer:  m.sealer,
@@ -171,19 +183,18 @@ func (m *Main) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	if m.Listener, err = net.Listen("tcp", cfg.Addr); err != nil {
-		return fmt.Errorf("listen: %w", err)
+		TLSConfig:         tlsCfg,
 	}
 	m.served = make(chan error, 1)
 	scheme := "http"
-	if cfg.TLSCert != "" {
+	if tlsCfg != nil {
 		scheme = "https"
 	}
+	m.started = true
 	go func() {
 		var err error
-		if cfg.TLSCert != "" {
-			err = m.HTTP.ServeTLS(m.Listener, cfg.TLSCert, cfg.TLSKey)
+		if tlsCfg != nil {
+			err = m.HTTP.ServeTLS(m.Listener, "", "")
 		} else {
 			err = m.HTTP.Serve(m.Listener)
 		}
@@ -209,6 +220,8 @@ func (m *Main) Close() error {
 			m.HTTP.Close()
 		}
 		cancel()
+	} else if m.Listener != nil {
+		m.Listener.Close() // Run failed before serving
 	}
 	// Singleton jobs and the listener stop while ingest and delivery still
 	// run, so that a job finishing its work can still append events.
@@ -229,7 +242,7 @@ func (m *Main) Close() error {
 	if m.unlock != nil {
 		m.unlock()
 	}
-	if m.Logger != nil {
+	if m.Logger != nil && m.started {
 		m.Logger.Info("stopped")
 	}
 	return errors.Join(errs...)
@@ -264,7 +277,7 @@ func (m *Main) openStore(ctx context.Context) error {
 		// Replicas starting together bootstrap once: the first creates the
 		// app and writes its key to its data directory, the others find it.
 		return db.WithLock(ctx, "bootstrap", func(ctx context.Context, _ *pgx.Conn) error {
-			return bootstrap(ctx, db, cfg.Data, log)
+			return m.prepareStore(ctx)
 		})
 	}
 	unlock, err := lockDir(cfg.Data)
@@ -285,8 +298,25 @@ func (m *Main) openStore(ctx context.Context) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	m.Store = db
-	log.Info("store opened", "kind", "sqlite", "path", dbPath, "synchronous", cfg.Synchronous, "sync_method", db.SyncMethod())
-	return bootstrap(ctx, db, cfg.Data, log)
+	method := db.SyncMethod()
+	if method == "" {
+		method = "none" // NORMAL: commits are not synced; EXTRA: SQLite syncs inside each one
+	}
+	log.Info("store opened", "kind", "sqlite", "path", dbPath, "synchronous", cfg.Synchronous, "sync_method", method)
+	return m.prepareStore(ctx)
+}
+
+// prepareStore opens the key that encrypts secrets at rest (made with the
+// store: on a store without apps) and bootstraps an empty store.
+func (m *Main) prepareStore(ctx context.Context) error {
+	apps, err := m.Store.AppList(ctx)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if m.sealer, err = m.openSealer(m.Logger, len(apps) == 0); err != nil {
+		return err
+	}
+	return bootstrap(ctx, m.Store, m.Config.Data, m.Logger)
 }
 
 // RunSingleton runs fn in the background until Close, on one server of

@@ -91,17 +91,23 @@ func (m *Main) stopSessions() {
 	}
 }
 
-// openSealer reads the key that encrypts secrets at rest, creating it (mode
-// 0600) on first start. Several replicas must be given the same key file.
-func (m *Main) openSealer(log *slog.Logger) (*meetsync.Sealer, error) {
+// openSealer reads the key that encrypts secrets at rest. It creates the
+// key (mode 0600) only for a new store (create: it has no apps yet): on a
+// store that has secrets, a missing key file is a mistake (a mistyped
+// --secret-key-file, a data directory copied without it), and a new key
+// would leave every stored secret unreadable. Several replicas must be
+// given the same key file.
+func (m *Main) openSealer(log *slog.Logger, create bool) (*meetsync.Sealer, error) {
 	path := m.Config.SecretKeyFile
 	if path == "" {
 		path = filepath.Join(m.Config.Data, "secret.key")
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("secret key: %w", err)
+		if !create {
+			return nil, fmt.Errorf("secret key %s does not exist, and the store is not new: the key made on its first start encrypts its stored secrets "+
+				"(webhook signing secrets, the meeting provider's app secret). Restore that file, or pass its path with --secret-key-file "+
+				"(--secret-key-file in the README's configuration)", path)
 		}
 		if err := writeSecretFile(path, base64.StdEncoding.EncodeToString(meetsync.NewSecretKey())+"\n"); err != nil {
 			return nil, fmt.Errorf("secret key: %w", err)
