@@ -311,6 +311,10 @@ func codeOfStatus(status int) string {
 		return meetsync.EUNAVAILABLE
 	case status >= 400 && status < 500:
 		return meetsync.EINVALID
+	case status == http.StatusNotImplemented, status == http.StatusHTTPVersionNotSupported:
+		// The server (or a proxy) does not do what was asked: a retry
+		// cannot help, as with a 4xx.
+		return meetsync.EINVALID
 	}
 	return meetsync.EINTERNAL
 }

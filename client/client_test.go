@@ -458,6 +458,13 @@ func TestRetry(t *testing.T) {
 			w.WriteHeader(http.StatusTooManyRequests)
 			fmt.Fprint(w, `{"error":{"code":"rate_limited","message":"slow down"}}`)
 		}, func(c *client.Client) error { _, err := c.CreateKey(ctx); return err }, "", 2},
+		{"a proxy's 501 is not retried", 3, func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusNotImplemented)
+			fmt.Fprint(w, "not implemented")
+		}, func(c *client.Client) error { _, err := c.GetApp(ctx); return err }, meetsync.EINVALID, 1},
+		{"a proxy's 500 is retried", 1, func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusInternalServerError)
+		}, func(c *client.Client) error { _, err := c.GetApp(ctx); return err }, "", 2},
 		{"4xx is not retried", 3, func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)

@@ -1269,3 +1269,29 @@ func TestUnknownRoute(t *testing.T) {
 		requireError(t, e.do(t, rt.method, rt.path, rt.key, nil), http.StatusNotFound, "not_found", "")
 	}
 }
+
+// TestSmallBodiesStrict: the JSON bodies of the other routes are strict as
+// the ingest body is: trailing data, an empty body or malformed JSON is a
+// 400 and changes nothing.
+func TestSmallBodiesStrict(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	for _, rt := range []struct{ method, path, good string }{
+		{"PATCH", "/v1/app", `{"strict_event_types":true}`},
+		{"PUT", "/v1/event-types/crm.strict", `{"schema":true}`},
+		{"POST", "/v1/endpoints", `{"url":"https://example.com/hook"}`},
+	} {
+		for _, body := range []string{rt.good + ` {"x":1}`, rt.good + ` x`, rt.good + `,`, "", "  ", `{"strict_event_types":`} {
+			requireError(t, e.do(t, rt.method, rt.path, e.Key, body), http.StatusBadRequest, "invalid", "")
+		}
+	}
+	if r := e.do(t, "GET", "/v1/event-types/crm.strict", e.Key, nil); r.Status != http.StatusNotFound {
+		t.Errorf("a refused PUT made the event type: %s", r)
+	}
+	if r := e.do(t, "GET", "/v1/app", e.Key, nil); !bytes.Contains(r.Body, []byte(`"strict_event_types":false`)) {
+		t.Errorf("a refused PATCH changed the app: %s", r)
+	}
+	if r := e.do(t, "GET", "/v1/endpoints", e.Key, nil); !bytes.Contains(r.Body, []byte(`"endpoints":[]`)) {
+		t.Errorf("a refused POST made an endpoint: %s", r)
+	}
+}

@@ -1,7 +1,8 @@
 package httpapi
 
 import (
-	"encoding/json"
+	"bytes"
+	"io"
 	"net/http"
 	"time"
 
@@ -76,11 +77,17 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// decodeJSON decodes a small JSON body strictly into v.
+// decodeJSON decodes a small JSON body strictly into v: unknown fields
+// and anything after the value are errors.
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, meetsync.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, meetsync.MaxBodyBytes))
+	if err != nil {
+		return jsonError(err, "")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return jsonError(io.EOF, "")
+	}
+	if err := strictUnmarshal(body, v); err != nil {
 		return jsonError(err, "")
 	}
 	return nil

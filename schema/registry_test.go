@@ -268,6 +268,9 @@ func TestPutRefused(t *testing.T) {
 		{"crm.order", "", `{"$ref":"file:///etc/passwd"}`, meetsync.EINVALID, "schema", "references outside the schema"},
 		{"crm.order", "", `{"$ref":"https://example.com/order.json"}`, meetsync.EINVALID, "schema", "references outside the schema"},
 		{"crm.order", "", `{"type":`, meetsync.EINVALID, "schema", "not valid JSON"},
+		{"crm.order", "", `{"$schema":"http://json-schema.org/draft-03/schema#"}`, meetsync.EINVALID, "schema", "not a JSON Schema draft meetsync supports"},
+		{"crm.order", "", `{"$schema":"https://example.com/my-meta.json"}`, meetsync.EINVALID, "schema", "not a JSON Schema draft meetsync supports"},
+		{"crm.order", "", `{"$schema":7}`, meetsync.EINVALID, "schema", "$schema"},
 		{"crm.order", "", big, meetsync.ETOOLARGE, "schema", "limit"},
 	} {
 		_, _, err := e.R.EventTypePut(ctx, &meetsync.EventTypePutParams{AppID: e.App, Name: c.name, Description: c.description,

@@ -77,6 +77,9 @@ func Canonical(raw json.RawMessage) (json.RawMessage, any, error) {
 // email address); references must stay inside the schema. Errors are
 // EINVALID on field "schema" with the compiler's explanation.
 func compile(doc any) (*jsonschema.Schema, error) {
+	if err := checkDraft(doc); err != nil {
+		return nil, err
+	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertFormat()
@@ -258,4 +261,38 @@ func plainKey(k string) bool {
 		}
 	}
 	return true
+}
+
+// drafts are the metaschemas a schema may name in $schema (without the
+// scheme and a trailing "#").
+var drafts = map[string]bool{
+	"json-schema.org/draft-04/schema":      true,
+	"json-schema.org/draft-06/schema":      true,
+	"json-schema.org/draft-07/schema":      true,
+	"json-schema.org/draft/2019-09/schema": true,
+	"json-schema.org/draft/2020-12/schema": true,
+}
+
+// checkDraft refuses a $schema that names no draft the library has built
+// in (the library would try to load it, and the loader refuses every URL).
+func checkDraft(doc any) error {
+	m, ok := doc.(map[string]any)
+	if !ok {
+		return nil
+	}
+	v, ok := m["$schema"]
+	if !ok {
+		return nil
+	}
+	u, ok := v.(string)
+	if !ok {
+		return meetsync.FieldErrorf("schema", "$schema must be a string: the URL of a JSON Schema draft")
+	}
+	key := strings.TrimSuffix(u, "#")
+	key = strings.TrimPrefix(strings.TrimPrefix(key, "https://"), "http://")
+	if !drafts[key] {
+		return meetsync.FieldErrorf("schema", "$schema %q is not a JSON Schema draft meetsync supports: "+
+			"draft-04, draft-06, draft-07, 2019-09 or 2020-12 (https://json-schema.org/draft/2020-12/schema), or leave it out for 2020-12", u)
+	}
+	return nil
 }
