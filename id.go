@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 )
@@ -45,4 +46,18 @@ func NewID(prefix string) string {
 		hi >>= 5
 	}
 	return string(append(out, d[:]...))
+}
+
+// IsID reports whether s has the form of an id NewID(prefix) makes.
+func IsID(s, prefix string) bool {
+	rest, ok := strings.CutPrefix(s, prefix+"_")
+	if !ok || len(rest) != 26 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if strings.IndexByte(crockford, rest[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }

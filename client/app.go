@@ -32,6 +32,17 @@ type App struct {
 	LoginDeadline  Duration     `json:"login_deadline,omitempty"`
 	LogoutDeadline Duration     `json:"logout_deadline,omitempty"`
 	ClientTokenTTL Duration     `json:"client_token_ttl,omitempty"`
+	// ReconcileGrace is how long the platform's word that a user left a
+	// meeting waits before it overrides a device that still says it is in one.
+	ReconcileGrace Duration `json:"reconcile_grace,omitempty"`
+	// Retention is how long events and delivery attempts are kept (0: forever).
+	Retention Duration `json:"retention,omitempty"`
+	// StrictEventTypes makes ingest refuse events of custom types that are
+	// not registered (PutEventType).
+	StrictEventTypes bool `json:"strict_event_types,omitempty"`
+	// CallbackPaths are the paths, by provider kind, where the meeting
+	// platform's callbacks for the app are received.
+	CallbackPaths map[string]string `json:"callback_paths,omitempty"`
 }
 
 // AppProvider is the meeting platform of an app as the API shows it.
@@ -42,15 +53,19 @@ type AppProvider struct {
 	AppSecretSet bool   `json:"app_secret_set,omitempty"`
 }
 
-// AppParams are the settings UpdateApp changes: nil fields keep their value.
+// AppParams are the settings UpdateApp changes: nil fields keep their
+// value. The app's name is not a setting: it cannot be changed.
 type AppParams struct {
-	Name *string `json:"name,omitempty"`
 	// Provider sets the meeting platform; its AppSecret is write-only.
 	Provider       *meetsync.ProviderConfig `json:"provider,omitempty"`
 	SessionPolicy  *string                  `json:"session_policy,omitempty"` // PolicyRollback or PolicyDegrade
 	LoginDeadline  *Duration                `json:"login_deadline,omitempty"`
 	LogoutDeadline *Duration                `json:"logout_deadline,omitempty"`
 	ClientTokenTTL *Duration                `json:"client_token_ttl,omitempty"`
+	ReconcileGrace *Duration                `json:"reconcile_grace,omitempty"` // 0 to 1h
+	// Retention is 0 (keep forever) or between 1h and 87600h.
+	Retention        *Duration `json:"retention,omitempty"`
+	StrictEventTypes *bool     `json:"strict_event_types,omitempty"`
 }
 
 // GetApp returns the app and its settings (GET /v1/app, app key).

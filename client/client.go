@@ -145,6 +145,8 @@ type request struct {
 	idempotent bool
 	// want are the success statuses (default: any 2xx).
 	want []int
+	// status, if set, receives the status of the successful answer.
+	status *int
 }
 
 // do performs r and decodes a JSON answer into out (if not nil).
@@ -254,6 +256,9 @@ func (c *Client) finish(r request, resp *http.Response, out any) (time.Duration,
 	}
 	if !ok {
 		return retryAfter(resp), responseError(r.method, r.path, resp)
+	}
+	if r.status != nil {
+		*r.status = resp.StatusCode
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))

@@ -451,6 +451,10 @@ func TestRetry(t *testing.T) {
 			_, err := c.PostEvent(ctx, meetsync.EventInput{Type: "crm.a", UserID: "u1"})
 			return err
 		}, meetsync.EUNAVAILABLE, 1},
+		{"an event type put is retried", 2, unavailable, func(c *client.Client) error {
+			_, _, err := c.PutEventType(ctx, "crm.retried", client.EventTypeParams{Schema: json.RawMessage(`true`)})
+			return err
+		}, "", 3},
 		{"a key creation is not retried", 1, unavailable, func(c *client.Client) error { _, err := c.CreateKey(ctx); return err }, meetsync.EUNAVAILABLE, 1},
 		{"429 is retried whatever the call", 1, func(w http.ResponseWriter) {
 			w.Header().Set("Retry-After", "0")

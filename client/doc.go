@@ -1,7 +1,9 @@
 // Package client is the Go client of meetsync's HTTP API and the seed's
 // init/login/logout flow for a Go program that runs a meeting SDK.
 //
-// Client covers the whole v1 API. It authenticates with an app API key
+// Client covers the v1 API a business backend or a device calls (all of
+// it but the meeting platform's callback route and /v1/openapi.json),
+// custom event types included. It authenticates with an app API key
 // (msk_…, for a business backend) or a per-user client token (mct_…, for a
 // device). Every error it returns is, or wraps, a *meetsync.Error: the
 // server's {"error":{"code","message","field"}} decoded unchanged, and a

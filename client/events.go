@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/meetsync/meetsync"
 )
@@ -178,17 +179,87 @@ func (p StreamParams) query() url.Values {
 	return EventListParams{After: p.After, Types: p.Types, UserID: p.UserID}.query()
 }
 
-// EventType is a type the server knows (GET /v1/event-types).
+// EventType is an event type the server knows, built-in or custom (GET
+// /v1/event-types, GET and PUT /v1/event-types/{name}).
 type EventType struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
-	// Ingestible types may be posted; the others are emitted by meetsync.
+	Builtin     bool   `json:"builtin"`
+	// Ingestible types may be posted (every custom type); the others are
+	// emitted by meetsync.
 	Ingestible bool `json:"ingestible"`
-	Builtin    bool `json:"builtin"`
+	// Debounce: deliveries of the type are coalesced per (endpoint, user)
+	// inside the endpoint's debounce window (meeting.status_changed, and
+	// custom types registered with it).
+	Debounce bool `json:"debounce"`
+
+	// The rest is set for custom types only.
+
+	// Schema is the JSON Schema of Version, in the server's canonical form
+	// (compact, object keys sorted).
+	Schema json.RawMessage `json:"schema,omitempty"`
+	// Version is the version Schema belongs to; LatestVersion is the
+	// type's current one (they differ when an older version was asked for).
+	Version       int `json:"version,omitempty"`
+	LatestVersion int `json:"latest_version,omitempty"`
+	// CreatedAt is when the type was first registered, UpdatedAt when it
+	// last changed, VersionCreatedAt when Version's schema was registered.
+	CreatedAt        time.Time `json:"created_at,omitzero"`
+	UpdatedAt        time.Time `json:"updated_at,omitzero"`
+	VersionCreatedAt time.Time `json:"version_created_at,omitzero"`
 }
 
-// EventTypes lists the event types and the reserved namespaces (GET
-// /v1/event-types, app key).
+// EventTypeParams is the whole definition of a custom event type (PUT
+// replaces the type: send every field each time).
+type EventTypeParams struct {
+	// Description is optional, up to 1024 bytes.
+	Description string `json:"description"`
+	// Schema (required) is a JSON Schema object, or true/false. Without
+	// $schema it is read as draft 2020-12; $ref may only point inside it.
+	Schema json.RawMessage `json:"schema,omitempty"`
+	// Debounce coalesces deliveries of the type like meeting.status_changed.
+	Debounce bool `json:"debounce"`
+}
+
+// PutEventType registers a custom event type or changes it (PUT
+// /v1/event-types/{name}, app key); created reports that it was new (201).
+// A schema different from the current one makes a new version; a change
+// of only the description or debounce updates the type in place; the same
+// params again change nothing. Errors: EINVALID with the field "name" (a
+// malformed name or one in a reserved namespace), "schema" (missing or not
+// a valid schema) or "description"; ETOOLARGE for a schema over 64 KiB.
+//
+// PUT is idempotent, so the call is retried after a failure; a retry after
+// an answer lost on the way reports created false.
+func (c *Client) PutEventType(ctx context.Context, name string, p EventTypeParams) (et *EventType, created bool, err error) {
+	var out EventType
+	status := 0
+	r := request{method: "PUT", path: "/v1/event-types/" + escape(name), body: p, idempotent: true, status: &status}
+	if err := c.do(ctx, r, &out); err != nil {
+		return nil, false, err
+	}
+	return &out, status == http.StatusCreated, nil
+}
+
+// GetEventType returns one event type, built-in or custom (GET
+// /v1/event-types/{name}, app key). version 0 gives the current version;
+// a positive version an older schema of a custom type (?version=N).
+// ENOTFOUND for a type or version that does not exist (or another app's).
+func (c *Client) GetEventType(ctx context.Context, name string, version int) (*EventType, error) {
+	path := "/v1/event-types/" + escape(name)
+	if version != 0 {
+		path += "?version=" + strconv.Itoa(version)
+	}
+	var out EventType
+	if err := c.do(ctx, request{method: "GET", path: path, idempotent: true}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// EventTypes lists the event types — the built-in ones, then the app's
+// custom types by name with their current schemas — and the reserved
+// namespaces (GET /v1/event-types, app key).
 func (c *Client) EventTypes(ctx context.Context) (types []EventType, reservedNamespaces []string, err error) {
 	var out struct {
 		Types    []EventType `json:"event_types"`

@@ -22,6 +22,7 @@ import (
 	"github.com/meetsync/meetsync/client"
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
+	"github.com/meetsync/meetsync/schema"
 	"github.com/meetsync/meetsync/session"
 	"github.com/meetsync/meetsync/sim"
 	"github.com/meetsync/meetsync/sqlite"
@@ -99,6 +100,7 @@ func startServer(dir, name string) (*server, func(), error) {
 		Sessions:        s.Svc,
 		SessionStore:    db,
 		InvitationStore: db,
+		Types:           schema.New(db, db, schema.Config{Logger: slog.New(slog.DiscardHandler)}),
 	})
 	now := time.Now().UTC()
 	if len(name) > 60 {

@@ -85,6 +85,10 @@ func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request, appID, 
 	}
 	q := r.URL.Query()
 	p := meetsync.InvitationListParams{AppID: appID, UserID: userID, State: q.Get("state"), After: q.Get("cursor")}
+	if p.After != "" && !meetsync.IsID(p.After, "inv") {
+		s.writeError(w, r, meetsync.FieldErrorf("cursor", "invalid cursor %q: pass the \"next\" of the previous page", p.After))
+		return
+	}
 	if p.State != "" && !meetsync.ValidInviteState(p.State) {
 		s.writeError(w, r, meetsync.FieldErrorf("state", "unknown invitation state %q; accepted: %v", p.State, meetsync.InviteStates))
 		return

@@ -158,8 +158,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/client/login", s.withClient(s.handleClientLogin))
 	m.HandleFunc("POST /v1/client/credentials", s.withClient(s.handleClientCredentials))
 	m.HandleFunc("POST /v1/client/events", s.withClient(s.handleClientEvents))
-	m.HandleFunc("GET /v1/client/commands", s.withClient(s.handleCommands))
-	m.HandleFunc("POST /v1/client/commands/{id}/ack", s.withClient(s.handleCommandAck))
+	m.HandleFunc("GET /v1/client/commands", s.withClientEnded(s.handleCommands))
+	m.HandleFunc("POST /v1/client/commands/{id}/ack", s.withClientEnded(s.handleCommandAck))
 
 	m.HandleFunc("POST /v1/providers/{kind}/callback/{app_id}", s.handleProviderCallback)
 

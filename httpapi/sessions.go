@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,9 +25,15 @@ var errClientUnauthorized = meetsync.Errorf(meetsync.EUNAUTHORIZED, "missing or 
 
 // withClient wraps a handler that needs a client token (mct_…). It never
 // logs the token.
-func (s *Server) withClient(h http.HandlerFunc) http.HandlerFunc {
+func (s *Server) withClient(h http.HandlerFunc) http.HandlerFunc { return s.clientAuth(h, false) }
+
+// withClientEnded is withClient for the command routes, which also take a
+// token revoked when its session ended, for session.EndedCommandsGrace.
+func (s *Server) withClientEnded(h http.HandlerFunc) http.HandlerFunc { return s.clientAuth(h, true) }
+
+func (s *Server) clientAuth(h http.HandlerFunc, allowEnded bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, err := s.authenticateClient(r)
+		c, err := s.authenticateClient(r, allowEnded)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="meetsync"`)
 			s.writeError(w, r, err)
@@ -36,7 +43,7 @@ func (s *Server) withClient(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Server) authenticateClient(r *http.Request) (session.ClientAuth, error) {
+func (s *Server) authenticateClient(r *http.Request, allowEnded bool) (session.ClientAuth, error) {
 	if s.cfg.Sessions == nil {
 		return session.ClientAuth{}, errNoSessions
 	}
@@ -50,14 +57,21 @@ func (s *Server) authenticateClient(r *http.Request) (session.ClientAuth, error)
 	} else if err != nil {
 		return session.ClientAuth{}, err
 	}
+	c := session.ClientAuth{AppID: t.AppID, UserID: t.UserID, DeviceID: t.DeviceID, SessionID: t.SessionID}
 	if t.RevokedAt != nil {
-		return session.ClientAuth{}, meetsync.Errorf(meetsync.EUNAUTHORIZED, "this client token was revoked: its session ended; log in again")
+		if allowEnded && s.now().Before(t.RevokedAt.Add(session.EndedCommandsGrace)) {
+			c.Ended = true
+			return c, nil
+		}
+		return session.ClientAuth{}, errTokenRevoked
 	}
 	if !s.now().Before(t.ExpiresAt) {
 		return session.ClientAuth{}, meetsync.Errorf(meetsync.EUNAUTHORIZED, "this client token expired; log in again")
 	}
-	return session.ClientAuth{AppID: t.AppID, UserID: t.UserID, DeviceID: t.DeviceID, SessionID: t.SessionID}, nil
+	return c, nil
 }
+
+var errTokenRevoked = meetsync.Errorf(meetsync.EUNAUTHORIZED, "this client token was revoked: its session ended; log in again")
 
 var errNoSessions = meetsync.Errorf(meetsync.EUNAVAILABLE, "sessions are not configured on this server")
 
@@ -196,15 +210,26 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	c := clientOf(ctx)
 	svc := s.cfg.Sessions
+	if c.Ended {
+		// An ended session's token reads its session's pending commands;
+		// with none left it is refused like any revoked token.
+		cmds, err := s.cfg.SessionStore.CommandList(ctx, c.AppID, c.UserID, c.DeviceID, true)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if len(ownCommands(c, cmds)) == 0 {
+			s.writeError(w, r, errTokenRevoked)
+			return
+		}
+	}
 	if strings.Contains(r.Header.Get("Accept"), "application/json") {
 		cmds, err := s.cfg.SessionStore.CommandList(ctx, c.AppID, c.UserID, c.DeviceID, true)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		if cmds == nil {
-			cmds = []*meetsync.Command{}
-		}
+		cmds = ownCommands(c, cmds)
 		writeJSON(w, http.StatusOK, map[string]any{"commands": cmds})
 		return
 	}
@@ -225,6 +250,7 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
+		cmds = ownCommands(c, cmds)
 		buf.Reset()
 		for _, cmd := range cmds {
 			if sent[cmd.ID] {
@@ -260,11 +286,36 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// ownCommands is the commands a device may see with its token: all of its
+// pending ones, or with the token of an ended session that session's only.
+func ownCommands(c session.ClientAuth, cmds []*meetsync.Command) []*meetsync.Command {
+	out := make([]*meetsync.Command, 0, len(cmds))
+	for _, cmd := range cmds {
+		if !c.Ended || cmd.SessionID == c.SessionID {
+			out = append(out, cmd)
+		}
+	}
+	return out
+}
+
 func (s *Server) handleCommandAck(w http.ResponseWriter, r *http.Request) {
 	var in session.AckInput
 	if err := decodeOptionalJSON(r, &in); err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if c := clientOf(r.Context()); c.Ended {
+		// The token of an ended session acknowledges that session's
+		// commands only.
+		cmds, err := s.cfg.SessionStore.CommandList(r.Context(), c.AppID, c.UserID, c.DeviceID, false)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if !slices.ContainsFunc(ownCommands(c, cmds), func(cmd *meetsync.Command) bool { return cmd.ID == r.PathValue("id") }) {
+			s.writeError(w, r, errTokenRevoked)
+			return
+		}
 	}
 	if err := s.cfg.Sessions.AckCommand(r.Context(), clientOf(r.Context()), r.PathValue("id"), in); err != nil {
 		s.writeError(w, r, err)

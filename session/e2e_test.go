@@ -328,11 +328,14 @@ func TestSeedFlow(t *testing.T) {
 	if u := e.user(t, "alice"); u.Session.Business != "logged_out" || u.Session.Meeting != "logged_out" {
 		t.Fatalf("after logout: %+v", u.Session)
 	}
-	// The old meeting token is dead at the platform; the client token too.
+	// The old meeting token is dead at the platform; the client token too,
+	// but for acknowledging its session's commands again (none pending).
 	if err := loginSDK(ctx, e.Sim, *lr.Meeting); err == nil {
 		t.Fatal("the meeting token still logs in after logout")
 	}
-	e.want(t, e.do(t, "GET", "/v1/client/commands", tok, nil), 401)
+	e.want(t, e.do(t, "POST", "/v1/client/events", tok, map[string]any{"type": "crm.a"}), 401)
+	e.want(t, e.do(t, "POST", "/v1/client/commands/"+cmds.Commands[0].ID+"/ack", tok, map[string]any{"ok": true}), 204)
+	e.want(t, e.do(t, "GET", "/v1/client/commands", tok, nil), 401) // nothing left to fetch
 
 	evs := e.events(t, "alice")
 	want := []string{"session.login_started", "client.initialized", "session.logged_in", "meeting.status_changed", "session.logout_started", "session.logged_out"}
@@ -382,8 +385,35 @@ func TestLoginPlatformDown(t *testing.T) {
 				if d["policy"] != "rollback" {
 					t.Fatalf("rolled_back: %v", d)
 				}
-				// The device was told to log out, and its token no longer works.
+				// The device is told to log out: its revoked token still
+				// fetches and acknowledges that session's logout command
+				// (for session.EndedCommandsGrace), and nothing else.
+				var cmds struct {
+					Commands []struct {
+						ID        string `json:"id"`
+						Type      string `json:"type"`
+						SessionID string `json:"session_id"`
+					} `json:"commands"`
+				}
+				e.want(t, e.do(t, "GET", "/v1/client/commands", lr.ClientToken, nil), 200).decode(t, &cmds)
+				if len(cmds.Commands) != 1 || cmds.Commands[0].Type != "logout" || cmds.Commands[0].SessionID != lr.SessionID {
+					t.Fatalf("commands after rollback: %+v", cmds)
+				}
+				ack := "/v1/client/commands/" + cmds.Commands[0].ID + "/ack"
+				e.want(t, e.do(t, "POST", ack, lr.ClientToken, map[string]any{"ok": true}), 204)
+				e.want(t, e.do(t, "POST", ack, lr.ClientToken, map[string]any{"ok": true}), 204) // again: harmless
+				e.want(t, e.do(t, "POST", "/v1/client/events", lr.ClientToken, map[string]any{"type": "crm.a"}), 401)
+				e.want(t, e.do(t, "POST", "/v1/client/login", lr.ClientToken, map[string]any{"ok": true}), 401)
+				// Acknowledged, it is refused as any revoked token; a new
+				// session's commands are not the old token's.
 				e.want(t, e.do(t, "GET", "/v1/client/commands", lr.ClientToken, nil), 401)
+				lr2 := e.login(t, "bob", "phone")
+				e.want(t, e.do(t, "POST", "/v1/users/bob/logout", e.Key, nil), 202)
+				e.want(t, e.do(t, "GET", "/v1/client/commands", lr.ClientToken, nil), 401)
+				if r := e.want(t, e.do(t, "GET", "/v1/client/commands", lr2.ClientToken, nil), 200); !strings.Contains(string(r.Body), `"logout"`) {
+					t.Fatalf("the new session's token does not see its logout: %s", r)
+				}
+
 			} else {
 				if u.Session.Business != "logged_in" || u.Session.Meeting != "failed" {
 					t.Fatalf("after degrade: %+v", u.Session)

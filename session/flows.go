@@ -168,7 +168,17 @@ func (s *Service) account(ctx context.Context, prov meetsync.Provider, appID, us
 // ClientAuth is an authenticated client token.
 type ClientAuth struct {
 	AppID, UserID, DeviceID, SessionID string
+	// Ended: the token was revoked when its session ended, less than
+	// EndedCommandsGrace ago. Only the command routes accept it, for the
+	// commands of its own session (the logout a rollback or a logout sent).
+	Ended bool
 }
+
+// EndedCommandsGrace is how long a device whose session ended (rolled back,
+// logged out) may still fetch and acknowledge that session's commands with
+// its revoked token: the logout command is how it learns to log the
+// meeting SDK out.
+const EndedCommandsGrace = time.Hour
 
 // InitResult is one system's init result as a client reports it.
 type InitResult struct {

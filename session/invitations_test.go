@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +192,12 @@ func TestInvitationBadInput(t *testing.T) {
 		t.Fatal("bad invitations stored events")
 	}
 	e.want(t, e.do(t, "GET", "/v1/invitations?state=maybe", e.Key, nil), 400)
+	for _, c := range []string{"garbage", "inv_", "del_01m98ae53srg18eqdsqmvjz6zz", "inv_01m98ae53srg18eqdsqmvjz6z!"} {
+		if r := e.want(t, e.do(t, "GET", "/v1/invitations?cursor="+url.QueryEscape(c), e.Key, nil), 400); !strings.Contains(string(r.Body), `"field":"cursor"`) {
+			t.Errorf("cursor %q: %s", c, r)
+		}
+	}
+	e.want(t, e.do(t, "GET", "/v1/invitations?cursor=inv_01m98ae53srg18eqdsqmvjz6zz", e.Key, nil), 200)
 	e.want(t, e.do(t, "POST", "/v1/invitations/inv_nope/accept", e.Key, nil), 404)
 	invs := e.invite(t, map[string]any{"meeting_num": "1", "inviter": "host", "invitees": []string{"guest"}})
 	e.want(t, e.do(t, "GET", "/v1/invitations/"+invs[0].ID, otherKey, nil), 404)
