@@ -1,11 +1,13 @@
 package meetsync
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/json"
-	"fmt"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -75,17 +77,38 @@ type Duration time.Duration
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 // UnmarshalJSON implements json.Unmarshaler.
+//
+// A value that is not a string, or not a duration of 0 or more, is a
+// *json.UnmarshalTypeError: encoding/json then names the field it was in
+// (the API's error says which field, and what a duration looks like).
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a duration must be a string such as \"30s\"")
+		return &json.UnmarshalTypeError{Value: jsonKind(b), Type: reflect.TypeFor[Duration]()}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil || v < 0 {
-		return fmt.Errorf("invalid duration %q (use Go syntax such as \"30s\", \"5m\", \"24h\")", s)
+		return &json.UnmarshalTypeError{Value: strconv.Quote(s), Type: reflect.TypeFor[Duration]()}
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// jsonKind names the kind of a JSON value for an error message.
+func jsonKind(b []byte) string {
+	switch b = bytes.TrimSpace(b); {
+	case len(b) == 0:
+		return "nothing"
+	case b[0] == '{':
+		return "an object"
+	case b[0] == '[':
+		return "an array"
+	case b[0] == 't' || b[0] == 'f':
+		return "a boolean"
+	case b[0] == 'n':
+		return "null"
+	}
+	return "the number " + string(b)
 }
 
 // AppSettings are an app's settings (GET/PATCH /v1/app).

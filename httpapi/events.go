@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -474,14 +475,16 @@ func jsonError(err error, prefix string) error {
 		return meetsync.FieldErrorf(prefix, "malformed JSON: %v", err)
 	case errors.As(err, &typ):
 		want := typ.Type.String()
-		switch typ.Type.Kind().String() {
-		case "int64", "int", "int32":
+		switch kind := typ.Type.Kind().String(); {
+		case typ.Type == reflect.TypeFor[meetsync.Duration]():
+			want = `a duration such as "30s", "5m" or "24h" (0 or more)`
+		case kind == "int64", kind == "int", kind == "int32":
 			want = "an integer"
-		case "string":
+		case kind == "string":
 			want = "a string"
-		case "struct", "map":
+		case kind == "struct", kind == "map":
 			want = "an object"
-		case "slice":
+		case kind == "slice":
 			want = "an array"
 		}
 		// A field of the single-event form is reported through the

@@ -416,17 +416,14 @@ func (s *Server) handleAppPatch(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	appID := principalOf(ctx).AppID
 	var in struct {
-		Provider      *meetsync.ProviderConfig `json:"provider"`
-		SessionPolicy *string                  `json:"session_policy"`
-		// The durations are decoded below, so that an error names
-		// the field (encoding/json does not add it to the error of a
-		// type's own UnmarshalJSON).
-		LoginDeadline  json.RawMessage `json:"login_deadline"`
-		LogoutDeadline json.RawMessage `json:"logout_deadline"`
-		ClientTokenTTL json.RawMessage `json:"client_token_ttl"`
-		ReconcileGrace json.RawMessage `json:"reconcile_grace"`
-		Retention      json.RawMessage `json:"retention"`
-		StrictTypes    *bool           `json:"strict_event_types"`
+		Provider       *meetsync.ProviderConfig `json:"provider"`
+		SessionPolicy  *string                  `json:"session_policy"`
+		LoginDeadline  *meetsync.Duration       `json:"login_deadline"`
+		LogoutDeadline *meetsync.Duration       `json:"logout_deadline"`
+		ClientTokenTTL *meetsync.Duration       `json:"client_token_ttl"`
+		ReconcileGrace *meetsync.Duration       `json:"reconcile_grace"`
+		Retention      *meetsync.Duration       `json:"retention"`
+		StrictTypes    *bool                    `json:"strict_event_types"`
 	}
 	if err := decodeJSON(r, &in); err != nil {
 		s.writeError(w, r, err)
@@ -456,18 +453,11 @@ func (s *Server) handleAppPatch(w http.ResponseWriter, r *http.Request) {
 		set.StrictEventTypes = *in.StrictTypes
 	}
 	for _, f := range []struct {
-		name string
-		in   json.RawMessage
-		dst  *meetsync.Duration
-	}{{"login_deadline", in.LoginDeadline, &set.LoginDeadline}, {"logout_deadline", in.LogoutDeadline, &set.LogoutDeadline},
-		{"client_token_ttl", in.ClientTokenTTL, &set.ClientTokenTTL}, {"reconcile_grace", in.ReconcileGrace, &set.ReconcileGrace},
-		{"retention", in.Retention, &set.Retention}} {
-		if f.in == nil || string(f.in) == "null" { // absent or null: unchanged
-			continue
-		}
-		if err := f.dst.UnmarshalJSON(f.in); err != nil {
-			s.writeError(w, r, meetsync.FieldErrorf(f.name, "%s: %v", f.name, err))
-			return
+		in  *meetsync.Duration
+		dst *meetsync.Duration
+	}{{in.LoginDeadline, &set.LoginDeadline}, {in.LogoutDeadline, &set.LogoutDeadline}, {in.ClientTokenTTL, &set.ClientTokenTTL}, {in.ReconcileGrace, &set.ReconcileGrace}, {in.Retention, &set.Retention}} {
+		if f.in != nil { // absent or null: unchanged
+			*f.dst = *f.in
 		}
 	}
 	if err := set.Validate(); err != nil {

@@ -98,7 +98,7 @@ func (s *Service) Invite(ctx context.Context, a Actor, in InviteInput) ([]*meets
 		exp = DefaultInviteExpiry
 	}
 	if exp < time.Second || exp > MaxInviteExpiry {
-		return nil, meetsync.FieldErrorf("expires_in", "expires_in must be between 1s and %s", MaxInviteExpiry)
+		return nil, meetsync.FieldErrorf("expires_in", "expires_in must be between 1s and %s (left out or 0s: %s)", MaxInviteExpiry, DefaultInviteExpiry)
 	}
 	seen := map[string]bool{}
 	users := make([]*meetsync.UserState, 0, len(in.Invitees))

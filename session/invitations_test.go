@@ -192,6 +192,12 @@ func TestInvitationBadInput(t *testing.T) {
 		t.Fatal("bad invitations stored events")
 	}
 	e.want(t, e.do(t, "GET", "/v1/invitations?state=maybe", e.Key, nil), 400)
+	for _, v := range []any{"forever", 120, "-5m", "100h"} {
+		r := e.want(t, e.do(t, "POST", "/v1/invitations", e.Key, map[string]any{"meeting_num": "1", "inviter": "host", "invitees": []string{"guest"}, "expires_in": v}), 400)
+		if !strings.Contains(string(r.Body), `"field":"expires_in"`) {
+			t.Errorf("expires_in %v: %s", v, r)
+		}
+	}
 	for _, c := range []string{"garbage", "inv_", "del_01m98ae53srg18eqdsqmvjz6zz", "inv_01m98ae53srg18eqdsqmvjz6z!"} {
 		if r := e.want(t, e.do(t, "GET", "/v1/invitations?cursor="+url.QueryEscape(c), e.Key, nil), 400); !strings.Contains(string(r.Body), `"field":"cursor"`) {
 			t.Errorf("cursor %q: %s", c, r)
