@@ -210,28 +210,24 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	c := clientOf(ctx)
 	svc := s.cfg.Sessions
-	if c.Ended {
-		// An ended session's token reads its session's pending commands;
-		// with none left it is refused like any revoked token.
-		cmds, err := s.cfg.SessionStore.CommandList(ctx, c.AppID, c.UserID, c.DeviceID, true)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if len(ownCommands(c, cmds)) == 0 {
-			s.writeError(w, r, errTokenRevoked)
-			return
-		}
-	}
-	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+	asJSON := strings.Contains(r.Header.Get("Accept"), "application/json")
+	if c.Ended || asJSON {
 		cmds, err := s.cfg.SessionStore.CommandList(ctx, c.AppID, c.UserID, c.DeviceID, true)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		cmds = ownCommands(c, cmds)
-		writeJSON(w, http.StatusOK, map[string]any{"commands": cmds})
-		return
+		if c.Ended && len(cmds) == 0 {
+			// Nothing of its session left to fetch: refused like any
+			// revoked token.
+			s.writeError(w, r, errTokenRevoked)
+			return
+		}
+		if asJSON {
+			writeJSON(w, http.StatusOK, map[string]any{"commands": cmds})
+			return
+		}
 	}
 	rc, err := startSSE(w, "")
 	if err != nil {

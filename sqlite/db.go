@@ -87,16 +87,32 @@ const (
 )
 
 func (c Config) validate() error {
-	switch c.SyncMethod {
-	case SyncAuto, SyncIOURing, SyncFdatasync:
-	default:
-		return fmt.Errorf("sqlite: sync method must be %s, %s or %s, not %q", SyncAuto, SyncIOURing, SyncFdatasync, c.SyncMethod)
+	if err := CheckSyncMethod(c.SyncMethod); err != nil {
+		return fmt.Errorf("sqlite: sync method %w", err)
 	}
-	switch strings.ToUpper(c.Synchronous) {
+	if err := CheckSynchronous(c.Synchronous); err != nil {
+		return fmt.Errorf("sqlite: synchronous %w", err)
+	}
+	return nil
+}
+
+// CheckSynchronous checks a Config.Synchronous value (any case); the error
+// says what is accepted, for the caller to prefix with the setting's name.
+func CheckSynchronous(s string) error {
+	switch strings.ToUpper(s) {
 	case "FULL", "NORMAL", "EXTRA":
 		return nil
 	}
-	return fmt.Errorf("sqlite: synchronous must be FULL, NORMAL or EXTRA, not %q", c.Synchronous)
+	return fmt.Errorf("must be FULL, NORMAL or EXTRA, not %q", s)
+}
+
+// CheckSyncMethod checks a Config.SyncMethod value, as CheckSynchronous.
+func CheckSyncMethod(m string) error {
+	switch m {
+	case SyncAuto, SyncIOURing, SyncFdatasync:
+		return nil
+	}
+	return fmt.Errorf("must be %s, %s or %s, not %q", SyncAuto, SyncIOURing, SyncFdatasync, m)
 }
 
 // DB is the SQLite Store.

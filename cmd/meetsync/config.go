@@ -129,15 +129,11 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
 	}
-	switch strings.ToUpper(c.Synchronous) {
-	case "FULL", "NORMAL", "EXTRA":
-	default:
-		return fmt.Errorf("--sqlite-synchronous must be FULL, NORMAL or EXTRA, not %q", c.Synchronous)
+	if err := sqlite.CheckSynchronous(c.Synchronous); err != nil {
+		return fmt.Errorf("--sqlite-synchronous %w", err)
 	}
-	switch c.SyncMethod {
-	case sqlite.SyncAuto, sqlite.SyncIOURing, sqlite.SyncFdatasync:
-	default:
-		return fmt.Errorf("--sqlite-sync-method must be %s, %s or %s, not %q", sqlite.SyncAuto, sqlite.SyncIOURing, sqlite.SyncFdatasync, c.SyncMethod)
+	if err := sqlite.CheckSyncMethod(c.SyncMethod); err != nil {
+		return fmt.Errorf("--sqlite-sync-method %w", err)
 	}
 	if c.SyncMethod != sqlite.SyncAuto && !strings.EqualFold(c.Synchronous, "FULL") {
 		return fmt.Errorf("--sqlite-sync-method %s applies to --sqlite-synchronous FULL only (NORMAL does not sync commits; EXTRA lets SQLite sync inside each one)", c.SyncMethod)

@@ -316,6 +316,9 @@ func (m *Main) prepareStore(ctx context.Context) error {
 	if m.sealer, err = m.openSealer(m.Logger, len(apps) == 0); err != nil {
 		return err
 	}
+	if len(apps) > 0 {
+		return nil
+	}
 	return bootstrap(ctx, m.Store, m.Config.Data, m.Logger)
 }
 
@@ -337,16 +340,10 @@ func (m *Main) RunSingleton(name string, fn func(ctx context.Context)) {
 	}()
 }
 
-// bootstrap creates the app "default" on an empty store and writes its
-// first key to DATA/bootstrap-key (0600). The key itself is never logged.
+// bootstrap creates the app "default" on an empty store (the caller
+// checked) and writes its first key to DATA/bootstrap-key (0600). The key
+// itself is never logged.
 func bootstrap(ctx context.Context, store meetsync.Store, dataDir string, log *slog.Logger) error {
-	apps, err := store.AppList(ctx)
-	if err != nil {
-		return fmt.Errorf("bootstrap: %w", err)
-	}
-	if len(apps) > 0 {
-		return nil
-	}
 	now := time.Now().UTC()
 	app := &meetsync.App{ID: meetsync.NewID("app"), Name: "default", CreatedAt: now}
 	key, secret := meetsync.NewAPIKey(app.ID, now)
