@@ -61,6 +61,15 @@ const (
 // listening (Listen), tells its handler of new events shortly after, so
 // streams read on without a notification of their own.
 func (db *DB) EventList(ctx context.Context, p meetsync.EventListParams) ([]*meetsync.Event, error) {
+	evs, held, err := db.eventList(ctx, p)
+	if held {
+		db.rewakeSoon()
+	}
+	return evs, err
+}
+
+// eventList is EventList, reporting whether committed events were left out.
+func (db *DB) eventList(ctx context.Context, p meetsync.EventListParams) (evs []*meetsync.Event, held bool, err error) {
 	q := "SELECT " + eventCols + ", h.bound FROM events CROSS JOIN (SELECT " + feedBound + " AS bound) h WHERE app_id = $1 AND pos > $2"
 	args := []any{p.AppID, p.After}
 	if p.UserID != "" {
@@ -72,35 +81,35 @@ func (db *DB) EventList(ctx context.Context, p meetsync.EventListParams) ([]*mee
 	q += cond + fmt.Sprintf(" ORDER BY pos LIMIT $%d", len(args))
 	var out []*meetsync.Event
 	var bound int64
-	held, err := untilVisible(ctx, func() (last, b int64, err error) {
+	held, err = untilVisible(ctx, func() (last, b int64, seen bool, err error) {
+		// No row means nothing committed after the cursor (the bound
+		// comes with the rows, so there is none to compare with either):
+		// nothing is held back.
 		if out, bound, err = db.listEvents(ctx, q, args); err != nil || len(out) == 0 {
-			return 0, bound, err
+			return 0, 0, false, err
 		}
-		return out[len(out)-1].Pos, bound, nil
+		return out[len(out)-1].Pos, bound, true, nil
 	})
 	if err != nil {
-		return nil, err
-	}
-	if held {
-		db.rewakeSoon()
+		return nil, false, err
 	}
 	visible := len(out)
 	for visible > 0 && out[visible-1].Pos >= bound {
 		visible--
 	}
-	return out[:visible], nil
+	return out[:visible], held, nil
 }
 
 // untilVisible calls read, which reports the last committed position it
-// saw and its bound, until what had committed by the first call is below
-// the bound (at once, when nothing was held back), or until feedWait has
-// passed: then it reports held.
-func untilVisible(ctx context.Context, read func() (last, bound int64, err error)) (held bool, err error) {
+// saw and its bound (seen is false when it saw nothing), until what had
+// committed by the first call is below the bound (at once, when nothing
+// was held back), or until feedWait has passed: then it reports held.
+func untilVisible(ctx context.Context, read func() (last, bound int64, seen bool, err error)) (held bool, err error) {
 	var deadline time.Time
 	var committed int64
 	for {
-		last, bound, err := read()
-		if err != nil {
+		last, bound, seen, err := read()
+		if err != nil || !seen {
 			return false, err
 		}
 		if deadline.IsZero() {
@@ -153,11 +162,11 @@ func (r boundRow) Scan(dest ...any) error { return r.rows.Scan(append(dest, r.bo
 // before the call, up to feedWait.
 func (db *DB) EventFeedHead(ctx context.Context, appID string) (int64, error) {
 	var visible int64
-	_, err := untilVisible(ctx, func() (top, bound int64, err error) {
+	_, err := untilVisible(ctx, func() (top, bound int64, seen bool, err error) {
 		err = db.pool.QueryRow(ctx, `SELECT coalesce((SELECT max(pos) FROM events WHERE app_id = $1), 0),
 			coalesce((SELECT max(pos) FROM events WHERE app_id = $1 AND pos < h.bound), 0), h.bound
 			FROM (SELECT `+feedBound+` AS bound) h`, appID).Scan(&top, &visible, &bound)
-		return top, bound, err
+		return top, bound, top > 0, err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("feed head: %w", err)

@@ -47,6 +47,9 @@ func TestFeedLateCommit(t *testing.T) {
 		}
 		return evs
 	}
+	if evs, held, err := db.EventListHeld(ctx, meetsync.EventListParams{AppID: app, Limit: 100}); err != nil || len(evs) != 0 || !held {
+		t.Fatalf("EventList while an earlier transaction runs = %d events, held %v, %v; want 0, held", len(evs), held, err)
+	}
 	if evs := list(0); len(evs) != 0 {
 		t.Fatalf("the feed has %d events while an earlier transaction runs, want 0 (held back)", len(evs))
 	}
@@ -69,6 +72,42 @@ func TestFeedLateCommit(t *testing.T) {
 	}
 	if after := list(evs[0].Pos); len(after) != 1 || after[0].ID != evs[1].ID {
 		t.Errorf("feed after the late event = %+v, want the appended one", after)
+	}
+}
+
+// TestFeedIdle reads an empty feed and reads past its last event: neither
+// read holds anything back, so neither waits nor has the replica read again
+// (an idle stream would otherwise query the database without end).
+func TestFeedIdle(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	db := openNode(t, pgtest.NewDatabase(t), "node-a")
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	app := newApp(t, db)
+	read := func(what string, after int64) []*meetsync.Event {
+		t.Helper()
+		evs, held, err := db.EventListHeld(ctx, meetsync.EventListParams{AppID: app, After: after, Limit: 100})
+		if err != nil || held {
+			t.Fatalf("EventList of %s: held %v, %v; want nothing held", what, held, err)
+		}
+		return evs
+	}
+	if evs := read("an empty feed", 0); len(evs) != 0 {
+		t.Fatalf("empty feed returned %d events", len(evs))
+	}
+	appendNote(t, db, app)
+	evs := read("the whole feed", 0)
+	if len(evs) != 1 {
+		t.Fatalf("feed has %d events, want 1", len(evs))
+	}
+	if rest := read("the feed after its last event", evs[0].Pos); len(rest) != 0 {
+		t.Fatalf("feed after its last event returned %d events", len(rest))
+	}
+	if evs, _, _ := db.EventListHeld(ctx, meetsync.EventListParams{AppID: app, UserID: "nobody", Limit: 100}); len(evs) != 0 {
+		t.Fatalf("feed of a user without events returned %d", len(evs))
 	}
 }
 
