@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/meetsync/meetsync"
 )
@@ -38,8 +39,16 @@ type errorBody struct {
 // with its cause and shown as "internal error".
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := meetsync.ErrorCode(err)
-	if code == meetsync.EINTERNAL {
+	switch code {
+	case meetsync.EINTERNAL:
 		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	case meetsync.EUNAVAILABLE:
+		if _, bare := err.(*meetsync.Error); !bare {
+			s.logUnavailable(r, err)
+		}
+		// Clients (meetsync's among them) wait this long before trying
+		// again, on this replica or another.
+		w.Header().Set("Retry-After", "1")
 	}
 	var maxErr *http.MaxBytesError
 	if errors.As(err, &maxErr) {
@@ -50,6 +59,23 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(ErrorStatus(code))
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// unavailableLogEvery is how often a 503 caused by the store (the database
+// out of reach) is logged: during an outage every request fails alike.
+const unavailableLogEvery = 10 * time.Second
+
+// logUnavailable logs err, a store being unavailable, once per
+// unavailableLogEvery, with how many such errors were left out meanwhile.
+func (s *Server) logUnavailable(r *http.Request, err error) {
+	now := time.Now().UnixNano()
+	last := s.unavailAt.Load()
+	if now-last < int64(unavailableLogEvery) || !s.unavailAt.CompareAndSwap(last, now) {
+		s.unavailSkipped.Add(1)
+		return
+	}
+	s.log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err,
+		"similar_since_last", s.unavailSkipped.Swap(0))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

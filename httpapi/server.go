@@ -93,6 +93,11 @@ type Server struct {
 	closing  chan struct{}
 	shutdown atomic.Bool
 
+	// unavailable logs: the last one's time (unix ns) and how many were
+	// left out since (see logUnavailable).
+	unavailAt      atomic.Int64
+	unavailSkipped atomic.Int64
+
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }

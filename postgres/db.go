@@ -56,7 +56,7 @@ func (c Config) withDefaults() Config {
 // DBs (replicas) may share one database.
 type DB struct {
 	cfg    Config
-	pool   *pgxpool.Pool
+	pool   pool
 	connCf *pgx.ConnConfig // for dedicated connections (Listen, Leader)
 	where  string          // host:port/db, for messages (never the password)
 
@@ -85,9 +85,11 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 		return nil
 	}
 	db := &DB{cfg: cfg, connCf: pc.ConnConfig.Copy(), where: describe(pc.ConnConfig)}
-	if db.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+	p, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
 		return nil, fmt.Errorf("postgres: %s: %w", db.where, err)
 	}
+	db.pool = pool{p}
 	if err := db.Ping(ctx); err != nil {
 		db.pool.Close()
 		return nil, err
@@ -324,7 +326,7 @@ func (db *DB) tryTx(ctx context.Context, o txOptions, fn func(tx *txn) error) er
 		cancel()
 	}
 	c.Release()
-	return err
+	return unavailable(err)
 }
 
 // txn is a transaction on one pooled connection. Its BEGIN travels with

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/meetsync/meetsync/internal/pgtest"
 )
 
@@ -326,4 +328,81 @@ func TestReplicaWakeups(t *testing.T) {
 		t.Fatalf("replay on A: %d %s %v", status, body, err)
 	}
 	awaitHook("the delivery replayed on A")
+}
+
+// TestServePostgresUnavailable takes the database away from a running
+// server (no new connections, its own ended): requests that need it are
+// refused with 503 unavailable and a Retry-After, not 500, the log says so
+// once rather than per request and never as an internal error, and once the
+// database is back the same requests succeed.
+func TestServePostgresUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dbURL := pgtest.NewDatabase(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbName := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres" // a database may not refuse its own connections
+	admin, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+
+	data := filepath.Join(t.TempDir(), "a")
+	s := startServer(t, data, "--database-url", dbURL)
+	key := readKey(t, data)
+	ingest := func() (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/v1/events",
+			strings.NewReader(`{"type":"app.note","user_id":"u1","data":{}}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, body := ingest(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("ingest: %d %s", resp.StatusCode, body)
+	}
+
+	if _, err := admin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %q ALLOW_CONNECTIONS false`, dbName)); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() {
+		if _, err := admin.Exec(context.Background(), fmt.Sprintf(`ALTER DATABASE %q ALLOW_CONNECTIONS true`, dbName)); err != nil {
+			t.Error(err)
+		}
+	}
+	defer restore()
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = $1`, dbName); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		resp, body := ingest()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" ||
+			!strings.Contains(body, `"code":"unavailable"`) {
+			t.Errorf("ingest %d without the database: %d (Retry-After %q) %s; want 503 unavailable, Retry-After 1",
+				i, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	restore()
+	if resp, body := ingest(); resp.StatusCode != http.StatusOK {
+		t.Errorf("ingest once the database is back: %d %s", resp.StatusCode, body)
+	}
+	if code := s.term(t); code != 0 {
+		t.Errorf("SIGTERM: exit %d", code)
+	}
+	log := s.stderr.String()
+	if n := strings.Count(log, `msg="store unavailable"`); n != 1 || strings.Contains(log, "internal error") {
+		t.Errorf("the log has %d store-unavailable lines (want 1: they are rate-limited) or an internal error:\n%s", n, log)
+	}
 }
