@@ -707,8 +707,14 @@ func keepAlive(w io.Writer, rc *http.ResponseController) error {
 // handleEventStream serves the feed as Server-Sent Events. Each event's SSE
 // id is its cursor; a client that reconnects with Last-Event-ID resumes
 // right after it. Without a cursor the stream starts at the current end.
+// It takes the feed's filters but not its limit, which it refuses rather
+// than ignores: the stream sends every event.
 func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if r.URL.Query().Has("limit") {
+		s.writeError(w, r, meetsync.FieldErrorf("limit", "the stream takes no limit: it sends every event after the cursor as it commits (GET /v1/events pages the feed with limit)"))
+		return
+	}
 	p, err := feedParams(r, principalOf(ctx).AppID)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -725,7 +731,7 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p.Limit = 500
+	p.Limit = 500 // the size of each read, not of the stream
 	// Tell the client where the stream starts: an id with no data sets its
 	// Last-Event-ID, so a reconnect before the first event misses nothing.
 	rc, err := startSSE(w, "id: "+meetsync.FormatCursor(p.After)+"\n")
