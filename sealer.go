@@ -60,6 +60,23 @@ func (s *Sealer) Seal(v string) string {
 	return sealedPrefix + base64.RawStdEncoding.EncodeToString(s.aead.Seal(nonce, nonce, []byte(v), nil))
 }
 
+// keyCheckText is what a key check value seals.
+const keyCheckText = "meetsync secret key check v1"
+
+// IsSealed reports whether v is a value sealed by a Sealer.
+func IsSealed(v string) bool { return strings.HasPrefix(v, sealedPrefix) }
+
+// CheckValue returns a key check value: a fixed text sealed with the key,
+// stored beside the secrets so that a start with another key is refused
+// (CheckMatches) before any secret fails to open.
+func (s *Sealer) CheckValue() string { return s.Seal(keyCheckText) }
+
+// CheckMatches reports whether check is a CheckValue of this key.
+func (s *Sealer) CheckMatches(check string) bool {
+	p, err := s.Open(check)
+	return err == nil && p == keyCheckText
+}
+
 // Open decrypts a value sealed by Seal; a value without the sealed prefix
 // (written before encryption was configured) is returned as it is.
 func (s *Sealer) Open(v string) (string, error) {

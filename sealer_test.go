@@ -45,3 +45,20 @@ func TestSealer(t *testing.T) {
 		t.Fatal("a 16-byte key was accepted")
 	}
 }
+
+// TestSealerCheckValue: a key's check value matches that key only.
+func TestSealerCheckValue(t *testing.T) {
+	t.Parallel()
+	a, _ := meetsync.NewSealer(meetsync.NewSecretKey())
+	b, _ := meetsync.NewSealer(meetsync.NewSecretKey())
+	check := a.CheckValue()
+	if !meetsync.IsSealed(check) || !a.CheckMatches(check) {
+		t.Errorf("a's check value %q does not match a", check)
+	}
+	if b.CheckMatches(check) {
+		t.Error("a's check value matches another key")
+	}
+	if other, _ := a.Open(a.Seal("some secret")); a.CheckMatches(a.Seal(other)) {
+		t.Error("another value sealed with a counts as its check value")
+	}
+}

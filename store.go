@@ -24,6 +24,13 @@ type Store interface {
 	// AppList returns every app, oldest first.
 	AppList(ctx context.Context) ([]*App, error)
 
+	// SecretKeyCheck returns the store's secret-key check value (see
+	// Sealer.Check), "" if none is stored yet.
+	SecretKeyCheck(ctx context.Context) (string, error)
+	// SecretKeyCheckInit stores v as the check value unless one is
+	// stored, and returns the one stored (v, or another writer's).
+	SecretKeyCheckInit(ctx context.Context, v string) (string, error)
+
 	// APIKeyCreate stores another key for an existing app. ENOTFOUND (app).
 	APIKeyCreate(ctx context.Context, key *APIKey) error
 	// APIKeyGetByHash returns the key with this hash, revoked or not. ENOTFOUND.

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -115,4 +116,25 @@ func (db *DB) APIKeyRevoke(ctx context.Context, appID, keyID string, at time.Tim
 		return meetsync.Errorf(meetsync.ENOTFOUND, "key %s not found", keyID)
 	}
 	return nil
+}
+
+// SecretKeyCheck returns the secret-key check value, "" if none is stored.
+func (db *DB) SecretKeyCheck(ctx context.Context) (string, error) {
+	var v string
+	err := db.pool.QueryRow(ctx, "SELECT sealed FROM secret_key_check WHERE id = 1").Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("secret key check: %w", err)
+	}
+	return v, nil
+}
+
+// SecretKeyCheckInit stores v as the check value unless one is stored (by
+// another replica meanwhile too) and returns the one stored.
+func (db *DB) SecretKeyCheckInit(ctx context.Context, v string) (string, error) {
+	if _, err := db.pool.Exec(ctx, "INSERT INTO secret_key_check (id, sealed) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", v); err != nil {
+		return "", fmt.Errorf("secret key check: %w", err)
+	}
+	return db.SecretKeyCheck(ctx)
 }

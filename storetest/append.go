@@ -10,6 +10,24 @@ import (
 	"github.com/meetsync/meetsync"
 )
 
+// testSecretKeyCheck: a store has no check value until one is stored, then
+// keeps the first one stored, durably: a later init returns it unchanged.
+func testSecretKeyCheck(t *testing.T, su *suite) {
+	e := su.setup(t)
+	if v, err := e.s.SecretKeyCheck(e.ctx); err != nil || v != "" {
+		t.Fatalf("SecretKeyCheck of a new store = %q, %v; want none", v, err)
+	}
+	if v, err := e.s.SecretKeyCheckInit(e.ctx, "enc:v1:first"); err != nil || v != "enc:v1:first" {
+		t.Fatalf("SecretKeyCheckInit(first) = %q, %v", v, err)
+	}
+	if v, err := e.s.SecretKeyCheckInit(e.ctx, "enc:v1:second"); err != nil || v != "enc:v1:first" {
+		t.Errorf("SecretKeyCheckInit(second) = %q, %v; want the first kept", v, err)
+	}
+	if v, err := e.s.SecretKeyCheck(e.ctx); err != nil || v != "enc:v1:first" {
+		t.Errorf("SecretKeyCheck = %q, %v; want the first", v, err)
+	}
+}
+
 func testApps(t *testing.T, su *suite) {
 	e := su.setup(t)
 	first, err := e.s.AppGet(e.ctx, e.app)

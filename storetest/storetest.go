@@ -147,6 +147,7 @@ func Run(t *testing.T, newStore func(t *testing.T) meetsync.Store, opts ...Optio
 	}{
 		{"Apps", testApps},
 		{"APIKeys", testAPIKeys},
+		{"SecretKeyCheck", testSecretKeyCheck},
 		{"AppendSeqAndState", testAppendSeqAndState},
 		{"AppendRoundTrip", testAppendRoundTrip},
 		{"DuplicateClientSeq", testDuplicateClientSeq},

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -685,6 +686,16 @@ func TestServeNoFlags(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(data, "secret.key")); err != nil || !bytes.Equal(b, secretBefore) {
 		t.Errorf("the store's secret key changed (%v)", err)
+	}
+
+	// Another valid key is refused too: the store's check value, written
+	// on its first start, does not open with it.
+	if err := os.WriteFile(other, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = runBinary(t, dir, env, "serve", "--secret-key-file", other)
+	if code == 0 || !strings.Contains(stderr, "is not the key this store's secrets are encrypted with") {
+		t.Errorf("serve with another key on an existing store: exit %d: %s", code, stderr)
 	}
 }
 

@@ -50,11 +50,11 @@ func TestServePostgres(t *testing.T) {
 	}
 	stdout, stderr, code := runBinary(t, dir, nil, "migrate", "--database-url", db)
 	if code != 0 || !strings.Contains(stdout, "applied 0001_core\napplied 0002_delivery\napplied 0003_sessions\napplied 0004_event_types\n"+
-		"applied 0005_invitations\napplied 0006_retention\napplied 0007_user_status\napplied 0008_feed_positions\n") || !strings.Contains(stdout, "up to date") {
+		"applied 0005_invitations\napplied 0006_retention\napplied 0007_user_status\napplied 0008_feed_positions\napplied 0009_secret_key_check\n") || !strings.Contains(stdout, "up to date") {
 		t.Fatalf("migrate: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	stdout, _, code = runBinary(t, dir, []string{"MEETSYNC_DATABASE_URL=" + db}, "migrate")
-	if code != 0 || strings.Contains(stdout, "applied") || !strings.Contains(stdout, "up to date (8 migrations)") {
+	if code != 0 || strings.Contains(stdout, "applied") || !strings.Contains(stdout, "up to date (9 migrations)") {
 		t.Errorf("migrate again (URL from the environment): exit %d\n%s", code, stdout)
 	}
 	for _, out := range []string{stdout, stderr} {
@@ -64,7 +64,7 @@ func TestServePostgres(t *testing.T) {
 	}
 
 	dataA := filepath.Join(dir, "a")
-	a := startServer(t, dataA, "--database-url", db, "--no-migrate")
+	a := startServer(t, dataA, "--database-url", db, "--no-migrate", "--allow-private-endpoints")
 	key := readKey(t, dataA)
 	c := newClient(t, a.URL, key)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -82,11 +82,42 @@ func TestServePostgres(t *testing.T) {
 	if _, stderr, code := runBinary(t, dir, envB, "serve"); code == 0 || !strings.Contains(stderr, "the store is not new") {
 		t.Errorf("a replica without the secret key: exit %d: %s", code, stderr)
 	}
+	// Nor with another key: the store's check value does not open with it.
+	// A store from before check values has none: then a secret it keeps
+	// (an endpoint's signing secret here) must open, and the first start
+	// with the right key writes the check value.
+	if status, body, err := c.do(ctx, http.MethodPost, "/v1/endpoints", []byte(`{"url":"http://127.0.0.1:9/meetsync"}`), nil); err != nil || status != http.StatusCreated {
+		t.Fatalf("create endpoint: %d %s %v", status, body, err)
+	}
+	wrongKey := filepath.Join(dir, "wrong.key")
+	if err := os.WriteFile(wrongKey, []byte("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for _, dropCheck := range []bool{false, true} {
+		if dropCheck {
+			if _, err := admin.Exec(ctx, "DELETE FROM secret_key_check"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, stderr, code := runBinary(t, dir, append(envB, "MEETSYNC_SECRET_KEY_FILE="+wrongKey), "serve"); code == 0 ||
+			!strings.Contains(stderr, "is not the key this store's secrets are encrypted with") {
+			t.Errorf("a replica with another secret key (check value dropped: %v): exit %d: %s", dropCheck, code, stderr)
+		}
+	}
 	envB = append(envB, "MEETSYNC_SECRET_KEY_FILE="+filepath.Join(dataA, "secret.key"))
 	b := &server{proc: startProc(t, "", envB, "serve"), Data: dataB}
 	b.waitReady(t)
 	if _, err := os.Stat(filepath.Join(dataB, "bootstrap-key")); !os.IsNotExist(err) {
 		t.Errorf("the second replica bootstrapped again: %v", err)
+	}
+	var checks int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM secret_key_check").Scan(&checks); err != nil || checks != 1 {
+		t.Errorf("after a start with the right key the store has %d check values (%v), want 1", checks, err)
 	}
 	cb := newClient(t, b.URL, key)
 	var user struct {

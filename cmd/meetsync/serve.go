@@ -316,6 +316,9 @@ func (m *Main) prepareStore(ctx context.Context) error {
 	if m.sealer, err = m.openSealer(m.Logger, len(apps) == 0); err != nil {
 		return err
 	}
+	if err := m.checkSecretKey(ctx, apps); err != nil {
+		return err
+	}
 	if len(apps) > 0 {
 		return nil
 	}

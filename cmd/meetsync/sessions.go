@@ -91,6 +91,76 @@ func (m *Main) stopSessions() {
 	}
 }
 
+// secretKeyPath is the file of the key that encrypts secrets at rest.
+func (m *Main) secretKeyPath() string {
+	if m.Config.SecretKeyFile != "" {
+		return m.Config.SecretKeyFile
+	}
+	return filepath.Join(m.Config.Data, "secret.key")
+}
+
+// checkSecretKey makes sure m.sealer's key is the one the store's secrets
+// are encrypted with, by the store's key check value: a store without one
+// (new, or from before check values) gets one, once a secret it already
+// holds, if any, has opened with the key.
+func (m *Main) checkSecretKey(ctx context.Context, apps []*meetsync.App) error {
+	check, err := m.Store.SecretKeyCheck(ctx)
+	if err != nil {
+		return err
+	}
+	if check == "" {
+		v, err := firstSealedSecret(ctx, m.Store, apps)
+		if err != nil {
+			return err
+		}
+		if _, err := m.sealer.Open(v); err != nil {
+			return m.wrongSecretKey()
+		}
+		if check, err = m.Store.SecretKeyCheckInit(ctx, m.sealer.CheckValue()); err != nil {
+			return err
+		}
+	}
+	if !m.sealer.CheckMatches(check) {
+		return m.wrongSecretKey()
+	}
+	return nil
+}
+
+func (m *Main) wrongSecretKey() error {
+	return fmt.Errorf("secret key %s is not the key this store's secrets are encrypted with (webhook signing secrets, the meeting provider's app secret, "+
+		"meeting tokens): every replica must be given the key file made on the store's first start (--secret-key-file in the README's configuration)", m.secretKeyPath())
+}
+
+// firstSealedSecret returns a secret the store keeps encrypted (an
+// endpoint's signing secret, an app's provider secret), "" if it has none.
+func firstSealedSecret(ctx context.Context, store meetsync.Store, apps []*meetsync.App) (string, error) {
+	settings, _ := store.(meetsync.SessionStore)
+	for _, a := range apps {
+		eps, err := store.EndpointList(ctx, a.ID)
+		if err != nil {
+			return "", err
+		}
+		for _, e := range eps {
+			for _, s := range e.Secrets {
+				if meetsync.IsSealed(s.Secret) {
+					return s.Secret, nil
+				}
+			}
+		}
+		if settings == nil {
+			continue
+		}
+		set, err := settings.AppSettingsGet(ctx, a.ID)
+		if err != nil {
+			return "", err
+		}
+		if meetsync.IsSealed(set.Provider.AppSecret) {
+			return set.Provider.AppSecret, nil
+		}
+	}
+	return "", nil
+}
+
 // openSealer reads the key that encrypts secrets at rest. It creates the
 // key (mode 0600) only for a new store (create: it has no apps yet): on a
 // store that has secrets, a missing key file is a mistake (a mistyped
@@ -98,10 +168,7 @@ func (m *Main) stopSessions() {
 // would leave every stored secret unreadable. Several replicas must be
 // given the same key file.
 func (m *Main) openSealer(log *slog.Logger, create bool) (*meetsync.Sealer, error) {
-	path := m.Config.SecretKeyFile
-	if path == "" {
-		path = filepath.Join(m.Config.Data, "secret.key")
-	}
+	path := m.secretKeyPath()
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		if !create {

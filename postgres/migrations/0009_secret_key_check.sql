@@ -1,0 +1,8 @@
+-- A value sealed with the secret key that encrypts secrets at rest,
+-- written on the first start with a key: a replica started with another
+-- key (which could open none of the stored secrets) is refused at start
+-- instead of failing every delivery and login later.
+CREATE TABLE secret_key_check (
+    id     int PRIMARY KEY CHECK (id = 1),
+    sealed text NOT NULL
+);
