@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -74,8 +75,7 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 	cfg = cfg.withDefaults()
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		// The parse error may quote the URL, password included.
-		return nil, fmt.Errorf("postgres: the database URL is not valid (postgres://user:password@host:port/database?…)")
+		return nil, fmt.Errorf("postgres: the database URL is not valid: %s (postgres://user:password@host:port/database?… or host=… user=… dbname=…)", parseReason(err, url))
 	}
 	if !strings.Contains(url, "pool_max_conns") {
 		pc.MaxConns = cfg.MaxConns
@@ -101,6 +101,26 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 // returns them.
 func registerTypes(c *pgx.Conn) {
 	c.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID, Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
+}
+
+// parseReason is why pgx could not parse url, without url itself: the
+// parse error quotes it, password included (pgx's redaction is best
+// effort, and net/url's errors quote it whole).
+func parseReason(err error, url string) string {
+	msg := err.Error()
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		// "cannot parse `<url, redacted>`: <reason> (<cause>)"
+		if i := strings.LastIndex(msg, "`: "); i >= 0 {
+			msg = msg[i+3:]
+		}
+	}
+	for _, s := range []string{strconv.Quote(url), url} {
+		if s != "" && s != `""` {
+			msg = strings.ReplaceAll(msg, s, "the URL")
+		}
+	}
+	return msg
 }
 
 func describe(c *pgx.ConnConfig) string {

@@ -79,9 +79,17 @@ func TestOpenErrors(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "127.0.0.1:1/db") {
 		t.Errorf("Open of an unreachable server: %v; want an error naming the server, without the password", err)
 	}
-	_, err = postgres.Open(ctx, "postgres://user:s3cret@host:notaport/db", postgres.Config{})
-	if err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("Open of a malformed URL: %v; want an error without the password", err)
+	for url, reason := range map[string]string{
+		"postgres://user:s3cret@host:notaport/db":               "invalid port",
+		"postgres://user:s3cret@host/db?sslmode=sometimes":      "sslmode is invalid",
+		"postgres://user:s3cret@host/db?pool_max_conns=many":    "pool_max_conns",
+		"host=h port=notaport user=u password=s3cret dbname=db": "invalid port",
+		"host=h user=u password='s3cret dbname=db":              "unterminated quoted string",
+	} {
+		_, err = postgres.Open(ctx, url, postgres.Config{})
+		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), reason) {
+			t.Errorf("Open(%q): %v; want an error saying %q, without the password", url, err, reason)
+		}
 	}
 }
 

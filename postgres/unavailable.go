@@ -24,7 +24,7 @@ var errUnavailable = meetsync.Errorf(meetsync.EUNAVAILABLE, "the database is una
 // and its chain keep the cause.
 type unavailableError struct{ cause error }
 
-func (e *unavailableError) Error() string   { return "database unavailable: " + e.cause.Error() }
+func (e *unavailableError) Error() string   { return e.cause.Error() }
 func (e *unavailableError) Unwrap() []error { return []error{errUnavailable, e.cause} }
 
 // unavailable returns err marked as the database being unavailable when it

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -179,10 +180,15 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// checkDatabaseURL accepts "" (SQLite) or a postgres:// URL.
+// checkDatabaseURL accepts "" (SQLite), a postgres:// URL or a libpq
+// keyword/value string ("host=db user=meetsync dbname=meetsync"); opening
+// the store checks the rest.
 func checkDatabaseURL(u string) error {
-	if u == "" || strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
+	if u == "" || strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") || keywordDSN.MatchString(u) {
 		return nil
 	}
-	return errors.New("--database-url must be a PostgreSQL URL: postgres://user:password@host:5432/database")
+	return errors.New("--database-url must be a PostgreSQL URL (postgres://user:password@host:5432/database) or keyword/value string (host=… user=… dbname=…)")
 }
+
+// keywordDSN matches the start of a libpq keyword/value string.
+var keywordDSN = regexp.MustCompile(`^\s*[a-z_]+\s*=`)

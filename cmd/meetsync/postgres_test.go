@@ -57,6 +57,17 @@ func TestServePostgres(t *testing.T) {
 	if code != 0 || strings.Contains(stdout, "applied") || !strings.Contains(stdout, "up to date (9 migrations)") {
 		t.Errorf("migrate again (URL from the environment): exit %d\n%s", code, stdout)
 	}
+	// A libpq keyword/value string names the same database.
+	pu, err := url.Parse(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := pu.User.Password()
+	kv := fmt.Sprintf("host=%s port=%s user=%s password='%s' dbname=%s", pu.Hostname(), pu.Port(), pu.User.Username(), pw, strings.TrimPrefix(pu.Path, "/"))
+	if kvOut, kvErr, code := runBinary(t, dir, nil, "migrate", "--database-url", kv); code != 0 || !strings.Contains(kvOut, "up to date (9 migrations)") ||
+		strings.Contains(kvOut+kvErr, secret) {
+		t.Errorf("migrate with a keyword/value string: exit %d\n%s\n%s", code, kvOut, kvErr)
+	}
 	for _, out := range []string{stdout, stderr} {
 		if strings.Contains(out, secret) {
 			t.Errorf("the output shows the database password:\n%s", out)
