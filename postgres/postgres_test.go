@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -462,5 +463,56 @@ func TestIdempotencyPositions(t *testing.T) {
 				t.Errorf("repeat %d result %d = %+v, want %+v as a duplicate", i, j, res, w)
 			}
 		}
+	}
+}
+
+// TestConcurrentRepeat sends the same request (an Idempotency-Key and a
+// caller id) to two replicas at once, again and again: it is stored once,
+// both answers name the same event, seq and position, and exactly one of
+// them is the original (the other is answered as a repeat: duplicate).
+func TestConcurrentRepeat(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	a, b := openNode(t, url, "node-a"), openNode(t, url, "node-b")
+	if _, err := a.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	app := newApp(t, a)
+	now := time.Now().UTC()
+	for i := range 20 {
+		mk := func() *meetsync.AppendRequest {
+			ev, err := meetsync.PrepareEvent(&meetsync.EventInput{ID: fmt.Sprintf("x%d", i), Type: "app.note", UserID: fmt.Sprintf("u%d", i%3), Data: []byte(`{}`)},
+				meetsync.PrepareParams{AppID: app, Source: meetsync.SourceBusiness, ReceivedAt: now, NewID: func() string { return meetsync.NewID("evt") }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &meetsync.AppendRequest{AppID: app, IdempotencyKey: fmt.Sprintf("k%d", i), RequestHash: []byte("h"), Events: []*meetsync.Event{ev}}
+		}
+		reqs := [2]*meetsync.AppendRequest{mk(), mk()}
+		var wg sync.WaitGroup
+		errs := [2]error{}
+		for j, db := range []*postgres.DB{a, b} {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[j] = db.EventsAppend(ctx, []*meetsync.AppendRequest{reqs[j]}) }()
+		}
+		wg.Wait()
+		for j, r := range reqs {
+			if errs[j] != nil || r.Err != nil || len(r.Results) != 1 {
+				t.Fatalf("round %d, replica %d: %v %v %+v", i, j, errs[j], r.Err, r.Results)
+			}
+		}
+		x, y := reqs[0].Results[0], reqs[1].Results[0]
+		if x.Duplicate == y.Duplicate {
+			t.Errorf("round %d: duplicate %v and %v; want exactly one original", i, x.Duplicate, y.Duplicate)
+		}
+		x.Duplicate, y.Duplicate = false, false
+		if x != y {
+			t.Errorf("round %d: the replicas answered %+v and %+v; want the same event", i, x, y)
+		}
+	}
+	evs, err := a.EventList(ctx, meetsync.EventListParams{AppID: app, Limit: 100})
+	if err != nil || len(evs) != 20 {
+		t.Errorf("the feed has %d events (%v), want 20: each request stored once", len(evs), err)
 	}
 }
