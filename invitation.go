@@ -24,8 +24,19 @@ const (
 var InviteStates = []string{InviteWaitingCall, InviteCalling, InviteAccepted, InviteJoined, InviteRejected, InviteNoAnswer, InviteCanceled, InviteExpired}
 
 // InviteOpen reports whether an invitation in state s can still change.
+// Only an unanswered one (InviteUnanswered) takes an answer or a
+// cancellation; an accepted one is answered and only completes (joined,
+// when the invitee enters the meeting) or lapses (expired, when the
+// invitee never does). The other states are final.
 func InviteOpen(s string) bool {
-	return s == InviteWaitingCall || s == InviteCalling || s == InviteAccepted
+	return InviteUnanswered(s) || s == InviteAccepted
+}
+
+// InviteUnanswered reports whether an invitation in state s still waits
+// for its answer (waiting_call, calling): the only states accept, reject
+// and cancel move on from.
+func InviteUnanswered(s string) bool {
+	return s == InviteWaitingCall || s == InviteCalling
 }
 
 // ValidInviteState reports whether s is a state name.
@@ -93,6 +104,13 @@ type InvitationStore interface {
 	InvitationList(ctx context.Context, p InvitationListParams) ([]*Invitation, error)
 	// InvitationsOpenFor returns the open invitations of an invitee to a meeting.
 	InvitationsOpenFor(ctx context.Context, appID, invitee, meetingNum string) ([]*Invitation, error)
+	// InvitationCommandsSupersede resolves an invitation's CommandInvitation
+	// commands still pending on its invitee's devices (any device, any
+	// session), once the invitation closed: each is marked acknowledged at
+	// at, not ok, with note as its ack error, so no device is given it
+	// again. A command acknowledged before keeps its acknowledgement. It
+	// returns the commands it resolved, oldest first.
+	InvitationCommandsSupersede(ctx context.Context, appID, invitee, invitationID, note string, at time.Time) ([]*Command, error)
 }
 
 // invitedMeeting reports whether the user has an open invitation to num.

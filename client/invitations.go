@@ -85,7 +85,11 @@ func (c *Client) ListInvitations(ctx context.Context, p InvitationListParams) ([
 // AnswerInvitation accepts, rejects or cancels an invitation (action
 // "accept", "reject" or "cancel"): with an app key for any invitation, with
 // a client token as its invitee (accept, reject) or inviter (cancel).
-// Answering again with the same action is harmless.
+// Answering again with the same action is harmless; only an unanswered
+// invitation (waiting_call, calling) takes another action: rejecting or
+// cancelling an accepted one, accepting a rejected one, or anything on a
+// canceled, expired or joined one is ECONFLICT. The invitee's other devices
+// are told with an invitation_canceled command (docs/sessions.md).
 func (c *Client) AnswerInvitation(ctx context.Context, id, action, reason string) (*meetsync.Invitation, error) {
 	path := "/v1/invitations/"
 	if strings.HasPrefix(c.token, meetsync.ClientTokenPrefix) {

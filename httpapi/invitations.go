@@ -13,7 +13,7 @@ func (s *Server) appActor(r *http.Request) session.Actor {
 
 func (s *Server) clientActor(r *http.Request) session.Actor {
 	c := clientOf(r.Context())
-	return session.Actor{AppID: c.AppID, UserID: c.UserID}
+	return session.Actor{AppID: c.AppID, UserID: c.UserID, DeviceID: c.DeviceID}
 }
 
 func (s *Server) handleInvite(w http.ResponseWriter, r *http.Request) {

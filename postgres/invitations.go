@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -169,4 +170,54 @@ func (db *DB) InvitationList(ctx context.Context, p meetsync.InvitationListParam
 func (db *DB) InvitationsOpenFor(ctx context.Context, appID, invitee, meetingNum string) ([]*meetsync.Invitation, error) {
 	return db.queryInvitations(ctx, "SELECT "+invitationCols+` FROM invitations WHERE app_id = $1 AND invitee = $2 AND meeting_num = $3
 		AND state IN ('waiting_call', 'calling', 'accepted') ORDER BY id`, appID, invitee, meetingNum)
+}
+
+// InvitationCommandsSupersede resolves an invitation's invitation commands
+// still pending on its invitee's devices: they are found among the
+// invitee's pending invitation commands by the invitation_id of their data,
+// and marked acknowledged (not ok, note) unless a device acknowledged them
+// meanwhile (the update's condition, row by row).
+func (db *DB) InvitationCommandsSupersede(ctx context.Context, appID, invitee, invitationID, note string, at time.Time) ([]*meetsync.Command, error) {
+	rows, err := db.pool.Query(ctx, "SELECT id, data FROM commands WHERE app_id = $1 AND user_id = $2 AND type = $3 AND acked_at IS NULL",
+		appID, invitee, meetsync.CommandInvitation)
+	if err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	var ids []string
+	var id string
+	var data []byte
+	if _, err := pgx.ForEachRow(rows, []any{&id, &data}, func() error {
+		if commandInvitationID(data) == invitationID {
+			ids = append(ids, id)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err = db.pool.Query(ctx, `WITH done AS (UPDATE commands SET acked_at = $1, ack_ok = false, ack_error = $2
+			WHERE app_id = $3 AND user_id = $4 AND acked_at IS NULL AND id = ANY($5::text[]) RETURNING `+commandCols+`)
+		SELECT `+commandCols+` FROM done ORDER BY created_at, id`, at, cleanText(note), appID, invitee, ids)
+	if err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*meetsync.Command, error) { return scanCommand(r) })
+	if err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	return out, nil
+}
+
+// commandInvitationID is the invitation an invitation command's data
+// names ("" if none).
+func commandInvitationID(data []byte) string {
+	var d struct {
+		ID string `json:"invitation_id"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return ""
+	}
+	return d.ID
 }

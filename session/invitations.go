@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -29,8 +30,18 @@ type InviteInput struct {
 // Actor is who acts on an invitation: the app (API key, any invitation)
 // or a client token's user (only its own side of an invitation).
 type Actor struct {
-	AppID  string
-	UserID string // "" for the app
+	AppID    string
+	UserID   string // "" for the app
+	DeviceID string // the client token's device ("" for the app)
+}
+
+// device is the invitee's device that answers inv ("" when the actor is
+// the app or not the invitee).
+func (a Actor) device(inv *meetsync.Invitation) string {
+	if a.UserID == "" || a.UserID != inv.Invitee {
+		return ""
+	}
+	return a.DeviceID
 }
 
 func (a Actor) source() string {
@@ -159,9 +170,10 @@ func (s *Service) pushInvitation(ctx context.Context, u *meetsync.UserState, inv
 
 // transition moves an invitation to state (read, check, write with its
 // event, compare-and-set on its version; a lost race is read again).
-func (s *Service) transition(ctx context.Context, appID, id string, check func(inv *meetsync.Invitation, now time.Time) (state, typ string, err error), reason, source string) (*meetsync.Invitation, error) {
-	var out *meetsync.Invitation
-	err := retry(ctx, func() error {
+// changed says whether this call wrote the change (not when check found
+// nothing to do).
+func (s *Service) transition(ctx context.Context, appID, id string, check func(inv *meetsync.Invitation, now time.Time) (state, typ string, err error), reason, source string) (out *meetsync.Invitation, changed bool, err error) {
+	err = retry(ctx, func() error {
 		inv, err := s.invitations().InvitationGet(ctx, appID, id)
 		if err != nil {
 			return err
@@ -169,7 +181,7 @@ func (s *Service) transition(ctx context.Context, appID, id string, check func(i
 		now := s.now()
 		state, typ, err := check(inv, now)
 		if err != nil || state == "" {
-			out = inv
+			out, changed = inv, false
 			return err
 		}
 		next := *inv
@@ -181,10 +193,10 @@ func (s *Service) transition(ctx context.Context, appID, id string, check func(i
 		if err := appendChange(ctx, s.cfg.Appender, req); err != nil {
 			return err
 		}
-		out = &next
+		out, changed = &next, true
 		return nil
 	})
-	return out, err
+	return out, changed, err
 }
 
 func (s *Service) invitations() meetsync.InvitationStore {
@@ -199,36 +211,46 @@ func closedError(inv *meetsync.Invitation, now time.Time) error {
 	return meetsync.Errorf(meetsync.ECONFLICT, "invitation %s is %s and cannot change any more", inv.ID, inv.State)
 }
 
-// Accept accepts an invitation (the app, or the invitee's client token).
+// Accept accepts an invitation (the app, or the invitee's client token)
+// and tells the invitee's other devices (tellClosed).
 func (s *Service) Accept(ctx context.Context, a Actor, id string) (*meetsync.Invitation, error) {
-	return s.transition(ctx, a.AppID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+	inv, changed, err := s.transition(ctx, a.AppID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
 		if a.UserID != "" && a.UserID != inv.Invitee {
 			return "", "", meetsync.Errorf(meetsync.EFORBIDDEN, "only the invitee can accept invitation %s", inv.ID)
 		}
 		if inv.State == meetsync.InviteAccepted {
 			return "", "", nil // already accepted: idempotent
 		}
-		if inv.State != meetsync.InviteWaitingCall && inv.State != meetsync.InviteCalling || !now.Before(inv.ExpiresAt) {
+		if !meetsync.InviteUnanswered(inv.State) || !now.Before(inv.ExpiresAt) {
 			return "", "", closedError(inv, now)
 		}
 		return meetsync.InviteAccepted, meetsync.TypeInvitationAccepted, nil
 	}, "", a.source())
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		s.tellClosed(ctx, inv, a.device(inv))
+	}
+	return inv, nil
 }
 
 // Reject rejects an invitation; reason "no_answer" records that the
-// device rang out (state no_answer).
+// device rang out (state no_answer). An invitation answered otherwise
+// (accepted) or closed is ECONFLICT; rejecting again is harmless. The
+// invitee's other devices are told (tellClosed).
 func (s *Service) Reject(ctx context.Context, a Actor, id, reason string) (*meetsync.Invitation, error) {
 	if len(reason) > 256 {
 		return nil, meetsync.FieldErrorf("reason", "reason must be at most 256 characters")
 	}
-	return s.transition(ctx, a.AppID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+	inv, changed, err := s.transition(ctx, a.AppID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
 		if a.UserID != "" && a.UserID != inv.Invitee {
 			return "", "", meetsync.Errorf(meetsync.EFORBIDDEN, "only the invitee can reject invitation %s", inv.ID)
 		}
 		if inv.State == meetsync.InviteRejected || inv.State == meetsync.InviteNoAnswer {
-			return "", "", nil
+			return "", "", nil // already rejected: idempotent
 		}
-		if !meetsync.InviteOpen(inv.State) || !now.Before(inv.ExpiresAt) {
+		if !meetsync.InviteUnanswered(inv.State) || !now.Before(inv.ExpiresAt) {
 			return "", "", closedError(inv, now)
 		}
 		if reason == meetsync.InviteNoAnswer {
@@ -236,22 +258,31 @@ func (s *Service) Reject(ctx context.Context, a Actor, id, reason string) (*meet
 		}
 		return meetsync.InviteRejected, meetsync.TypeInvitationRejected, nil
 	}, reason, a.source())
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		s.tellClosed(ctx, inv, a.device(inv))
+	}
+	return inv, nil
 }
 
 // Cancel cancels an invitation (the app, or the inviter's client token)
-// and tells the invitee's devices.
+// and tells the invitee's devices (tellClosed). An invitation answered
+// (accepted, rejected) or closed otherwise is ECONFLICT; canceling again
+// is harmless.
 func (s *Service) Cancel(ctx context.Context, a Actor, id, reason string) (*meetsync.Invitation, error) {
 	if len(reason) > 256 {
 		return nil, meetsync.FieldErrorf("reason", "reason must be at most 256 characters")
 	}
-	inv, err := s.transition(ctx, a.AppID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+	inv, changed, err := s.transition(ctx, a.AppID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
 		if a.UserID != "" && a.UserID != inv.Inviter {
 			return "", "", meetsync.Errorf(meetsync.EFORBIDDEN, "only the inviter can cancel invitation %s", inv.ID)
 		}
 		if inv.State == meetsync.InviteCanceled {
-			return "", "", nil
+			return "", "", nil // already canceled: idempotent
 		}
-		if !meetsync.InviteOpen(inv.State) {
+		if !meetsync.InviteUnanswered(inv.State) {
 			return "", "", closedError(inv, now)
 		}
 		return meetsync.InviteCanceled, meetsync.TypeInvitationCanceled, nil
@@ -259,24 +290,61 @@ func (s *Service) Cancel(ctx context.Context, a Actor, id, reason string) (*meet
 	if err != nil {
 		return nil, err
 	}
-	s.tellCanceled(ctx, inv)
+	if changed {
+		s.tellClosed(ctx, inv)
+	}
 	return inv, nil
 }
 
-func (s *Service) tellCanceled(ctx context.Context, inv *meetsync.Invitation) {
+// supersededNote is the ack error of an invitation command meetsync
+// resolved because its invitation closed.
+func supersededNote(inv *meetsync.Invitation) string {
+	return "superseded: invitation " + inv.ID + " is " + inv.State
+}
+
+// tellClosed settles what the invitee's devices hold of an invitation
+// that just closed (accepted, rejected, no_answer, canceled, expired,
+// joined): its invitation commands still pending on any device are
+// resolved (supersede), and every device of the invitee's open session
+// but those in except (the one that answered; those in the meeting it
+// joined) gets an invitation_canceled command (invitation_id, meeting_num,
+// state, reason) to take it off the screen. Command ids are per
+// invitation, device and kind, so a device is told once however often the
+// invitation changes afterwards. Failures are logged: the change itself
+// is committed.
+func (s *Service) tellClosed(ctx context.Context, inv *meetsync.Invitation, except ...string) {
+	s.supersede(ctx, inv)
 	u, err := s.user(ctx, inv.AppID, inv.Invitee)
 	if err != nil || !u.Session.Open() {
 		return
 	}
-	if err := s.pushCommands(ctx, u, inv.ID, u.Session.Devices, meetsync.CommandInvitationCanceled,
-		map[string]any{"invitation_id": inv.ID, "meeting_num": inv.MeetingNum}, s.now()); err != nil {
-		s.log.Warn("invitation cancel command not pushed", "invitation", inv.ID, "err", err)
+	devices := make([]string, 0, len(u.Session.Devices))
+	for _, d := range u.Session.Devices {
+		if !slices.Contains(except, d) {
+			devices = append(devices, d)
+		}
+	}
+	data := map[string]any{"invitation_id": inv.ID, "meeting_num": inv.MeetingNum, "state": inv.State}
+	if inv.Reason != "" {
+		data["reason"] = inv.Reason
+	}
+	if err := s.pushCommands(ctx, u, inv.ID, devices, meetsync.CommandInvitationCanceled, data, s.now()); err != nil {
+		s.log.Warn("invitation_canceled command not pushed", "app", inv.AppID, "invitation", inv.ID, "err", err)
+	}
+}
+
+// supersede resolves the invitation commands of a closed invitation still
+// pending on any device of its invitee (acknowledged by meetsync, not ok,
+// "superseded: …"), so no device is given them again.
+func (s *Service) supersede(ctx context.Context, inv *meetsync.Invitation) {
+	if _, err := s.invitations().InvitationCommandsSupersede(ctx, inv.AppID, inv.Invitee, inv.ID, supersededNote(inv), s.now()); err != nil {
+		s.log.Warn("pending invitation commands not superseded", "app", inv.AppID, "invitation", inv.ID, "err", err)
 	}
 }
 
 // markCalling records that a device of the invitee received the invitation.
 func (s *Service) markCalling(ctx context.Context, appID, id string) error {
-	_, err := s.transition(ctx, appID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+	_, _, err := s.transition(ctx, appID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
 		if inv.State != meetsync.InviteWaitingCall || !now.Before(inv.ExpiresAt) {
 			return "", "", nil
 		}
@@ -301,22 +369,43 @@ func (s *Service) settleInvitations(ctx context.Context, u *meetsync.UserState, 
 		var err error
 		switch {
 		case joined[r.MeetingNum]:
-			_, err = s.transition(ctx, u.AppID, r.ID, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+			var prev string
+			inv, changed, terr := s.transition(ctx, u.AppID, r.ID, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
 				if !meetsync.InviteOpen(inv.State) {
 					return "", "", nil
 				}
+				prev = inv.State
 				return meetsync.InviteJoined, meetsync.TypeInvitationJoined, nil
 			}, "", meetsync.SourceSystem)
+			switch err = terr; {
+			case err != nil || !changed:
+			case prev == meetsync.InviteAccepted:
+				// The other devices were told at the acceptance; the one
+				// that accepted is in the meeting.
+				s.supersede(ctx, inv)
+			default:
+				// Joined without an answer: the devices in the meeting
+				// know; the others stop ringing.
+				var in []string
+				for _, d := range u.Devices {
+					if d.Status.Active() && d.MeetingNum == r.MeetingNum {
+						in = append(in, d.DeviceID)
+					}
+				}
+				s.tellClosed(ctx, inv, in...)
+			}
 		case !now.Before(r.ExpiresAt):
-			var inv *meetsync.Invitation
-			inv, err = s.transition(ctx, u.AppID, r.ID, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
+			// The event is invitation.expired; the devices get the same
+			// invitation_canceled command as for a cancellation, with
+			// state "expired" (docs/sessions.md).
+			inv, changed, terr := s.transition(ctx, u.AppID, r.ID, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
 				if !meetsync.InviteOpen(inv.State) || now.Before(inv.ExpiresAt) {
 					return "", "", nil
 				}
 				return meetsync.InviteExpired, meetsync.TypeInvitationExpired, nil
 			}, "", meetsync.SourceSystem)
-			if err == nil && inv != nil && inv.State == meetsync.InviteExpired {
-				s.tellCanceled(ctx, inv)
+			if err = terr; err == nil && changed {
+				s.tellClosed(ctx, inv)
 			}
 		}
 		if meetsync.ErrorCode(err) == meetsync.ENOTFOUND {

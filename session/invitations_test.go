@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -264,4 +265,323 @@ func TestPlatformInvitations(t *testing.T) {
 		e.advance(t, 0)
 		return e.invitation(t, second).State == "joined"
 	})
+}
+
+// errorCode is the code of an error answer.
+func errorCode(t *testing.T, r resp) string {
+	t.Helper()
+	var out struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	r.decode(t, &out)
+	return out.Error.Code
+}
+
+// TestInvitationClosedIsFinal: an answered or closed invitation does not
+// change any more: rejecting or cancelling an accepted one, accepting or
+// cancelling a rejected one is 409 conflict (with the app key as with a
+// client token) and leaves it as it is, with no new event; repeating the
+// same answer is harmless (200, the invitation as it is); an accepted
+// invitation still completes when the invitee joins.
+func TestInvitationClosedIsFinal(t *testing.T) {
+	e := setup(t)
+	host := e.login(t, "host", "h1")
+	guest := e.login(t, "guest", "g1")
+	countEvents := func() int {
+		n := 0
+		for _, ev := range e.events(t, "guest") {
+			if strings.HasPrefix(ev.Type, "invitation.") {
+				n++
+			}
+		}
+		return n
+	}
+	// answered is a new invitation of guest, answered (accept or reject) by guest's device.
+	answered := func(answer string) string {
+		t.Helper()
+		invs := e.invite(t, map[string]any{"meeting_num": "42", "inviter": "host", "invitees": []string{"guest"}, "expires_in": "5m"})
+		e.want(t, e.do(t, "POST", "/v1/client/invitations/"+invs[0].ID+"/"+answer, guest.ClientToken, nil), 200)
+		return invs[0].ID
+	}
+	for _, c := range []struct {
+		what, answer, path, token string
+		body                      map[string]any
+	}{
+		{"reject an accepted invitation (client)", "accept", "/v1/client/invitations/%s/reject", guest.ClientToken, map[string]any{"reason": "changed my mind"}},
+		{"reject an accepted invitation (app)", "accept", "/v1/invitations/%s/reject", e.Key, nil},
+		{"no_answer on an accepted invitation", "accept", "/v1/invitations/%s/reject", e.Key, map[string]any{"reason": "no_answer"}},
+		{"cancel an accepted invitation (inviter)", "accept", "/v1/client/invitations/%s/cancel", host.ClientToken, nil},
+		{"cancel an accepted invitation (app)", "accept", "/v1/invitations/%s/cancel", e.Key, nil},
+		{"accept a rejected invitation", "reject", "/v1/client/invitations/%s/accept", guest.ClientToken, nil},
+		{"cancel a rejected invitation", "reject", "/v1/invitations/%s/cancel", e.Key, nil},
+	} {
+		id := answered(c.answer)
+		want := map[string]string{"accept": "accepted", "reject": "rejected"}[c.answer]
+		before := countEvents()
+		r := e.do(t, "POST", strings.Replace(c.path, "%s", id, 1), c.token, c.body)
+		if r.Status != 409 || errorCode(t, r) != meetsync.ECONFLICT || !strings.Contains(string(r.Body), "is "+want+" and cannot change any more") {
+			t.Errorf("%s: %s, want 409 conflict", c.what, r)
+		}
+		if v := e.invitation(t, id); v.State != want {
+			t.Errorf("%s: the invitation became %s", c.what, v.State)
+		}
+		if n := countEvents(); n != before {
+			t.Errorf("%s: %d invitation events, want %d (none new)", c.what, n, before)
+		}
+		// The same answer again: harmless.
+		var v invitationView
+		if r := e.do(t, "POST", "/v1/invitations/"+id+"/"+c.answer, e.Key, nil); r.Status != 200 {
+			t.Errorf("%s: answering %s again: %s, want 200", c.what, c.answer, r)
+		} else if r.decode(t, &v); v.State != want {
+			t.Errorf("%s: answering %s again: %+v", c.what, c.answer, v)
+		}
+		if n := countEvents(); n != before {
+			t.Errorf("%s: answering %s again made an event", c.what, c.answer)
+		}
+	}
+	// Accepted still completes when the invitee joins.
+	id := answered("accept")
+	e.want(t, e.do(t, "POST", "/v1/client/events", guest.ClientToken, map[string]any{"type": "meeting.status_changed", "client_seq": 1,
+		"data": map[string]any{"status": "in_meeting", "meeting_num": "42"}}), 200)
+	e.advance(t, 0)
+	if v := e.invitation(t, id); v.State != "joined" {
+		t.Fatalf("after joining: %+v", v)
+	}
+}
+
+// invitationCommands is a device's pending commands about one invitation.
+func (e *env) invitationCommands(t *testing.T, token, invitationID string) []commandView {
+	t.Helper()
+	var out []commandView
+	for _, c := range e.commands(t, token) {
+		if c.Data["invitation_id"] == invitationID {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestInvitationClosedStopsOtherDevices: an invitation rings on every
+// device of its invitee; when it closes (accepted or rejected on one
+// device, rejected with the app key, canceled, expired, or the invitee
+// joined the meeting without answering) its invitation commands still
+// pending are resolved (no device is given them again) and every device
+// but the one that answered gets an invitation_canceled command with the
+// invitation's state.
+func TestInvitationClosedStopsOtherDevices(t *testing.T) {
+	e := setup(t)
+	host := e.login(t, "host", "h1")
+	g1 := e.login(t, "guest", "g1")
+	g2 := e.login(t, "guest", "g2")
+	g3 := e.login(t, "guest", "g3")
+	if g1.SessionID != g2.SessionID || g2.SessionID != g3.SessionID {
+		t.Fatalf("the guest's devices are in sessions %s, %s, %s", g1.SessionID, g2.SessionID, g3.SessionID)
+	}
+	// The guest's meeting login completes, so the session outlives the expiry below.
+	e.want(t, e.do(t, "POST", "/v1/client/login", g1.ClientToken, map[string]any{"ok": true}), 200)
+	tokens := map[string]string{"g1": g1.ClientToken, "g2": g2.ClientToken, "g3": g3.ClientToken}
+	seq := 0
+	for _, c := range []struct {
+		name   string
+		state  string
+		close  func(id string) // closes the invitation
+		except string          // the device that answered (or joined): told nothing
+	}{
+		{"accepted on g1", "accepted", func(id string) {
+			e.want(t, e.do(t, "POST", "/v1/client/invitations/"+id+"/accept", g1.ClientToken, nil), 200)
+		}, "g1"},
+		{"rejected on g2", "rejected", func(id string) {
+			e.want(t, e.do(t, "POST", "/v1/client/invitations/"+id+"/reject", g2.ClientToken, map[string]any{"reason": "busy"}), 200)
+		}, "g2"},
+		{"rang out on g3", "no_answer", func(id string) {
+			e.want(t, e.do(t, "POST", "/v1/client/invitations/"+id+"/reject", g3.ClientToken, map[string]any{"reason": "no_answer"}), 200)
+		}, "g3"},
+		{"accepted with the app key", "accepted", func(id string) {
+			e.want(t, e.do(t, "POST", "/v1/invitations/"+id+"/accept", e.Key, nil), 200)
+		}, ""},
+		{"rejected with the app key", "rejected", func(id string) {
+			e.want(t, e.do(t, "POST", "/v1/invitations/"+id+"/reject", e.Key, nil), 200)
+		}, ""},
+		{"canceled by the inviter", "canceled", func(id string) {
+			e.want(t, e.do(t, "POST", "/v1/client/invitations/"+id+"/cancel", host.ClientToken, nil), 200)
+		}, ""},
+		{"expired", "expired", func(string) { e.advance(t, 2*time.Minute) }, ""},
+		{"joined without answering", "joined", func(string) {
+			seq++
+			e.want(t, e.do(t, "POST", "/v1/client/events", g1.ClientToken, map[string]any{"type": "meeting.status_changed", "client_seq": seq,
+				"data": map[string]any{"status": "in_meeting", "meeting_num": "joined-meeting"}}), 200)
+			e.advance(t, 0)
+			seq++
+			e.want(t, e.do(t, "POST", "/v1/client/events", g1.ClientToken, map[string]any{"type": "meeting.status_changed", "client_seq": seq,
+				"data": map[string]any{"status": "idle"}}), 200)
+		}, "g1"}, // in the meeting
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			num := strings.ReplaceAll(c.name, " ", "-")
+			if c.state == "joined" {
+				num = "joined-meeting"
+			}
+			invs := e.invite(t, map[string]any{"meeting_num": num, "inviter": "host", "invitees": []string{"guest"}, "expires_in": "1m"})
+			id := invs[0].ID
+			// Every device rings; g1 acknowledges (calling), the others have not yet.
+			for d, tok := range tokens {
+				cmds := e.invitationCommands(t, tok, id)
+				if len(cmds) != 1 || cmds[0].Type != "invitation" {
+					t.Fatalf("%s's commands for the new invitation: %+v", d, cmds)
+				}
+				if d == "g1" {
+					e.want(t, e.do(t, "POST", "/v1/client/commands/"+cmds[0].ID+"/ack", tok, map[string]any{"ok": true}), 204)
+				}
+			}
+			c.close(id)
+			if v := e.invitation(t, id); v.State != c.state {
+				t.Fatalf("state %s, want %s", v.State, c.state)
+			}
+			for d, tok := range tokens {
+				cmds := e.invitationCommands(t, tok, id)
+				if d == c.except {
+					if len(cmds) != 0 {
+						t.Errorf("%s answered but still has %+v", d, cmds)
+					}
+					continue
+				}
+				if len(cmds) != 1 || cmds[0].Type != "invitation_canceled" || cmds[0].Data["state"] != c.state || cmds[0].Data["meeting_num"] != num {
+					t.Errorf("%s's pending commands for the closed invitation: %+v, want one invitation_canceled with state %s", d, cmds, c.state)
+				}
+			}
+			// The invitation commands the devices had not acknowledged were resolved by meetsync.
+			for _, d := range []string{"g2", "g3"} {
+				all, err := e.Store.CommandList(context.Background(), e.AppID, "guest", d, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, cmd := range all {
+					if cmd.Type == meetsync.CommandInvitation && strings.Contains(string(cmd.Data), id) &&
+						(cmd.AckedAt == nil || cmd.AckOK || cmd.AckError != "superseded: invitation "+id+" is "+c.state) {
+						t.Errorf("%s's invitation command after the close: acked %v ok %v %q", d, cmd.AckedAt, cmd.AckOK, cmd.AckError)
+					}
+				}
+			}
+			// The devices take it off the screen and acknowledge.
+			for _, tok := range tokens {
+				for _, cmd := range e.commands(t, tok) {
+					e.want(t, e.do(t, "POST", "/v1/client/commands/"+cmd.ID+"/ack", tok, map[string]any{"ok": true}), 204)
+				}
+			}
+			if v := e.invitation(t, id); v.State != c.state {
+				t.Fatalf("after the devices acknowledged: state %s, want %s", v.State, c.state)
+			}
+		})
+	}
+
+	// An accepted invitation that the invitee joins tells no device (the
+	// others were told at the acceptance; the one that accepted joined).
+	invs := e.invite(t, map[string]any{"meeting_num": "joined-later", "inviter": "host", "invitees": []string{"guest"}, "expires_in": "1m"})
+	id := invs[0].ID
+	e.want(t, e.do(t, "POST", "/v1/client/invitations/"+id+"/accept", g1.ClientToken, nil), 200)
+	for _, tok := range []string{g2.ClientToken, g3.ClientToken} {
+		for _, cmd := range e.commands(t, tok) {
+			e.want(t, e.do(t, "POST", "/v1/client/commands/"+cmd.ID+"/ack", tok, map[string]any{"ok": true}), 204)
+		}
+	}
+	seq++
+	e.want(t, e.do(t, "POST", "/v1/client/events", g1.ClientToken, map[string]any{"type": "meeting.status_changed", "client_seq": seq,
+		"data": map[string]any{"status": "in_meeting", "meeting_num": "joined-later"}}), 200)
+	e.advance(t, 0)
+	if v := e.invitation(t, id); v.State != "joined" {
+		t.Fatalf("the accepted invitation after joining: %s", v.State)
+	}
+	for d, tok := range tokens {
+		if cmds := e.invitationCommands(t, tok, id); len(cmds) != 0 {
+			t.Fatalf("%s after the accepted invitation was joined: %+v", d, cmds)
+		}
+	}
+	seq++
+	e.want(t, e.do(t, "POST", "/v1/client/events", g1.ClientToken, map[string]any{"type": "meeting.status_changed", "client_seq": seq,
+		"data": map[string]any{"status": "idle"}}), 200)
+
+	// An accepted invitation that expires unjoined tells only the device
+	// that accepted (the others were told at the acceptance), once.
+	invs = e.invite(t, map[string]any{"meeting_num": "later", "inviter": "host", "invitees": []string{"guest"}, "expires_in": "1m"})
+	id = invs[0].ID
+	e.want(t, e.do(t, "POST", "/v1/client/invitations/"+id+"/accept", g1.ClientToken, nil), 200)
+	for _, tok := range []string{g2.ClientToken, g3.ClientToken} {
+		for _, cmd := range e.commands(t, tok) {
+			e.want(t, e.do(t, "POST", "/v1/client/commands/"+cmd.ID+"/ack", tok, map[string]any{"ok": true}), 204)
+		}
+	}
+	e.advance(t, 2*time.Minute)
+	if v := e.invitation(t, id); v.State != "expired" {
+		t.Fatalf("the accepted invitation never joined: %s", v.State)
+	}
+	if cmds := e.invitationCommands(t, g1.ClientToken, id); len(cmds) != 1 || cmds[0].Type != "invitation_canceled" || cmds[0].Data["state"] != "expired" {
+		t.Fatalf("g1 after its accepted invitation expired: %+v", cmds)
+	}
+	for _, tok := range []string{g2.ClientToken, g3.ClientToken} {
+		if cmds := e.invitationCommands(t, tok, id); len(cmds) != 0 {
+			t.Fatalf("a device told twice: %+v", cmds)
+		}
+	}
+}
+
+// TestInvitationCommandsDocumented checks the commands an expiry sends
+// against docs/sessions.md: the invitee's device gets invitation_canceled
+// (the event is invitation.expired), and the doc's list of command types
+// says so and names every field of its data.
+func TestInvitationCommandsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/sessions.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command types bullet: from "- Command types:" to the next bullet or paragraph.
+	text := string(doc)
+	i := strings.Index(text, "- Command types:")
+	if i < 0 {
+		t.Fatal("docs/sessions.md has no command types list")
+	}
+	bullet := text[i+2:]
+	if j := strings.Index(bullet, "\n- "); j >= 0 {
+		bullet = bullet[:j]
+	}
+	if j := strings.Index(bullet, "\n\n"); j >= 0 {
+		bullet = bullet[:j]
+	}
+	j := strings.Index(bullet, "`invitation_canceled`")
+	if j < 0 {
+		t.Fatalf("the command types list does not name invitation_canceled: %s", bullet)
+	}
+	canceledDoc := bullet[j:]
+
+	e := setup(t)
+	e.login(t, "host", "h1")
+	guest := e.login(t, "guest", "g1")
+	e.want(t, e.do(t, "POST", "/v1/client/login", guest.ClientToken, map[string]any{"ok": true}), 200)
+	invs := e.invite(t, map[string]any{"meeting_num": "77", "inviter": "host", "invitees": []string{"guest"}, "expires_in": "1m"})
+	e.advance(t, 2*time.Minute)
+	if v := e.invitation(t, invs[0].ID); v.State != "expired" {
+		t.Fatalf("state %s, want expired", v.State)
+	}
+	lastOf(t, e.events(t, "guest"), "invitation.expired")
+	var canceled *commandView
+	for _, c := range e.invitationCommands(t, guest.ClientToken, invs[0].ID) {
+		if c.Type == "invitation_canceled" {
+			canceled = &c
+		}
+	}
+	if canceled == nil {
+		t.Fatal("the expiry sent the device no invitation_canceled")
+	}
+	for k := range canceled.Data {
+		if !strings.Contains(canceledDoc, "`"+k+"`") {
+			t.Errorf("invitation_canceled carries %q, which docs/sessions.md does not list: %s", k, canceledDoc)
+		}
+	}
+	if canceled.Data["state"] != "expired" {
+		t.Errorf("invitation_canceled of an expiry: %+v", canceled.Data)
+	}
+	if !strings.Contains(canceledDoc, "xpir") {
+		t.Errorf("docs/sessions.md does not say that an expiry sends invitation_canceled: %s", canceledDoc)
+	}
 }

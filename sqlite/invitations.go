@@ -3,8 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/meetsync/meetsync"
 )
@@ -108,4 +112,82 @@ func (db *DB) InvitationList(ctx context.Context, p meetsync.InvitationListParam
 func (db *DB) InvitationsOpenFor(ctx context.Context, appID, invitee, meetingNum string) ([]*meetsync.Invitation, error) {
 	return db.queryInvitations(ctx, "SELECT "+invitationCols+` FROM invitations WHERE app_id = ? AND invitee = ? AND meeting_num = ?
 		AND state IN ('waiting_call', 'calling', 'accepted') ORDER BY id`, appID, invitee, meetingNum)
+}
+
+// InvitationCommandsSupersede resolves an invitation's invitation commands
+// still pending on its invitee's devices: they are found among the
+// invitee's pending invitation commands by the invitation_id of their data,
+// and marked acknowledged (not ok, note) unless a device acknowledged them
+// meanwhile.
+func (db *DB) InvitationCommandsSupersede(ctx context.Context, appID, invitee, invitationID, note string, at time.Time) ([]*meetsync.Command, error) {
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "SELECT id, data FROM commands WHERE app_id = ? AND user_id = ? AND type = ? AND acked_at IS NULL",
+		appID, invitee, meetsync.CommandInvitation)
+	if err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	var ids []any
+	for rows.Next() {
+		var id string
+		var data []byte
+		if err := rows.Scan(&id, &data); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("supersede invitation commands: %w", err)
+		}
+		if commandInvitationID(data) == invitationID {
+			ids = append(ids, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := append([]any{micros(at), note, appID, invitee}, ids...)
+	rows, err = tx.QueryContext(ctx, `UPDATE commands SET acked_at = ?, ack_ok = 0, ack_error = ?
+		WHERE app_id = ? AND user_id = ? AND acked_at IS NULL AND id IN (?`+strings.Repeat(", ?", len(ids)-1)+`) RETURNING `+commandCols, args...)
+	if err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	var out []*meetsync.Command
+	for rows.Next() {
+		c, err := scanCommand(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("supersede invitation commands: %w", err)
+		}
+		out = append(out, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	if err := db.commit(tx); err != nil {
+		return nil, fmt.Errorf("supersede invitation commands: %w", err)
+	}
+	slices.SortFunc(out, func(a, b *meetsync.Command) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// commandInvitationID is the invitation an invitation command's data
+// names ("" if none).
+func commandInvitationID(data []byte) string {
+	var d struct {
+		ID string `json:"invitation_id"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return ""
+	}
+	return d.ID
 }

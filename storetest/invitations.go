@@ -62,6 +62,10 @@ func sameInvitation(t *testing.T, what string, got, want *meetsync.Invitation) {
 // first expires); lists filter by user, state and cursor, newest first;
 // the open invitations of an invitee to a meeting.
 func testInvitations(t *testing.T, su *suite) {
+	t.Run("CommandsSupersede", func(t *testing.T) {
+		t.Parallel()
+		testInvitationCommandsSupersede(t, su)
+	})
 	e := su.setup(t)
 	su.require(e, Invitations)
 	is := e.s.(meetsync.InvitationStore)
@@ -315,5 +319,100 @@ func testInvitationConcurrentWriters(t *testing.T, su *suite) {
 		if d.Expected != int64(i) {
 			t.Errorf("invitation event %d was made from version %d, want %d", i, d.Expected, i)
 		}
+	}
+}
+
+// testInvitationCommandsSupersede: once an invitation closes, the
+// invitation commands of that invitation still pending on any device of
+// its invitee (any session) are marked acknowledged at the given time,
+// not ok, with the note, and returned oldest first; commands acknowledged
+// before keep their acknowledgement; other invitations' commands, other
+// kinds, other users' and other apps' commands are left alone; doing it
+// again resolves nothing more. (Listed under Invitations; it also needs
+// the Sessions capability, which stores with invitations have.)
+func testInvitationCommandsSupersede(t *testing.T, su *suite) {
+	e := su.setup(t)
+	su.require(e, Invitations)
+	su.require(e, Sessions)
+	is := e.s.(meetsync.InvitationStore)
+	ss := e.s.(meetsync.SessionStore)
+	other := e.newApp("other")
+	cmd := func(app, id, user, device, session, typ, inv string) *meetsync.Command {
+		return &meetsync.Command{ID: id, AppID: app, UserID: user, DeviceID: device, SessionID: session, Type: typ,
+			Data: json.RawMessage(`{"invitation_id":"` + inv + `","meeting_num":"777"}`), CreatedAt: e.tick(time.Second)}
+	}
+	cmds := []*meetsync.Command{
+		cmd(e.app, "cmd_phone", "bob", "phone", "ses_1", meetsync.CommandInvitation, "inv_1"),
+		cmd(e.app, "cmd_acked", "bob", "laptop", "ses_1", meetsync.CommandInvitation, "inv_1"),
+		cmd(e.app, "cmd_old", "bob", "tablet", "ses_0", meetsync.CommandInvitation, "inv_1"), // an ended session's device
+		cmd(e.app, "cmd_desk", "bob", "desk", "ses_1", meetsync.CommandInvitation, "inv_1"),
+		cmd(e.app, "cmd_inv2", "bob", "phone", "ses_1", meetsync.CommandInvitation, "inv_2"),
+		cmd(e.app, "cmd_cancel", "bob", "phone", "ses_1", meetsync.CommandInvitationCanceled, "inv_1"),
+		cmd(e.app, "cmd_logout", "bob", "phone", "ses_1", meetsync.CommandLogout, "inv_1"),
+		cmd(e.app, "cmd_carol", "carol", "phone", "ses_9", meetsync.CommandInvitation, "inv_1"),
+		cmd(other, "cmd_other", "bob", "phone", "ses_1", meetsync.CommandInvitation, "inv_1"),
+	}
+	if err := ss.CommandsCreate(e.ctx, cmds); err != nil {
+		t.Fatal(err)
+	}
+	ackedAt := e.tick(time.Second)
+	if _, err := ss.CommandAck(e.ctx, e.app, "bob", "laptop", "cmd_acked", true, "", ackedAt); err != nil {
+		t.Fatal(err)
+	}
+	at := e.tick(time.Second)
+	const note = "superseded: invitation inv_1 is accepted"
+	got, err := is.InvitationCommandsSupersede(e.ctx, e.app, "bob", "inv_1", note, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range got {
+		ids = append(ids, c.ID)
+		if c.AckedAt == nil || !c.AckedAt.Equal(at) || c.AckOK || c.AckError != note || c.Type != meetsync.CommandInvitation ||
+			c.UserID != "bob" || c.AppID != e.app {
+			t.Errorf("superseded command %+v, want acked at %v, not ok, %q", c, at, note)
+		}
+	}
+	if fmt.Sprint(ids) != "[cmd_phone cmd_old cmd_desk]" {
+		t.Errorf("superseded %v, want [cmd_phone cmd_old cmd_desk] (bob's pending invitation commands of inv_1, oldest first)", ids)
+	}
+	pending := func(app, user, device string) string {
+		t.Helper()
+		cs, err := ss.CommandList(e.ctx, app, user, device, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		return fmt.Sprint(out)
+	}
+	for _, c := range []struct{ app, user, device, want string }{
+		{e.app, "bob", "phone", "[cmd_inv2 cmd_cancel cmd_logout]"},
+		{e.app, "bob", "laptop", "[]"},
+		{e.app, "bob", "tablet", "[]"},
+		{e.app, "bob", "desk", "[]"},
+		{e.app, "carol", "phone", "[cmd_carol]"},
+		{other, "bob", "phone", "[cmd_other]"},
+	} {
+		if got := pending(c.app, c.user, c.device); got != c.want {
+			t.Errorf("%s's %s pending commands after superseding: %s, want %s", c.user, c.device, got, c.want)
+		}
+	}
+	all, err := ss.CommandList(e.ctx, e.app, "bob", "laptop", false)
+	if err != nil || len(all) != 1 || all[0].AckedAt == nil || !all[0].AckedAt.Equal(ackedAt) || !all[0].AckOK || all[0].AckError != "" {
+		t.Errorf("a command acked before: %+v %v, want its own acknowledgement", all, err)
+	}
+	// A device acknowledging a superseded command later keeps meetsync's.
+	c, err := ss.CommandAck(e.ctx, e.app, "bob", "phone", "cmd_phone", true, "", e.tick(time.Second))
+	if err != nil || c.AckedAt == nil || !c.AckedAt.Equal(at) || c.AckOK || c.AckError != note {
+		t.Errorf("acked after superseding: %+v %v", c, err)
+	}
+	if again, err := is.InvitationCommandsSupersede(e.ctx, e.app, "bob", "inv_1", note, e.tick(time.Second)); err != nil || len(again) != 0 {
+		t.Errorf("superseding again: %+v %v, want nothing", again, err)
+	}
+	if none, err := is.InvitationCommandsSupersede(e.ctx, e.app, "dave", "inv_9", note, e.now); err != nil || len(none) != 0 {
+		t.Errorf("superseding an invitation without commands: %+v %v", none, err)
 	}
 }
