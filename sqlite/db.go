@@ -51,6 +51,10 @@ type Config struct {
 	// the WAL (the writer never does, so commits do not pay for it).
 	// Default 200 ms.
 	CheckpointInterval time.Duration
+	// NoMigrate opens the store without changing its schema (for tools
+	// that run beside a server, which may be of another version): Open
+	// fails if a migration this version knows is missing.
+	NoMigrate bool
 	// Materialize tunes how user state and the per-user event index are
 	// written behind the events (see backlog.go).
 	Materialize MaterializeConfig
@@ -192,7 +196,11 @@ func Open(path string, cfg Config) (*DB, error) {
 		db.writer.Close()
 		return nil, err
 	}
-	if err := db.migrate(context.Background()); err != nil {
+	migrate := db.migrate
+	if cfg.NoMigrate {
+		migrate = db.checkSchema
+	}
+	if err := migrate(context.Background()); err != nil {
 		db.writer.Close()
 		db.sync.close()
 		return nil, err
@@ -445,6 +453,48 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err := db.apply(ctx, name, version); err != nil {
 			return fmt.Errorf("migrate %s: %w", version, err)
 		}
+	}
+	return nil
+}
+
+// checkSchema fails unless every migration this version knows has been
+// applied.
+func (db *DB) checkSchema(ctx context.Context) error {
+	have := map[string]bool{}
+	var tables int
+	if err := db.writer.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").Scan(&tables); err != nil {
+		return fmt.Errorf("check schema: %w", err)
+	}
+	if tables > 0 {
+		rows, err := db.writer.QueryContext(ctx, "SELECT version FROM schema_migrations")
+		if err != nil {
+			return fmt.Errorf("check schema: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				return fmt.Errorf("check schema: %w", err)
+			}
+			have[v] = true
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("check schema: %w", err)
+		}
+	}
+	names, err := Migrations()
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, name := range names {
+		if v := migrationVersion(name); !have[v] {
+			missing = append(missing, v)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the store lacks migrations %s (it was last started by an older meetsync): start \"meetsync serve\" of this version once, "+
+			"or stop the server and run \"meetsync migrate\"", strings.Join(missing, ", "))
 	}
 	return nil
 }

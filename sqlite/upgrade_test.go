@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,5 +132,60 @@ func TestUpgradeFrom0006(t *testing.T) {
 	}
 	if got := r.Results[1]; got.Pos != 101 || got.Seq != states[orig.AppID+"/"+orig.UserID].LastSeq+1 {
 		t.Errorf("the next event: %+v, want position 101 and the user's next seq", got)
+	}
+}
+
+// TestNoMigrate: with NoMigrate, Open changes no schema: it opens a store
+// with every migration, and refuses (naming what is missing) an empty file
+// and a store that lacks the newest migration, which it leaves as it is.
+func TestNoMigrate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if db, err := sqlite.Open(empty, sqlite.Config{NoMigrate: true}); err == nil || !strings.Contains(err.Error(), "0001_core") {
+		if db != nil {
+			db.Close()
+		}
+		t.Errorf("NoMigrate Open of an empty file: %v; want the missing migrations named", err)
+	}
+
+	path := filepath.Join(dir, "meetsync.db")
+	db, err := sqlite.Open(path, sqlite.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = sqlite.Open(path, sqlite.Config{NoMigrate: true}); err != nil {
+		t.Fatalf("NoMigrate Open of a migrated store: %v", err)
+	}
+	db.Close()
+
+	names, err := sqlite.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := strings.TrimSuffix(strings.TrimPrefix(names[len(names)-1], "migrations/"), ".sql")
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec("DELETE FROM schema_migrations WHERE version = ?", newest); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	if db, err := sqlite.Open(path, sqlite.Config{NoMigrate: true}); err == nil || !strings.Contains(err.Error(), newest) {
+		if db != nil {
+			db.Close()
+		}
+		t.Errorf("NoMigrate Open of a store without %s: %v; want it named", newest, err)
+	}
+	raw, _ = sql.Open("sqlite", "file:"+path)
+	defer raw.Close()
+	var n int
+	if err := raw.QueryRow("SELECT count(*) FROM schema_migrations WHERE version = ?", newest).Scan(&n); err != nil || n != 0 {
+		t.Errorf("NoMigrate Open applied %s (%d, %v)", newest, n, err)
 	}
 }

@@ -74,7 +74,7 @@ func openAdminStore(ctx context.Context, name string, args []string, stderr io.W
 		// an empty one.
 		return nil, nil, fmt.Errorf("no meetsync store in %s: run \"meetsync serve --data %s\" once first, or pass the --data of an existing server", cfg.Data, cfg.Data)
 	}
-	db, err := sqlite.Open(path, sqlite.Config{})
+	db, err := sqlite.Open(path, sqlite.Config{NoMigrate: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}
@@ -112,6 +112,13 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	// A server of another version may have the store open: it would run
+	// on a schema it does not know. serve migrates at start anyway.
+	unlock, err := lockDir(cfg.Data)
+	if err != nil {
+		return fmt.Errorf("%w: stop it first (serve applies the migrations at start)", err)
+	}
+	defer unlock()
 	path := filepath.Join(cfg.Data, "meetsync.db")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

@@ -669,6 +669,11 @@ func TestServeNoFlags(t *testing.T) {
 	if code != 0 || strings.Count(stdout, "default") != 1 || len(strings.Split(strings.TrimSpace(stdout), "\n")) != 2 {
 		t.Errorf("apps list after two starts: exit %d\n%s%s", code, stdout, stderr)
 	}
+	// migrate does not change the schema under a running server.
+	if _, stderr, code := runBinary(t, dir, nil, "migrate"); code == 0 || !strings.Contains(stderr, "in use by another meetsync server") ||
+		!strings.Contains(stderr, "stop it first") {
+		t.Errorf("migrate beside a running server: exit %d: %s", code, stderr)
+	}
 	if code := s2.term(t); code != 0 {
 		t.Errorf("SIGTERM: exit %d", code)
 	}
