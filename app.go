@@ -61,6 +61,11 @@ func randomToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// SameAppName reports whether two app names are the same name: app names
+// are unique regardless of case ("CRM" and "crm" would be told apart only
+// by case in every command that names an app).
+func SameAppName(a, b string) bool { return strings.EqualFold(a, b) }
+
 // ValidAppName reports whether name is usable as an app name.
 func ValidAppName(name string) error {
 	if name == "" || len(name) > 64 || strings.TrimSpace(name) != name {

@@ -15,6 +15,24 @@ import (
 // ECONFLICT if the name is taken.
 func (db *DB) AppCreate(ctx context.Context, app *meetsync.App, key *meetsync.APIKey) error {
 	return db.inTx(ctx, txOptions{}, func(tx *txn) error {
+		// Creates take turns (every replica's), so the names read are
+		// all there are when the insert commits.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("app-names")); err != nil {
+			return fmt.Errorf("create app: %w", err)
+		}
+		rows, err := tx.Query(ctx, "SELECT name FROM apps")
+		if err != nil {
+			return fmt.Errorf("create app: %w", err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("create app: %w", err)
+		}
+		for _, n := range names {
+			if meetsync.SameAppName(n, app.Name) {
+				return meetsync.Errorf(meetsync.ECONFLICT, "app %s already exists (as %q: app names are unique regardless of case)", app.Name, n)
+			}
+		}
 		if _, err := tx.Exec(ctx, "INSERT INTO apps (id, name, created_at) VALUES ($1, $2, $3)", app.ID, app.Name, app.CreatedAt); err != nil {
 			return interpretError(err, "app "+app.Name)
 		}

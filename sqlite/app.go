@@ -17,6 +17,9 @@ func (db *DB) AppCreate(ctx context.Context, app *meetsync.App, key *meetsync.AP
 		return fmt.Errorf("create app: %w", err)
 	}
 	defer tx.Rollback()
+	if err := appNameFree(ctx, tx, app.Name); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)",
 		app.ID, app.Name, micros(app.CreatedAt)); err != nil {
 		return interpretError(err, "app "+app.Name)
@@ -25,6 +28,26 @@ func (db *DB) AppCreate(ctx context.Context, app *meetsync.App, key *meetsync.AP
 		return err
 	}
 	return db.commit(tx)
+}
+
+// appNameFree fails with ECONFLICT if an app's name is name in any case
+// (the transaction holds the write lock: no other create runs meanwhile).
+func appNameFree(ctx context.Context, tx *sql.Tx, name string) error {
+	rows, err := tx.QueryContext(ctx, "SELECT name FROM apps")
+	if err != nil {
+		return fmt.Errorf("create app: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return fmt.Errorf("create app: %w", err)
+		}
+		if meetsync.SameAppName(n, name) {
+			return meetsync.Errorf(meetsync.ECONFLICT, "app %s already exists (as %q: app names are unique regardless of case)", name, n)
+		}
+	}
+	return rows.Err()
 }
 
 func insertKey(ctx context.Context, tx *sql.Tx, key *meetsync.APIKey) error {

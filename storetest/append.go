@@ -72,6 +72,16 @@ func testApps(t *testing.T, su *suite) {
 	if _, err := e.s.APIKeyGetByHash(e.ctx, key.Hash); meetsync.ErrorCode(err) != meetsync.ENOTFOUND {
 		t.Errorf("the refused app's key was stored: %v", err)
 	}
+
+	// Names are unique regardless of case, Unicode's included.
+	for _, name := range []string{"B", "APP", "Ärzte"} {
+		if name == "Ärzte" {
+			e.newApp("ärzte")
+		}
+		dup := &meetsync.App{ID: meetsync.NewID("app"), Name: name, CreatedAt: e.now}
+		key, _ := meetsync.NewAPIKey(dup.ID, e.now)
+		wantCode(t, "AppCreate("+name+")", e.s.AppCreate(e.ctx, dup, key), meetsync.ECONFLICT)
+	}
 }
 
 func testAPIKeys(t *testing.T, su *suite) {
