@@ -109,8 +109,9 @@ const (
 	NoticeLoginAttempt NoticeKind = "login_attempt" // a meeting-SDK login attempt ended (Attempt, Err: nil on success)
 	NoticeCommand      NoticeKind = "command"       // a command arrived (Command)
 	NoticeInvitation   NoticeKind = "invitation"    // an invitation arrived (Invitation)
-	// NoticeInvitationCanceled: an invitation pushed before was canceled
-	// or expired (Invitation: its ID and meeting number).
+	// NoticeInvitationCanceled: an invitation pushed before closed —
+	// canceled, expired, answered on another device, or joined elsewhere
+	// (Invitation: its ID, meeting number and Data, with state and reason).
 	NoticeInvitationCanceled NoticeKind = "invitation_canceled"
 	NoticeError              NoticeKind = "error" // something failed that the Coordinator works around (Err)
 )
@@ -189,9 +190,14 @@ type Config struct {
 	// OnInvitation is called with each invitation pushed to the device
 	// (from the command stream's goroutine; it should return quickly).
 	OnInvitation func(Invitation)
-	// OnInvitationCanceled is called when an invitation pushed before was
-	// canceled (by the inviter or the business system) or expired: take
-	// it off the screen. Only ID, MeetingNum and Data are set.
+	// OnInvitationCanceled is called when an invitation pushed before
+	// closed: canceled (by the inviter, the business system or on the
+	// meeting platform), expired, answered on another device of the user
+	// (or by the business system), or joined elsewhere. Take it off the
+	// screen, whatever the reason. Only ID, MeetingNum and Data are set;
+	// Data's "state" is the invitation's state now (canceled, expired,
+	// accepted, rejected, no_answer, joined) and "reason" is there when the
+	// change has one.
 	OnInvitationCanceled func(Invitation)
 	// OnNotice is called with everything that happens (from the
 	// Coordinator's goroutines, never with a lock held; it should return

@@ -184,8 +184,14 @@ func (c *Client) ClientCredentials(ctx context.Context, refresh bool) (*meetsync
 const (
 	CommandLogout     = "logout"
 	CommandInvitation = "invitation"
-	// CommandInvitationCanceled: an invitation pushed before was canceled
-	// or expired; data {"invitation_id","meeting_num"}.
+	// CommandInvitationCanceled: an invitation pushed before closed —
+	// canceled, expired, answered on another device (or by the business
+	// system), or joined elsewhere — and is to be taken off the screen;
+	// data {"invitation_id","meeting_num","state","reason"}: state is the
+	// invitation's state now (canceled, expired, accepted, rejected,
+	// no_answer, joined), reason only when the change has one. The device
+	// that answered, and one in the meeting joined, is not sent it
+	// (docs/sessions.md).
 	CommandInvitationCanceled = "invitation_canceled"
 )
 

@@ -424,7 +424,10 @@ func containsString(xs []string, x string) bool {
 // HandleCallback verifies a meeting-platform callback for an app and
 // stores what it reports, once per platform requestId: member joins and
 // leaves update the user's platform presence (a leave starts the grace
-// period after which a device still in the meeting is corrected).
+// period after which a device still in the meeting is corrected); invites
+// and their cancellations drive the invitations (platformInvitation), and
+// the devices of an invitee whose invitation the platform canceled are
+// told (tellClosed).
 // EUNAUTHORIZED for a bad signature, ECONFLICT for a requestId already
 // processed, ENOTFOUND for an app without that provider.
 func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header http.Header, body []byte) (int, error) {
@@ -503,6 +506,14 @@ func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header
 	}
 	if req.Results[0].Duplicate {
 		return 0, meetsync.Errorf(meetsync.ECONFLICT, "callback requestId %q was already processed", cb.RequestID)
+	}
+	// The invitations the platform canceled are closed: the invitee's
+	// devices are told as after a cancel through the API.
+	for i, ev := range evs {
+		if ev.Type == meetsync.TypeInvitationCanceled && ev.Effects != nil && ev.Effects.Invitation != nil &&
+			i < len(req.Results) && !req.Results[i].Duplicate {
+			s.tellClosed(ctx, ev.Effects.Invitation)
+		}
 	}
 	s.Wake()
 	return len(evs), nil

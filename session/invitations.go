@@ -418,11 +418,14 @@ func (s *Service) settleInvitations(ctx context.Context, u *meetsync.UserState, 
 	return nil
 }
 
-// platformInvitations turns the platform's invite callbacks into
+// platformInvitation turns the platform's invite callbacks into
 // invitation events: MEETING_MEMBER_INVITE creates an invitation (source
-// platform), MEETING_MEMBER_INVITE_CANCEL cancels the invitee's open
-// invitations to that meeting. ok is false for an invite of an account
-// meetsync does not know (stored as a plain platform event instead).
+// platform), MEETING_MEMBER_INVITE_CANCEL cancels the invitee's unanswered
+// invitations to that meeting (an accepted one is answered and stays, as
+// Cancel would leave it; HandleCallback tells the devices of those it
+// cancels). ok is false for an invite of an account meetsync does not know,
+// or a cancel that finds nothing to cancel (stored as a plain platform
+// event instead).
 func (s *Service) platformInvitation(ctx context.Context, appID, kind string, pe meetsync.PlatformEvent, userID string, now time.Time) ([]*meetsync.Event, bool, error) {
 	if userID == meetsync.SystemUserID || pe.MeetingNum == "" {
 		return nil, false, nil
@@ -450,6 +453,9 @@ func (s *Service) platformInvitation(ctx context.Context, appID, kind string, pe
 		}
 		var evs []*meetsync.Event
 		for _, inv := range open {
+			if !meetsync.InviteUnanswered(inv.State) {
+				continue // answered: final (Cancel is ECONFLICT)
+			}
 			next := *inv
 			next.State, next.Source, next.UpdatedAt, next.Version = meetsync.InviteCanceled, meetsync.SourcePlatform, now, inv.Version+1
 			evs = append(evs, invitationEvent(&next, meetsync.TypeInvitationCanceled, map[string]any{"platform": pe.Data}, now))

@@ -585,3 +585,93 @@ func TestInvitationCommandsDocumented(t *testing.T) {
 		t.Errorf("docs/sessions.md does not say that an expiry sends invitation_canceled: %s", canceledDoc)
 	}
 }
+
+// TestPlatformCancelStopsDevices: when the platform reports that an
+// invitation was withdrawn (MEETING_MEMBER_INVITE_CANCEL, here from the
+// sim), the invitee's open invitations to that meeting close as a
+// cancellation through the API does: their invitation commands still
+// pending are resolved and every device of the invitee gets an
+// invitation_canceled command with state canceled. An invitation already
+// answered (accepted) stays as it is, and no device hears of it again.
+func TestPlatformCancelStopsDevices(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	host := e.login(t, "host", "h1")
+	g1 := e.login(t, "guest", "g1")
+	g2 := e.login(t, "guest", "g2")
+	e.want(t, e.do(t, "POST", "/v1/client/login", g1.ClientToken, map[string]any{"ok": true}), 200)
+	tokens := map[string]string{"g1": g1.ClientToken, "g2": g2.ClientToken}
+	m, err := e.Sim.Provider(e.AppID).CreateMeeting(ctx, meetsync.MeetingRequest{HostUUID: host.Meeting.UserUUID, Subject: "call"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The platform invites the guest (an invitation of source platform) …
+	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, g1.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Invitations []invitationView `json:"invitations"`
+	}
+	waitFor(t, func() bool {
+		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=guest", e.Key, nil), 200).decode(t, &list)
+		return len(list.Invitations) == 1
+	})
+	platformID := list.Invitations[0].ID
+	// … and so does the business system, twice: one rings on both devices
+	// (g1 acknowledges it), the other is accepted on g1.
+	ringing := e.invite(t, map[string]any{"meeting_num": m.MeetingNum, "inviter": "host", "invitees": []string{"guest"}, "expires_in": "5m"})[0].ID
+	accepted := e.invite(t, map[string]any{"meeting_num": m.MeetingNum, "inviter": "host", "invitees": []string{"guest"}, "expires_in": "5m"})[0].ID
+	for d, tok := range tokens {
+		cmds := e.invitationCommands(t, tok, ringing)
+		if len(cmds) != 1 || cmds[0].Type != "invitation" {
+			t.Fatalf("%s's commands for the invitation: %+v", d, cmds)
+		}
+		if d == "g1" {
+			e.want(t, e.do(t, "POST", "/v1/client/commands/"+cmds[0].ID+"/ack", tok, map[string]any{"ok": true}), 204)
+		}
+	}
+	e.want(t, e.do(t, "POST", "/v1/client/invitations/"+accepted+"/accept", g1.ClientToken, nil), 200)
+	for _, tok := range tokens {
+		for _, cmd := range e.commands(t, tok) {
+			if cmd.Data["invitation_id"] == accepted {
+				e.want(t, e.do(t, "POST", "/v1/client/commands/"+cmd.ID+"/ack", tok, map[string]any{"ok": true}), 204)
+			}
+		}
+	}
+
+	// The inviter withdraws the invitation on the platform.
+	if err := e.Sim.CancelInvite(ctx, e.AppID, m.MeetingNum, g1.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	canceled := func(tok, id string) bool {
+		cmds := e.invitationCommands(t, tok, id)
+		return len(cmds) == 1 && cmds[0].Type == "invitation_canceled" && cmds[0].Data["state"] == "canceled" &&
+			cmds[0].Data["meeting_num"] == m.MeetingNum
+	}
+	for _, id := range []string{ringing, platformID} {
+		waitFor(t, func() bool {
+			return e.invitation(t, id).State == "canceled" && canceled(g1.ClientToken, id) && canceled(g2.ClientToken, id)
+		})
+	}
+	lastOf(t, e.events(t, "guest"), "invitation.canceled")
+	// The invitation command g2 never acknowledged was resolved by meetsync.
+	all, err := e.Store.CommandList(ctx, e.AppID, "guest", "g2", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range all {
+		if cmd.Type == meetsync.CommandInvitation && strings.Contains(string(cmd.Data), ringing) &&
+			(cmd.AckedAt == nil || cmd.AckOK || cmd.AckError != "superseded: invitation "+ringing+" is canceled") {
+			t.Errorf("g2's invitation command after the platform canceled it: acked %v ok %v %q", cmd.AckedAt, cmd.AckOK, cmd.AckError)
+		}
+	}
+	// The accepted invitation is answered: the platform's cancel leaves it be.
+	if v := e.invitation(t, accepted); v.State != "accepted" {
+		t.Errorf("the accepted invitation after the platform's cancel: %s", v.State)
+	}
+	for d, tok := range tokens {
+		if cmds := e.invitationCommands(t, tok, accepted); len(cmds) != 0 {
+			t.Errorf("%s was told of the accepted invitation again: %+v", d, cmds)
+		}
+	}
+}
