@@ -451,57 +451,69 @@ func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header
 	}
 	h := sha256.Sum256([]byte(kind + "\x00" + cb.RequestID))
 	base := "cb_" + hex.EncodeToString(h[:16])
-	evs := make([]*meetsync.Event, 0, len(cb.Events))
-	for i, pe := range cb.Events {
-		userID := meetsync.SystemUserID
-		if pe.UserUUID != "" {
-			a, err := s.cfg.Sessions.AccountByUUID(ctx, appID, kind, pe.UserUUID)
-			if err == nil {
-				userID = a.UserID
-			} else if meetsync.ErrorCode(err) != meetsync.ENOTFOUND {
-				return 0, err
-			}
-		}
-		occurred := pe.OccurredAt
-		if occurred.IsZero() {
-			occurred = now
-		}
-		if (pe.Type == meetsync.TypeInvitationCreated || pe.Type == meetsync.TypeInvitationCanceled) && s.cfg.Invitations != nil {
-			invEvs, ok, err := s.platformInvitation(ctx, appID, kind, pe, userID, now)
-			if err != nil {
-				return 0, err
-			}
-			if ok {
-				for j, ev := range invEvs {
-					// The first keeps the id a plain platform event would
-					// have had, so any replay of this callback is caught.
-					ev.ID, ev.CallerID = base+"_"+strconv.Itoa(i), true
-					if j > 0 {
-						ev.ID += "_" + strconv.Itoa(j)
-					}
-					ev.OccurredAt = occurred.UTC()
+	// The events are made from what the store holds (accounts, open
+	// invitations); an invitation that changes before they are stored
+	// (ECONFLICT: its compare-and-set failed) makes them again.
+	var evs []*meetsync.Event
+	var req *meetsync.AppendRequest
+	err = retry(ctx, func() error {
+		evs = make([]*meetsync.Event, 0, len(cb.Events))
+		for i, pe := range cb.Events {
+			userID := meetsync.SystemUserID
+			if pe.UserUUID != "" {
+				a, err := s.cfg.Sessions.AccountByUUID(ctx, appID, kind, pe.UserUUID)
+				if err == nil {
+					userID = a.UserID
+				} else if meetsync.ErrorCode(err) != meetsync.ENOTFOUND {
+					return err
 				}
-				evs = append(evs, invEvs...)
-				continue
 			}
-			pe.Type = meetsync.TypeMeetingPlatformEvent
-		}
-		ev := meetsync.NewServerEvent(appID, userID, pe.Type, meetsync.SourcePlatform, pe.Data, now)
-		ev.OccurredAt = occurred.UTC()
-		ev.ID, ev.CallerID = base+"_"+strconv.Itoa(i), true
-		if userID != meetsync.SystemUserID && pe.MeetingNum != "" {
-			switch pe.Type {
-			case meetsync.TypeMeetingMemberJoined:
-				ev.Effects = &meetsync.EventEffects{Member: &meetsync.Membership{MeetingNum: pe.MeetingNum, Joined: true}}
-			case meetsync.TypeMeetingMemberLeft:
-				ev.Effects = &meetsync.EventEffects{Member: &meetsync.Membership{MeetingNum: pe.MeetingNum, Joined: false,
-					CheckAt: now.Add(time.Duration(set.ReconcileGrace))}}
+			occurred := pe.OccurredAt
+			if occurred.IsZero() {
+				occurred = now
 			}
+			if (pe.Type == meetsync.TypeInvitationCreated || pe.Type == meetsync.TypeInvitationCanceled) && s.cfg.Invitations != nil {
+				invEvs, ok, err := s.platformInvitation(ctx, appID, kind, pe, userID, now)
+				if err != nil {
+					return err
+				}
+				if ok {
+					for j, ev := range invEvs {
+						// The first keeps the id a plain platform event would
+						// have had, so any replay of this callback is caught.
+						ev.ID, ev.CallerID = base+"_"+strconv.Itoa(i), true
+						if j > 0 {
+							ev.ID += "_" + strconv.Itoa(j)
+						}
+						ev.OccurredAt = occurred.UTC()
+					}
+					evs = append(evs, invEvs...)
+					continue
+				}
+				pe.Type = meetsync.TypeMeetingPlatformEvent
+			}
+			ev := meetsync.NewServerEvent(appID, userID, pe.Type, meetsync.SourcePlatform, pe.Data, now)
+			ev.OccurredAt = occurred.UTC()
+			ev.ID, ev.CallerID = base+"_"+strconv.Itoa(i), true
+			if userID != meetsync.SystemUserID && pe.MeetingNum != "" {
+				switch pe.Type {
+				case meetsync.TypeMeetingMemberJoined:
+					ev.Effects = &meetsync.EventEffects{Member: &meetsync.Membership{MeetingNum: pe.MeetingNum, Joined: true}}
+				case meetsync.TypeMeetingMemberLeft:
+					ev.Effects = &meetsync.EventEffects{Member: &meetsync.Membership{MeetingNum: pe.MeetingNum, Joined: false,
+						CheckAt: now.Add(time.Duration(set.ReconcileGrace))}}
+				}
+			}
+			evs = append(evs, ev)
 		}
-		evs = append(evs, ev)
-	}
-	req := &meetsync.AppendRequest{AppID: appID, Events: evs}
-	if err := s.cfg.Appender.Append(ctx, req); err != nil {
+		req = &meetsync.AppendRequest{AppID: appID, Events: evs}
+		err := s.cfg.Appender.Append(ctx, req)
+		if meetsync.ErrorCode(err) == meetsync.ECONFLICT {
+			return staleVersion{err}
+		}
+		return err
+	})
+	if err != nil {
 		return 0, err
 	}
 	if req.Results[0].Duplicate {

@@ -39,6 +39,22 @@ type env struct {
 	Key   string
 
 	offset atomic.Int64 // added to the session engine's clock
+	// beforeAppend, when set, sees each of the session engine's appends
+	// before the committer does.
+	beforeAppend atomic.Pointer[func(*meetsync.AppendRequest)]
+}
+
+// hookedAppender runs env.beforeAppend before each append.
+type hookedAppender struct {
+	session.Appender
+	e *env
+}
+
+func (h hookedAppender) Append(ctx context.Context, req *meetsync.AppendRequest) error {
+	if f := h.e.beforeAppend.Load(); f != nil {
+		(*f)(req)
+	}
+	return h.Appender.Append(ctx, req)
 }
 
 func setup(t *testing.T) *env {
@@ -56,7 +72,7 @@ func setup(t *testing.T) *env {
 	}
 	e := &env{Store: db, Sim: platform}
 	e.Svc = session.New(session.Config{
-		Store: db, Sessions: db, Invitations: db, Appender: ing, Logger: slog.New(slog.DiscardHandler),
+		Store: db, Sessions: db, Invitations: db, Appender: hookedAppender{ing, e}, Logger: slog.New(slog.DiscardHandler),
 		Providers: func(appID string, cfg meetsync.ProviderConfig) (meetsync.Provider, error) {
 			if cfg.Kind == meetsync.ProviderNetEase {
 				nc := netease.ConfigFrom(cfg)

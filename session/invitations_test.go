@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -674,4 +675,65 @@ func TestPlatformCancelStopsDevices(t *testing.T) {
 			t.Errorf("%s was told of the accepted invitation again: %+v", d, cmds)
 		}
 	}
+}
+
+// TestPlatformCancelRace: an invitation changes (its command is
+// acknowledged: waiting_call → calling) between the platform's cancel
+// callback reading it and storing the cancel. The callback reads again and
+// cancels it, rather than losing the cancel to the conflict.
+func TestPlatformCancelRace(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	host := e.login(t, "host", "h1")
+	g1 := e.login(t, "guest", "g1")
+	m, err := e.Sim.Provider(e.AppID).CreateMeeting(ctx, meetsync.MeetingRequest{HostUUID: host.Meeting.UserUUID, Subject: "call"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, g1.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Invitations []invitationView `json:"invitations"`
+	}
+	waitFor(t, func() bool {
+		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=guest", e.Key, nil), 200).decode(t, &list)
+		return len(list.Invitations) == 1
+	})
+	platformID := list.Invitations[0].ID
+	// The business system's invitation to the same meeting: the platform's
+	// cancel closes it too; the race is its acknowledgement.
+	id := e.invite(t, map[string]any{"meeting_num": m.MeetingNum, "inviter": "host", "invitees": []string{"guest"}, "expires_in": "5m"})[0].ID
+	cmds := e.invitationCommands(t, g1.ClientToken, id)
+	if len(cmds) != 1 || cmds[0].Type != "invitation" {
+		t.Fatalf("g1's commands for the invitation: %+v", cmds)
+	}
+	var once sync.Once
+	raced := make(chan int, 1)
+	hook := func(req *meetsync.AppendRequest) {
+		for _, ev := range req.Events {
+			if ev.Type == meetsync.TypeInvitationCanceled && ev.Source == meetsync.SourcePlatform {
+				once.Do(func() {
+					// No t.Fatal here: this runs on the callback's goroutine.
+					r := e.do(t, "POST", "/v1/client/commands/"+cmds[0].ID+"/ack", g1.ClientToken, map[string]any{"ok": true})
+					raced <- r.Status
+				})
+			}
+		}
+	}
+	e.beforeAppend.Store(&hook)
+	if err := e.Sim.CancelInvite(ctx, e.AppID, m.MeetingNum, g1.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-raced:
+		if code != 204 {
+			t.Fatalf("the racing ack: %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the platform's cancel never reached the store")
+	}
+	waitFor(t, func() bool {
+		return e.invitation(t, id).State == "canceled" && e.invitation(t, platformID).State == "canceled"
+	})
 }
