@@ -1295,3 +1295,49 @@ func TestSmallBodiesStrict(t *testing.T) {
 		t.Errorf("a refused POST made an endpoint: %s", r)
 	}
 }
+
+// TestUnknownFieldNamedByPath: an unknown field of a request body is
+// refused with its whole path, at the top and inside nested objects and
+// array elements, on every route that decodes a body.
+func TestUnknownFieldNamedByPath(t *testing.T) {
+	t.Parallel()
+	e, _ := setupSessions(t)
+	_, token := e.login(t, "u1", "d1")
+	for _, tc := range []struct {
+		name, method, path, key string
+		body                    string
+		field                   string
+	}{
+		{"app top level", "PATCH", "/v1/app", e.Key, `{"strict_event_types":true,"bogus":1}`, "bogus"},
+		{"app provider", "PATCH", "/v1/app", e.Key, `{"provider":{"kind":"sim","bogus":1}}`, "provider.bogus"},
+		{"app provider with an object value", "PATCH", "/v1/app", e.Key, `{"provider":{"bogus":{"x":1}}}`, "provider.bogus"},
+		{"app provider matched case-insensitively", "PATCH", "/v1/app", e.Key, `{"Provider":{"bogus":1}}`, "provider.bogus"},
+		{"client init meeting", "POST", "/v1/client/init", token, `{"business":{"ok":true},"meeting":{"ok":true,"bogus":1}}`, "meeting.bogus"},
+		{"client init business", "POST", "/v1/client/init", token, `{"business":{"ok":true,"code":0,"bogus":[1]},"meeting":{"ok":true}}`, "business.bogus"},
+		{"client login", "POST", "/v1/client/login", token, `{"ok":true,"bogus":1}`, "bogus"},
+		{"command ack", "POST", "/v1/client/commands/cmd_x/ack", token, `{"ok":true,"bogus":1}`, "bogus"},
+		{"session login", "POST", "/v1/users/u2/login", e.Key, `{"device_id":"d1","bogus":{"x":1}}`, "bogus"},
+		{"session logout", "POST", "/v1/users/u1/logout", e.Key, `{"bogus":1}`, "bogus"},
+		{"invitation", "POST", "/v1/invitations", e.Key, `{"meeting_num":"123456789","inviter":"u1","invitees":["u9"],"bogus":1}`, "bogus"},
+		{"endpoint", "POST", "/v1/endpoints", e.Key, `{"url":"http://127.0.0.1:1/hook","bogus":{"x":1}}`, "bogus"},
+		{"event type", "PUT", "/v1/event-types/crm.probe", e.Key, `{"schema":{"type":"object"},"bogus":1}`, "bogus"},
+		{"endpoint patch", "PATCH", "/v1/endpoints/ep_x", e.Key, `{"enabled":true,"bogus":1}`, "bogus"},
+		{"secret rotate", "POST", "/v1/endpoints/ep_x/secrets/rotate", e.Key, `{"grace":"1s","bogus":1}`, "bogus"},
+		{"endpoint recover", "POST", "/v1/endpoints/ep_x/recover", e.Key, `{"since":"2026-01-01T00:00:00Z","bogus":1}`, "bogus"},
+		{"delivery replay", "POST", "/v1/deliveries/dlv_x/replay", e.Key, `{"bogus":1}`, "bogus"},
+		{"invitation action", "POST", "/v1/invitations/inv_x/cancel", e.Key, `{"reason":"r","bogus":1}`, "bogus"},
+		{"client invitation action", "POST", "/v1/client/invitations/inv_x/reject", token, `{"bogus":1}`, "bogus"},
+		{"client credentials", "POST", "/v1/client/credentials", token, `{"refresh":false,"bogus":1}`, "bogus"},
+		{"client event in a batch", "POST", "/v1/client/events", token, `{"events":[{"type":"crm.a"},{"type":"crm.a","bogus":1}]}`, "events[1].bogus"},
+		{"keys", "POST", "/v1/keys", e.Key, `{"bogus":1}`, "bogus"},
+		{"event", "POST", "/v1/events", e.Key, `{"type":"crm.a","user_id":"u1","data":{"x":1},"bogus":{"y":1}}`, "bogus"},
+		{"event in a batch", "POST", "/v1/events", e.Key, `{"events":[{"type":"crm.a","user_id":"u1"},{"type":"crm.a","user_id":"u1"},{"type":"crm.a","bogus":1}]}`, "events[2].bogus"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := requireError(t, e.do(t, tc.method, tc.path, tc.key, tc.body), http.StatusBadRequest, "invalid", tc.field)
+			if want := "unknown field " + tc.field; msg != want {
+				t.Errorf("message %q, want %q", msg, want)
+			}
+		})
+	}
+}

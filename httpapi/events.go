@@ -439,7 +439,7 @@ func strictUnmarshal(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return err
+		return asUnknownField(err, b, reflect.TypeOf(v))
 	}
 	if dec.More() {
 		return errTrailing
@@ -457,12 +457,15 @@ func jsonError(err error, prefix string) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	var maxErr *http.MaxBytesError
+	var unknown *unknownFieldError
 	join := func(f string) string {
 		switch {
 		case prefix == "":
 			return f
 		case f == "":
 			return prefix
+		case f[0] == '[':
+			return prefix + f
 		}
 		return prefix + "." + f
 	}
@@ -497,10 +500,14 @@ func jsonError(err error, prefix string) error {
 		return meetsync.FieldErrorf(f, "%s must be %s, got %s", lastPart(f), want, typ.Value)
 	case errors.Is(err, errTrailing):
 		return meetsync.FieldErrorf(prefix, "unexpected data after the JSON value")
-	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		name = strings.Trim(name, `"`)
-		return meetsync.FieldErrorf(join(name), "unknown field %q", name)
+	case errors.As(err, &unknown):
+		// Named by its whole path: "unknown field provider.bogus",
+		// "unknown field events[2].bogus".
+		f := join(unknown.Path)
+		if q := strconv.Quote(f); q[1:len(q)-1] != f || f == "" || strings.ContainsRune(f, ' ') {
+			return meetsync.FieldErrorf(f, "unknown field %s", q)
+		}
+		return meetsync.FieldErrorf(f, "unknown field %s", f)
 	}
 	return meetsync.FieldErrorf(prefix, "invalid JSON: %v", err)
 }
