@@ -480,7 +480,7 @@ func jsonError(err error, prefix string) error {
 		want := typ.Type.String()
 		switch kind := typ.Type.Kind().String(); {
 		case typ.Type == reflect.TypeFor[meetsync.Duration]():
-			want = `a duration such as "30s", "5m" or "24h" (0 or more)`
+			want = `a duration such as "30s", "5m" or "24h" (not negative)`
 		case kind == "int64", kind == "int", kind == "int32":
 			want = "an integer"
 		case kind == "string":
