@@ -93,7 +93,7 @@ func (c *Client) Logout(ctx context.Context, userID string, req LogoutRequest) (
 }
 
 // Result is the outcome of one step on the device (an init, a meeting
-// login): OK, or the SDK's error code and message.
+// login, a command acted on): OK, or the SDK's error code and message.
 type Result struct {
 	OK      bool   `json:"ok"`
 	Code    int    `json:"code,omitempty"`
@@ -241,7 +241,11 @@ func (c *Client) PendingCommands(ctx context.Context) ([]Command, error) {
 
 // AckCommand acknowledges a command (POST /v1/client/commands/{id}/ack,
 // client token) with the outcome of acting on it; it is not sent again.
-// Acknowledging twice is harmless, so the call is retried after a failure.
+// A failed Result (ResultOf the SDK's error) is kept with the command: the
+// ack of a failed logout answers the logout, and session.logged_out lists
+// the device under devices_failed with the code and message, not under
+// devices_confirmed. Acknowledging twice is harmless (the first ack stays),
+// so the call is retried after a failure.
 func (c *Client) AckCommand(ctx context.Context, id string, r Result) error {
 	return c.do(ctx, request{method: "POST", path: "/v1/client/commands/" + escape(id) + "/ack", body: r, idempotent: true}, nil)
 }

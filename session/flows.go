@@ -428,20 +428,14 @@ func (s *Service) revoke(ctx context.Context, prov meetsync.Provider, appID, use
 	return s.accountPut(ctx, a)
 }
 
-// AckInput is the body of POST /v1/client/commands/{id}/ack.
-type AckInput struct {
-	OK    *bool  `json:"ok"`
-	Error string `json:"error,omitempty"`
-}
-
 // AckCommand records a device's acknowledgement of a command; the last
 // logout ack of a session completes its logout.
 func (s *Service) AckCommand(ctx context.Context, c ClientAuth, id string, in AckInput) error {
-	ok := in.OK == nil || *in.OK
-	if len(in.Error) > 1024 {
-		return meetsync.FieldErrorf("error", "error must be at most 1024 characters")
+	ok, errText, err := in.outcome() // AckInput: commands.go
+	if err != nil {
+		return err
 	}
-	cmd, err := s.cfg.Sessions.CommandAck(ctx, c.AppID, c.UserID, c.DeviceID, id, ok, in.Error, s.now())
+	cmd, err := s.cfg.Sessions.CommandAck(ctx, c.AppID, c.UserID, c.DeviceID, id, ok, errText, s.now())
 	if err != nil {
 		return err
 	}
@@ -480,20 +474,7 @@ func (s *Service) finishLogout(ctx context.Context, appID, userID, sessionID str
 		if err != nil {
 			return err
 		}
-		confirmed, unconfirmed := []string{}, []string{}
-		for _, d := range cur.Devices {
-			acked := false
-			for _, c := range cmds {
-				if c.DeviceID == d && c.Type == meetsync.CommandLogout && c.AckedAt != nil {
-					acked = true
-				}
-			}
-			if acked {
-				confirmed = append(confirmed, d)
-			} else {
-				unconfirmed = append(unconfirmed, d)
-			}
-		}
+		confirmed, failed, unconfirmed := logoutAnswers(cur.Devices, cmds)
 		if len(unconfirmed) > 0 && !force {
 			return nil
 		}
@@ -502,6 +483,9 @@ func (s *Service) finishLogout(ctx context.Context, appID, userID, sessionID str
 		data := map[string]any{"forced": len(unconfirmed) > 0, "devices_confirmed": confirmed, "platform_revoked": !cur.RevokePending}
 		if len(unconfirmed) > 0 {
 			data["devices_unconfirmed"] = unconfirmed
+		}
+		if len(failed) > 0 {
+			data["devices_failed"] = failed
 		}
 		if err := s.change(ctx, u, sessionEvent(u, meetsync.TypeSessionLoggedOut, next, data, now)); err != nil {
 			return err
