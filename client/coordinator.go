@@ -571,7 +571,8 @@ func (c *Coordinator) startSession(res *LoginResult) *Client {
 		c.reportInit(ctx, api, report)
 		cancelInit()
 	}
-	c.goSession(func(ctx context.Context) { c.commandLoop(ctx, api) })
+	sessionID := res.SessionID
+	c.goSession(func(ctx context.Context) { c.commandLoop(ctx, api, sessionID) })
 	return api
 }
 
@@ -775,9 +776,10 @@ func (c *Coordinator) ackPendingLogout(ctx context.Context, api *Client, r Resul
 // errEndStream ends the command stream after a logout command.
 var errEndStream = errors.New("session ended")
 
-// commandLoop follows the session's command stream until the session ends.
-func (c *Coordinator) commandLoop(ctx context.Context, api *Client) {
-	err := api.Commands(ctx, func(cmd Command) error { return c.handleCommand(ctx, api, cmd) },
+// commandLoop follows the command stream of session sessionID until the
+// session ends.
+func (c *Coordinator) commandLoop(ctx context.Context, api *Client, sessionID string) {
+	err := api.Commands(ctx, func(cmd Command) error { return c.handleCommand(ctx, api, sessionID, cmd) },
 		OnStreamError(func(err error) { c.setOnline(false); c.notify(Notice{Kind: NoticeOffline, Err: err}) }),
 		OnStreamOpen(func() { c.setOnline(true) }))
 	switch {
@@ -796,8 +798,9 @@ func (c *Coordinator) commandLoop(ctx context.Context, api *Client) {
 	}
 }
 
-// handleCommand acts on one pushed command and acknowledges it.
-func (c *Coordinator) handleCommand(ctx context.Context, api *Client, cmd Command) error {
+// handleCommand acts on one pushed command of session sessionID's stream
+// and acknowledges it.
+func (c *Coordinator) handleCommand(ctx context.Context, api *Client, sessionID string, cmd Command) error {
 	c.notify(Notice{Kind: NoticeCommand, Command: &cmd})
 	c.mu.Lock()
 	done, loggingOut := c.handled[cmd.ID], c.loggingOut
@@ -808,6 +811,14 @@ func (c *Coordinator) handleCommand(ctx context.Context, api *Client, cmd Comman
 	}
 	switch cmd.Type {
 	case CommandLogout:
+		if other := logoutSession(cmd); other != "" && sessionID != "" && other != sessionID {
+			// A logout of another (an earlier) session of this device:
+			// not this session's. meetsync supersedes those when a new
+			// session starts; should one come anyway, it is acknowledged
+			// as not carried out, and the session goes on.
+			return c.ack(ctx, api, cmd, Result{Code: -1,
+				Message: fmt.Sprintf("logout of session %s not carried out: this device is in session %s", other, sessionID)})
+		}
 		if loggingOut {
 			// Our own Logout is under way and acknowledges it.
 			return nil
@@ -830,6 +841,18 @@ func (c *Coordinator) handleCommand(ctx context.Context, api *Client, cmd Comman
 	default:
 		return c.ack(ctx, api, cmd, Result{Code: -1, Message: fmt.Sprintf("command type %q is not supported by this client", cmd.Type)})
 	}
+}
+
+// logoutSession is the session a logout command ends (its data's
+// session_id), "" if it names none.
+func logoutSession(cmd Command) string {
+	var d struct {
+		SessionID string `json:"session_id"`
+	}
+	if len(cmd.Data) == 0 || json.Unmarshal(cmd.Data, &d) != nil {
+		return ""
+	}
+	return d.SessionID
 }
 
 // invitationOf reads an invitation command's data.
@@ -1021,7 +1044,7 @@ func (c *Coordinator) authExpired(ctx context.Context, api *Client) {
 	}
 	defer c.unlock()
 	c.mu.Lock()
-	current := c.api == api && !c.loggingOut
+	current, sessionID := c.api == api && !c.loggingOut, c.st.SessionID
 	c.mu.Unlock()
 	if !current {
 		return // the session ended meanwhile: the revocation was its logout
@@ -1033,7 +1056,7 @@ func (c *Coordinator) authExpired(ctx context.Context, api *Client) {
 		return // the session ended on the server
 	}
 	for _, cmd := range cmds {
-		if cmd.Type == CommandLogout {
+		if other := logoutSession(cmd); cmd.Type == CommandLogout && (other == "" || sessionID == "" || other == sessionID) {
 			return
 		}
 	}

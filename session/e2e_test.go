@@ -42,6 +42,22 @@ type env struct {
 	// beforeAppend, when set, sees each of the session engine's appends
 	// before the committer does.
 	beforeAppend atomic.Pointer[func(*meetsync.AppendRequest)]
+	// beforeCommands, when set, sees each batch of commands the session
+	// engine creates before the store does.
+	beforeCommands atomic.Pointer[func([]*meetsync.Command)]
+}
+
+// hookedSessions runs env.beforeCommands before each CommandsCreate.
+type hookedSessions struct {
+	meetsync.SessionStore
+	e *env
+}
+
+func (h hookedSessions) CommandsCreate(ctx context.Context, cmds []*meetsync.Command) error {
+	if f := h.e.beforeCommands.Load(); f != nil {
+		(*f)(cmds)
+	}
+	return h.SessionStore.CommandsCreate(ctx, cmds)
 }
 
 // hookedAppender runs env.beforeAppend before each append.
@@ -72,7 +88,7 @@ func setup(t *testing.T) *env {
 	}
 	e := &env{Store: db, Sim: platform}
 	e.Svc = session.New(session.Config{
-		Store: db, Sessions: db, Invitations: db, Appender: hookedAppender{ing, e}, Logger: slog.New(slog.DiscardHandler),
+		Store: db, Sessions: hookedSessions{db, e}, Invitations: db, Appender: hookedAppender{ing, e}, Logger: slog.New(slog.DiscardHandler),
 		Providers: func(appID string, cfg meetsync.ProviderConfig) (meetsync.Provider, error) {
 			if cfg.Kind == meetsync.ProviderNetEase {
 				nc := netease.ConfigFrom(cfg)

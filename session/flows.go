@@ -82,9 +82,11 @@ func (s *Service) Login(ctx context.Context, appID, userID string, in LoginInput
 			next = meetsync.Session{ID: meetsync.NewID("ses"), Business: meetsync.SideLoggedIn, Meeting: meetsync.SidePending,
 				Policy: set.SessionPolicy, Deadline: now.Add(time.Duration(set.LoginDeadline)), StartedAt: now}
 			changed = true
-		} else if cur.Meeting != meetsync.SideLoggedIn && cur.Meeting != meetsync.SidePending {
-			// Failed (degraded) or kicked out: a new business login is a new
-			// attempt at the meeting side.
+		} else if cur.Meeting != meetsync.SideLoggedIn && (cur.Meeting != meetsync.SidePending || cur.Deadline.IsZero()) {
+			// Failed (degraded), kicked out, or pending without a deadline
+			// (the SDK's auth info expired): a new business login is a new
+			// attempt at the meeting side, with its deadline. A pending
+			// meeting side always has one.
 			next.Meeting, next.Deadline, next.Policy = meetsync.SidePending, now.Add(time.Duration(set.LoginDeadline)), set.SessionPolicy
 			changed = true
 		}
@@ -110,6 +112,12 @@ func (s *Service) Login(ctx context.Context, appID, userID string, in LoginInput
 		return nil, err
 	}
 	now := s.now()
+	// The device's new token sees only this session's commands: what its
+	// earlier sessions left pending (an unacknowledged logout of a forced
+	// logout or a rollback) is superseded before the token exists.
+	if err := s.supersedeOlder(ctx, appID, userID, in.DeviceID, sess.ID, now); err != nil {
+		return nil, err
+	}
 	tok, secret := meetsync.NewClientToken(appID, userID, in.DeviceID, sess.ID, now, time.Duration(set.ClientTokenTTL))
 	if err := s.cfg.Sessions.ClientTokenCreate(ctx, tok); err != nil {
 		return nil, err
@@ -219,8 +227,22 @@ type LoginReport struct {
 }
 
 // ClientLogin records the meeting login result of a device: success makes
-// the session consistent (session.logged_in); a failure is
-// session.login_failed and the session stays pending until its deadline.
+// the session consistent (session.logged_in). A failure is
+// session.login_failed; it moves the session only where a failed attempt
+// means something:
+//
+//   - meeting side pending: it stays pending until its deadline (the
+//     client may retry); one without a deadline (after session.auth_expired)
+//     gets the app's login_deadline now, so session_policy resolves it;
+//   - meeting side logged_in (another report, or another device, said it
+//     logged in), failed (degraded) or logged_out (kicked out): recorded
+//     only, with retrying false; the meeting side stays as it is. A
+//     failure report carries no order (no client_seq): it cannot tell a
+//     new failure from a late one, and a late report never moves the state
+//     back (DESIGN §4.3). The SDK losing its login is reported by
+//     session.kicked_out and session.auth_expired.
+//
+// So a pending meeting side always has a deadline.
 func (s *Service) ClientLogin(ctx context.Context, c ClientAuth, in LoginReport) (*meetsync.Session, error) {
 	if in.OK == nil {
 		return nil, meetsync.FieldErrorf("ok", "ok is required: true if the meeting SDK logged in")
@@ -247,11 +269,17 @@ func (s *Service) ClientLogin(ctx context.Context, c ClientAuth, in LoginReport)
 			ev = sessionEvent(u, meetsync.TypeSessionLoggedIn, next, map[string]any{"device_id": c.DeviceID}, now)
 		} else {
 			next.LoginAttempts++
-			if next.Meeting != meetsync.SidePending {
-				next.Meeting = meetsync.SidePending
+			if next.Meeting == meetsync.SidePending && next.Deadline.IsZero() {
+				set, err := s.cfg.Sessions.AppSettingsGet(ctx, c.AppID)
+				if err != nil {
+					return err
+				}
+				// (At the precision it is stored with, so the answer is the stored value.)
+				next.Deadline, next.Policy = now.Add(time.Duration(set.LoginDeadline)).Truncate(time.Microsecond), set.SessionPolicy
 			}
 			ev = sessionEvent(u, meetsync.TypeSessionLoginFailed, next, map[string]any{"device_id": c.DeviceID,
-				"attempt": next.LoginAttempts, "code": in.Code, "message": in.Message, "retrying": !next.Deadline.IsZero()}, now)
+				"attempt": next.LoginAttempts, "code": in.Code, "message": in.Message,
+				"retrying": next.Meeting == meetsync.SidePending}, now)
 		}
 		ev.DeviceID = c.DeviceID
 		if err := s.change(ctx, u, ev); err != nil {

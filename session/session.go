@@ -249,9 +249,58 @@ func (s *Service) pushCommands(ctx context.Context, u *meetsync.UserState, ref s
 	if err := s.cfg.Sessions.CommandsCreate(ctx, cmds); err != nil {
 		return err
 	}
+	// The session may have ended and a device started a new one since u
+	// was read (a rollback's logout is pushed after the rollback): that
+	// device's new session must not get these. (A login that comes later
+	// supersedes them itself.)
+	if cur, err := s.user(ctx, u.AppID, u.UserID); err != nil {
+		return err
+	} else if cur.Session.Open() && cur.Session.ID != u.Session.ID {
+		for _, d := range devices {
+			if cur.Session.HasDevice(d) {
+				if err := s.supersedeOlder(ctx, u.AppID, u.UserID, d, cur.Session.ID, now); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	s.Commands.Notify()
 	return nil
 }
+
+// supersedeOlder resolves the commands still pending on a device from its
+// earlier sessions once it is in session sessionID: a client token sees
+// only its own session's commands. Each is marked acknowledged by
+// meetsync, ack_ok false, ack_error "superseded: …", as a closed
+// invitation's commands are; a device's late ack of one changes nothing.
+// (The earlier session has ended: a login waits for a logout to complete,
+// so no logout waits for these acks.)
+func (s *Service) supersedeOlder(ctx context.Context, appID, userID, deviceID, sessionID string, now time.Time) error {
+	note := "superseded: device " + deviceID + " started session " + sessionID
+	for {
+		cmds, err := s.cfg.Sessions.CommandList(ctx, appID, userID, deviceID, true)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, c := range cmds {
+			if c.SessionID == sessionID {
+				continue
+			}
+			if _, err := s.cfg.Sessions.CommandAck(ctx, appID, userID, deviceID, c.ID, false, note, now); err != nil {
+				return err
+			}
+			n++
+		}
+		if n == 0 || len(cmds) < commandListLimit {
+			return nil
+		}
+	}
+}
+
+// commandListLimit is how many commands SessionStore.CommandList returns
+// at most.
+const commandListLimit = 1000
 
 // withBackoff runs a platform call for a user unless a recent failure asks
 // to wait; failures double the wait up to max.
