@@ -59,6 +59,10 @@ const (
 // One POST /v1/invitations creates one per invitee, sharing a GroupID.
 // Its changes are written in the transaction of the invitation.* event
 // that reports them (EventEffects.Invitation), compare-and-set on Version.
+// Source is who created the invitation: business (the app key), client (a
+// client token) or platform (the meeting platform's invite callback); it
+// never changes. Who made each change is the source of the invitation.*
+// event that reports it.
 type Invitation struct {
 	ID         string    `json:"id"`
 	AppID      string    `json:"-"`
@@ -70,7 +74,7 @@ type Invitation struct {
 	Password   string    `json:"-"` // given to the invitee's devices only
 	State      string    `json:"state"`
 	Reason     string    `json:"reason,omitempty"`
-	Source     string    `json:"source"` // business, client or platform
+	Source     string    `json:"source"` // who created it: business, client or platform
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	ExpiresAt  time.Time `json:"expires_at"`

@@ -98,11 +98,27 @@ func (p *Provider) verifyCallbackHeaders(h http.Header, body []byte, now time.Ti
 	if !ok {
 		return rejectf("the CurTime header %q is not a unix time", safeText(curTime, 32))
 	}
-	if d := now.Sub(t); d > p.cfg.CallbackTolerance || -d > p.cfg.CallbackTolerance {
+	// Abs, not -d: a CurTime centuries ahead saturates d at the minimum
+	// Duration, whose negation overflows back to a negative number.
+	if d := now.Sub(t); d.Abs() > p.cfg.CallbackTolerance {
 		return rejectf("CurTime %s is %s away from the server clock (tolerance %s): stale or replayed",
-			t.UTC().Format(time.RFC3339), d.Abs().Round(time.Second), p.cfg.CallbackTolerance)
+			t.UTC().Format(time.RFC3339), skew(now, t), p.cfg.CallbackTolerance)
 	}
 	return nil
+}
+
+// skew says how far t is from now. Beyond two days it counts days from
+// the Unix seconds, where time.Sub would saturate at 292 years
+// ("2562047h47m16.854775807s").
+func skew(now, t time.Time) string {
+	secs := now.Unix() - t.Unix()
+	if secs < 0 {
+		secs = -secs
+	}
+	if secs < 2*24*3600 {
+		return now.Sub(t).Abs().Round(time.Second).String()
+	}
+	return strconv.FormatInt(secs/(24*3600), 10) + " days"
 }
 
 // parseCurTime reads a unix time in seconds or, when it is too large for
@@ -113,7 +129,7 @@ func parseCurTime(s string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if n >= 1e11 { // 1e11 s is the year 5138: this is milliseconds
-		if n > 1e15 {
+		if n > 253402300799999 { // after 9999-12-31, as callbackTime
 			return time.Time{}, false
 		}
 		return time.UnixMilli(n), true

@@ -104,6 +104,20 @@ func TestVerifyCallback(t *testing.T) {
 		{name: "future CurTime", header: func() http.Header {
 			return signed(testAppKey, testAppSecret, body, ms(now.Add(netease.DefaultCallbackTolerance+time.Second)))
 		}, code: meetsync.EUNAUTHORIZED, msg: "CurTime"},
+		{name: "CurTime an hour old", header: func() http.Header {
+			return signed(testAppKey, testAppSecret, body, ms(now.Add(-time.Hour)))
+		}, code: meetsync.EUNAUTHORIZED, msg: "is 1h0m0s away from the server clock (tolerance 5m0s)"},
+		// Centuries away: a count of days, not time.Sub's saturated
+		// 2562047h47m16.854775807s.
+		{name: "CurTime in seconds of the year 5138", header: func() http.Header {
+			return signed(testAppKey, testAppSecret, body, "99999999999")
+		}, code: meetsync.EUNAUTHORIZED, msg: "CurTime 5138-11-16T09:46:39Z is 1137731 days away from the server clock (tolerance 5m0s)"},
+		{name: "CurTime in milliseconds of 9999-12-31", header: func() http.Header {
+			return signed(testAppKey, testAppSecret, body, "253402300799999")
+		}, code: meetsync.EUNAUTHORIZED, msg: "CurTime 9999-12-31T23:59:59Z is 2913221 days away from the server clock (tolerance 5m0s)"},
+		{name: "CurTime after the year 9999", header: func() http.Header {
+			return signed(testAppKey, testAppSecret, body, "900000000000000")
+		}, code: meetsync.EUNAUTHORIZED, msg: `the CurTime header "900000000000000" is not a unix time`},
 		{name: "CurTime not a number", header: func() http.Header { return signed(testAppKey, testAppSecret, body, "yesterday") },
 			code: meetsync.EUNAUTHORIZED, msg: "CurTime"},
 		{name: "no appkey", header: func() http.Header { h := good(); h.Del("appkey"); return h },

@@ -425,9 +425,10 @@ func containsString(xs []string, x string) bool {
 // stores what it reports, once per platform requestId: member joins and
 // leaves update the user's platform presence (a leave starts the grace
 // period after which a device still in the meeting is corrected); invites
-// and their cancellations drive the invitations (platformInvitation), and
-// the devices of an invitee whose invitation the platform canceled are
-// told (tellClosed).
+// and their cancellations drive the invitations (platformInvitation): the
+// devices of an invitee the platform invited get the invitation command
+// (pushInvitation, as after POST /v1/invitations), those of an invitee
+// whose invitation the platform canceled are told (tellClosed).
 // EUNAUTHORIZED for a bad signature, ECONFLICT for a requestId already
 // processed, ENOTFOUND for an app without that provider.
 func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header http.Header, body []byte) (int, error) {
@@ -519,12 +520,25 @@ func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header
 	if req.Results[0].Duplicate {
 		return 0, meetsync.Errorf(meetsync.ECONFLICT, "callback requestId %q was already processed", cb.RequestID)
 	}
-	// The invitations the platform canceled are closed: the invitee's
-	// devices are told as after a cancel through the API.
+	// The invitations the platform created ring on the invitee's devices
+	// as those created through the API do; those it canceled are closed:
+	// the invitee's devices are told as after a cancel through the API.
 	for i, ev := range evs {
-		if ev.Type == meetsync.TypeInvitationCanceled && ev.Effects != nil && ev.Effects.Invitation != nil &&
-			i < len(req.Results) && !req.Results[i].Duplicate {
-			s.tellClosed(ctx, ev.Effects.Invitation)
+		if ev.Effects == nil || ev.Effects.Invitation == nil || i >= len(req.Results) || req.Results[i].Duplicate {
+			continue
+		}
+		inv := ev.Effects.Invitation
+		switch ev.Type {
+		case meetsync.TypeInvitationCreated:
+			u, err := s.user(ctx, appID, inv.Invitee)
+			if err == nil {
+				err = s.pushInvitation(ctx, u, inv, now)
+			}
+			if err != nil {
+				s.log.Warn("invitation command not pushed", "app", appID, "invitation", inv.ID, "err", err)
+			}
+		case meetsync.TypeInvitationCanceled:
+			s.tellClosed(ctx, inv)
 		}
 	}
 	s.Wake()

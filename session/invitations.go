@@ -67,12 +67,14 @@ func invitationData(inv *meetsync.Invitation, extra map[string]any) map[string]a
 }
 
 // invitationEvent is the invitee's event for an invitation change; the
-// change is written with it.
-func invitationEvent(inv *meetsync.Invitation, typ string, extra map[string]any, now time.Time) *meetsync.Event {
-	ev := meetsync.NewServerEvent(inv.AppID, inv.Invitee, typ, inv.Source, invitationData(inv, extra), now)
-	if inv.Source == "" {
-		ev.Source = meetsync.SourceSystem
+// change is written with it. by is who made the change (the event's
+// source; "" is system); the data's source stays the invitation's own,
+// who created it (meetsync.Invitation.Source).
+func invitationEvent(inv *meetsync.Invitation, typ, by string, extra map[string]any, now time.Time) *meetsync.Event {
+	if by == "" {
+		by = meetsync.SourceSystem
 	}
+	ev := meetsync.NewServerEvent(inv.AppID, inv.Invitee, typ, by, invitationData(inv, extra), now)
 	c := *inv
 	ev.Effects = &meetsync.EventEffects{Invitation: &c}
 	return ev
@@ -142,7 +144,7 @@ func (s *Service) Invite(ctx context.Context, a Actor, in InviteInput) ([]*meets
 			Invitee: u.UserID, Subject: in.Subject, Password: in.Password, State: meetsync.InviteWaitingCall, Source: a.source(),
 			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(exp), Version: 1}
 		invs = append(invs, inv)
-		req.Events = append(req.Events, invitationEvent(inv, meetsync.TypeInvitationCreated, nil, now))
+		req.Events = append(req.Events, invitationEvent(inv, meetsync.TypeInvitationCreated, inv.Source, nil, now))
 	}
 	if err := s.cfg.Appender.Append(ctx, req); err != nil {
 		return nil, err
@@ -170,8 +172,10 @@ func (s *Service) pushInvitation(ctx context.Context, u *meetsync.UserState, inv
 
 // transition moves an invitation to state (read, check, write with its
 // event, compare-and-set on its version; a lost race is read again).
-// changed says whether this call wrote the change (not when check found
-// nothing to do).
+// source is who makes the change: the event's source. The invitation's
+// own Source (who created it) does not change, so the answer, a repeat
+// of it and GET all show the invitation as stored. changed says whether
+// this call wrote the change (not when check found nothing to do).
 func (s *Service) transition(ctx context.Context, appID, id string, check func(inv *meetsync.Invitation, now time.Time) (state, typ string, err error), reason, source string) (out *meetsync.Invitation, changed bool, err error) {
 	err = retry(ctx, func() error {
 		inv, err := s.invitations().InvitationGet(ctx, appID, id)
@@ -186,10 +190,7 @@ func (s *Service) transition(ctx context.Context, appID, id string, check func(i
 		}
 		next := *inv
 		next.State, next.Reason, next.UpdatedAt, next.Version = state, reason, now, inv.Version+1
-		if source != "" {
-			next.Source = source
-		}
-		req := &meetsync.AppendRequest{AppID: appID, Events: []*meetsync.Event{invitationEvent(&next, typ, nil, now)}}
+		req := &meetsync.AppendRequest{AppID: appID, Events: []*meetsync.Event{invitationEvent(&next, typ, source, nil, now)}}
 		if err := appendChange(ctx, s.cfg.Appender, req); err != nil {
 			return err
 		}
@@ -342,14 +343,16 @@ func (s *Service) supersede(ctx context.Context, inv *meetsync.Invitation) {
 	}
 }
 
-// markCalling records that a device of the invitee received the invitation.
+// markCalling records that a device of the invitee received the
+// invitation (it acknowledged the invitation command: the change is the
+// client's).
 func (s *Service) markCalling(ctx context.Context, appID, id string) error {
 	_, _, err := s.transition(ctx, appID, id, func(inv *meetsync.Invitation, now time.Time) (string, string, error) {
 		if inv.State != meetsync.InviteWaitingCall || !now.Before(inv.ExpiresAt) {
 			return "", "", nil
 		}
 		return meetsync.InviteCalling, meetsync.TypeInvitationCalling, nil
-	}, "", "")
+	}, "", meetsync.SourceClient)
 	return err
 }
 
@@ -420,10 +423,13 @@ func (s *Service) settleInvitations(ctx context.Context, u *meetsync.UserState, 
 
 // platformInvitation turns the platform's invite callbacks into
 // invitation events: MEETING_MEMBER_INVITE creates an invitation (source
-// platform), MEETING_MEMBER_INVITE_CANCEL cancels the invitee's unanswered
-// invitations to that meeting (an accepted one is answered and stays, as
-// Cancel would leave it; HandleCallback tells the devices of those it
-// cancels). ok is false for an invite of an account meetsync does not know,
+// platform; HandleCallback pushes its invitation command to the invitee's
+// devices, as Invite does), MEETING_MEMBER_INVITE_CANCEL cancels the
+// invitee's unanswered invitations to that meeting (an accepted one is
+// answered and stays, as Cancel would leave it; HandleCallback tells the
+// devices of those it cancels). Events made by the platform have source
+// platform; a canceled invitation keeps its own source (who created it).
+// ok is false for an invite of an account meetsync does not know,
 // or a cancel that finds nothing to cancel (stored as a plain platform
 // event instead).
 func (s *Service) platformInvitation(ctx context.Context, appID, kind string, pe meetsync.PlatformEvent, userID string, now time.Time) ([]*meetsync.Event, bool, error) {
@@ -445,7 +451,7 @@ func (s *Service) platformInvitation(ctx context.Context, appID, kind string, pe
 		inv := &meetsync.Invitation{ID: meetsync.NewID("inv"), AppID: appID, GroupID: meetsync.NewID("grp"), MeetingNum: pe.MeetingNum,
 			Inviter: inviter, Invitee: userID, State: meetsync.InviteWaitingCall, Source: meetsync.SourcePlatform,
 			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(DefaultInviteExpiry), Version: 1}
-		return []*meetsync.Event{invitationEvent(inv, meetsync.TypeInvitationCreated, map[string]any{"platform": pe.Data}, now)}, true, nil
+		return []*meetsync.Event{invitationEvent(inv, meetsync.TypeInvitationCreated, meetsync.SourcePlatform, map[string]any{"platform": pe.Data}, now)}, true, nil
 	case meetsync.TypeInvitationCanceled:
 		open, err := s.invitations().InvitationsOpenFor(ctx, appID, userID, pe.MeetingNum)
 		if err != nil {
@@ -457,8 +463,8 @@ func (s *Service) platformInvitation(ctx context.Context, appID, kind string, pe
 				continue // answered: final (Cancel is ECONFLICT)
 			}
 			next := *inv
-			next.State, next.Source, next.UpdatedAt, next.Version = meetsync.InviteCanceled, meetsync.SourcePlatform, now, inv.Version+1
-			evs = append(evs, invitationEvent(&next, meetsync.TypeInvitationCanceled, map[string]any{"platform": pe.Data}, now))
+			next.State, next.UpdatedAt, next.Version = meetsync.InviteCanceled, now, inv.Version+1
+			evs = append(evs, invitationEvent(&next, meetsync.TypeInvitationCanceled, meetsync.SourcePlatform, map[string]any{"platform": pe.Data}, now))
 		}
 		return evs, len(evs) > 0, nil
 	}

@@ -737,3 +737,215 @@ func TestPlatformCancelRace(t *testing.T) {
 		return e.invitation(t, id).State == "canceled" && e.invitation(t, platformID).State == "canceled"
 	})
 }
+
+// TestPlatformInviteRingsDevices: an invitation the platform reports
+// (MEETING_MEMBER_INVITE) pushes the invitation command to every device
+// of the invitee's open session, as POST /v1/invitations does
+// (docs/client.md: "the platform reported an invite"); acknowledging it
+// makes the invitation calling. An invitee without an open session gets
+// the invitation and no command.
+func TestPlatformInviteRingsDevices(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	host := e.login(t, "host", "h1")
+	g1 := e.login(t, "guest", "g1")
+	g2 := e.login(t, "guest", "g2")
+	away := e.login(t, "away", "a1")
+	e.want(t, e.do(t, "POST", "/v1/users/away/logout", e.Key, nil), 202)
+	for _, c := range e.commands(t, away.ClientToken) {
+		e.want(t, e.do(t, "POST", "/v1/client/commands/"+c.ID+"/ack", away.ClientToken, map[string]any{"ok": true}), 204)
+	}
+	waitFor(t, func() bool { return e.user(t, "away").Session.Business == "logged_out" })
+	m, err := e.Sim.Provider(e.AppID).CreateMeeting(ctx, meetsync.MeetingRequest{HostUUID: host.Meeting.UserUUID, Subject: "call"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, g1.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Invitations []invitationView `json:"invitations"`
+	}
+	waitFor(t, func() bool {
+		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=guest", e.Key, nil), 200).decode(t, &list)
+		return len(list.Invitations) == 1
+	})
+	id := list.Invitations[0].ID
+	var ringing commandView
+	for _, tok := range []string{g1.ClientToken, g2.ClientToken} {
+		var cmds []commandView
+		deadline := time.Now().Add(5 * time.Second)
+		for len(cmds) == 0 && time.Now().Before(deadline) {
+			if cmds = e.invitationCommands(t, tok, id); len(cmds) == 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		if len(cmds) != 1 || cmds[0].Type != "invitation" || cmds[0].Data["meeting_num"] != m.MeetingNum ||
+			cmds[0].Data["inviter"] != "host" || cmds[0].Data["source"] != "platform" {
+			t.Fatalf("the guest's device's commands for the platform's invitation %s: %+v", id, cmds)
+		}
+		if tok == g1.ClientToken {
+			ringing = cmds[0]
+		}
+	}
+	e.want(t, e.do(t, "POST", "/v1/client/commands/"+ringing.ID+"/ack", g1.ClientToken, map[string]any{"ok": true}), 204)
+	if v := e.invitation(t, id); v.State != "calling" || v.Source != "platform" {
+		t.Errorf("the platform's invitation after g1 acknowledged it: %+v", v)
+	}
+
+	// The invitee without a session: an invitation, no command.
+	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, away.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=away", e.Key, nil), 200).decode(t, &list)
+		return len(list.Invitations) == 1
+	})
+	cmds, err := e.Store.CommandList(ctx, e.AppID, "away", "a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		if c.Type == meetsync.CommandInvitation {
+			t.Errorf("a logged-out invitee's device got an invitation command: %+v", c)
+		}
+	}
+}
+
+// sourcedEvent is an event of the feed with its source.
+type sourcedEvent struct {
+	Type   string `json:"type"`
+	Source string `json:"source"`
+	Data   struct {
+		InvitationID string `json:"invitation_id"`
+		Source       string `json:"source"`
+	} `json:"data"`
+}
+
+// TestInvitationSourceIsTheCreator: an invitation's source is who created
+// it and never changes: the answer's response, a repeated answer, GET and
+// the lists all say the same, as does the data of its events; the event's
+// own source is who made that change (client for an answer with a client
+// token and for the acknowledgement that makes it calling, business for the
+// app key, platform for the platform's cancel).
+func TestInvitationSourceIsTheCreator(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	host := e.login(t, "host", "h1")
+	g1 := e.login(t, "guest", "g1")
+	m, err := e.Sim.Provider(e.AppID).CreateMeeting(ctx, meetsync.MeetingRequest{HostUUID: host.Meeting.UserUUID, Subject: "call"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	invite := func() string {
+		return e.invite(t, map[string]any{"meeting_num": m.MeetingNum, "inviter": "host", "invitees": []string{"guest"}, "expires_in": "5m"})[0].ID
+	}
+	same := func(what string, v invitationView, want string) {
+		t.Helper()
+		if v.Source != want {
+			t.Errorf("%s: source %q, want %q (who created the invitation)", what, v.Source, want)
+		}
+	}
+	listed := func(path, token, id string) invitationView {
+		t.Helper()
+		var list struct {
+			Invitations []invitationView `json:"invitations"`
+		}
+		e.want(t, e.do(t, "GET", path, token, nil), 200).decode(t, &list)
+		for _, v := range list.Invitations {
+			if v.ID == id {
+				return v
+			}
+		}
+		t.Fatalf("%s does not list %s: %+v", path, id, list.Invitations)
+		return invitationView{}
+	}
+	answer := func(path, token string) invitationView {
+		t.Helper()
+		var v invitationView
+		e.want(t, e.do(t, "POST", path, token, nil), 200).decode(t, &v)
+		return v
+	}
+
+	// Accepted with the invitee's client token (after its device
+	// acknowledged the command).
+	accepted := invite()
+	cmds := e.invitationCommands(t, g1.ClientToken, accepted)
+	if len(cmds) != 1 {
+		t.Fatalf("g1's commands for %s: %+v", accepted, cmds)
+	}
+	e.want(t, e.do(t, "POST", "/v1/client/commands/"+cmds[0].ID+"/ack", g1.ClientToken, map[string]any{"ok": true}), 204)
+	same("the acceptance's response", answer("/v1/client/invitations/"+accepted+"/accept", g1.ClientToken), "business")
+	same("the repeated acceptance", answer("/v1/client/invitations/"+accepted+"/accept", g1.ClientToken), "business")
+	same("the repeated acceptance with the app key", answer("/v1/invitations/"+accepted+"/accept", e.Key), "business")
+	same("GET", e.invitation(t, accepted), "business")
+	same("the list", listed("/v1/invitations?user_id=guest", e.Key, accepted), "business")
+	same("the client's list", listed("/v1/client/invitations", g1.ClientToken, accepted), "business")
+
+	// Rejected with the app key.
+	rejected := invite()
+	same("the rejection's response", answer("/v1/invitations/"+rejected+"/reject", e.Key), "business")
+	same("the repeated rejection", answer("/v1/client/invitations/"+rejected+"/reject", g1.ClientToken), "business")
+
+	// Canceled by the platform (the business system's invitation, and the
+	// platform's own).
+	canceled := invite()
+	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, g1.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	var platformID string
+	waitFor(t, func() bool {
+		var list struct {
+			Invitations []invitationView `json:"invitations"`
+		}
+		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=guest&state=waiting_call", e.Key, nil), 200).decode(t, &list)
+		for _, v := range list.Invitations {
+			if v.Source == "platform" {
+				platformID = v.ID
+			}
+		}
+		return platformID != ""
+	})
+	if err := e.Sim.CancelInvite(ctx, e.AppID, m.MeetingNum, g1.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		return e.invitation(t, canceled).State == "canceled" && e.invitation(t, platformID).State == "canceled"
+	})
+	same("GET after the platform's cancel", e.invitation(t, canceled), "business")
+	same("the repeated cancel", answer("/v1/invitations/"+canceled+"/cancel", e.Key), "business")
+	same("GET of the platform's invitation after its cancel", e.invitation(t, platformID), "platform")
+
+	// The events: data.source is the invitation's, source who changed it.
+	var feed struct {
+		Events []sourcedEvent `json:"events"`
+	}
+	e.want(t, e.do(t, "GET", "/v1/events?limit=1000&user_id=guest", e.Key, nil), 200).decode(t, &feed)
+	want := map[string]string{
+		accepted + " invitation.created": "business", accepted + " invitation.calling": "client", accepted + " invitation.accepted": "client",
+		rejected + " invitation.created": "business", rejected + " invitation.rejected": "business",
+		canceled + " invitation.created": "business", canceled + " invitation.canceled": "platform",
+		platformID + " invitation.created": "platform", platformID + " invitation.canceled": "platform",
+	}
+	creator := map[string]string{accepted: "business", rejected: "business", canceled: "business", platformID: "platform"}
+	for _, ev := range feed.Events {
+		id := ev.Data.InvitationID
+		if creator[id] == "" {
+			continue
+		}
+		k := id + " " + ev.Type
+		by, ok := want[k]
+		if !ok {
+			t.Errorf("unexpected event %s", k)
+			continue
+		}
+		delete(want, k)
+		if ev.Source != by || ev.Data.Source != creator[id] {
+			t.Errorf("%s: source %q, data.source %q; want %q (who made the change), %q (who created the invitation)",
+				k, ev.Source, ev.Data.Source, by, creator[id])
+		}
+	}
+	for k := range want {
+		t.Errorf("no event %s", k)
+	}
+}

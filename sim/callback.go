@@ -247,7 +247,8 @@ func (p *Platform) waitOutage() bool {
 }
 
 // SignCallback returns the headers the platform would send with body for
-// app appID at time curTime: appkey, CurTime (Unix seconds), MD5 (hex MD5
+// app appID at time curTime: appkey, CurTime (Unix milliseconds, as NetEase
+// sends it), MD5 (hex MD5
 // of the body) and CheckSum (lowercase hex SHA1 of secret + MD5 +
 // CurTime). Tests use it to forge callbacks, good and bad.
 func (p *Platform) SignCallback(appID string, body []byte, curTime time.Time) http.Header {
@@ -261,7 +262,7 @@ func (p *Platform) SignCallback(appID string, body []byte, curTime time.Time) ht
 func signCallback(key, secret string, body []byte, t time.Time) http.Header {
 	sum := md5.Sum(body)
 	md5hex := hex.EncodeToString(sum[:])
-	cur := strconv.FormatInt(t.Unix(), 10)
+	cur := strconv.FormatInt(t.UnixMilli(), 10)
 	h := http.Header{}
 	h.Set(HeaderAppKey, key)
 	h.Set(HeaderCurTime, cur)
@@ -276,28 +277,35 @@ func checkSum(secret, md5hex, curTime string) string {
 	return hex.EncodeToString(s[:])
 }
 
-// verifyCallback checks, in this order: the appkey header names this app;
-// CurTime is a Unix time within CallbackTolerance of now; CheckSum is
-// SHA1(secret + MD5 header + CurTime); the MD5 header is the MD5 of the
-// body. Any failure is EUNAUTHORIZED naming the header at fault. A verified
-// empty body is a validation probe (no events); otherwise the body is
-// parsed and translated (EINVALID when it cannot be).
+// verifyCallback checks, in this order: the four headers are present
+// ("missing header CheckSum"); the appkey header names this app; CurTime
+// is a Unix time (milliseconds, as NetEase sends it, or seconds) within
+// CallbackTolerance of now; CheckSum is SHA1(secret + MD5 header +
+// CurTime); the MD5 header is the MD5 of the body. Any failure is
+// EUNAUTHORIZED naming the header at fault. A verified empty body is a
+// validation probe (no events); otherwise the body is parsed and
+// translated (EINVALID when it cannot be).
 func verifyCallback(key, secret string, header http.Header, body []byte, now time.Time) (*meetsync.Callback, error) {
 	unauthorized := func(field, format string, args ...any) error {
 		e := meetsync.Errorf(meetsync.EUNAUTHORIZED, format, args...)
 		e.Field = field
 		return e
 	}
+	for _, name := range []string{HeaderAppKey, HeaderCurTime, HeaderMD5, HeaderCheckSum} {
+		if strings.TrimSpace(header.Get(name)) == "" {
+			return nil, unauthorized(name, "callback rejected: missing header %s", name)
+		}
+	}
 	if got := header.Get(HeaderAppKey); got != key {
 		return nil, unauthorized("appkey", "callback appkey header does not name this app")
 	}
 	cur := header.Get(HeaderCurTime)
-	secs, err := strconv.ParseInt(cur, 10, 64)
-	if err != nil {
-		return nil, unauthorized("CurTime", "callback CurTime header must be Unix seconds")
+	t, ok := parseCurTime(cur)
+	if !ok {
+		return nil, unauthorized("CurTime", "callback CurTime header must be a Unix time in milliseconds or seconds")
 	}
-	if d := now.Sub(time.Unix(secs, 0)); d > CallbackTolerance || d < -CallbackTolerance {
-		return nil, unauthorized("CurTime", "callback CurTime is %s away from now (tolerance %s)", d.Round(time.Second).Abs(), CallbackTolerance)
+	if d := now.Sub(t); d > CallbackTolerance || d < -CallbackTolerance {
+		return nil, unauthorized("CurTime", "callback CurTime is %s away from now (tolerance %s)", skew(now, t), CallbackTolerance)
 	}
 	md5hdr := strings.ToLower(header.Get(HeaderMD5))
 	want := checkSum(secret, md5hdr, cur)
@@ -312,6 +320,34 @@ func verifyCallback(key, secret string, header http.Header, body []byte, now tim
 		return &meetsync.Callback{}, nil
 	}
 	return parseCallback(body, now)
+}
+
+// parseCurTime reads a CurTime header: Unix milliseconds (what NetEase
+// sends) or, when too small for milliseconds of this era, Unix seconds. A
+// value beyond milliseconds of the year 9999 is not a time.
+func parseCurTime(s string) (time.Time, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err != nil || n <= 0 || n > 253402300799999:
+		return time.Time{}, false
+	case n >= 1e11: // 1e11 s is the year 5138: this is milliseconds
+		return time.UnixMilli(n), true
+	}
+	return time.Unix(n, 0), true
+}
+
+// skew says how far t is from now. Beyond two days it counts days from
+// the Unix seconds, where time.Sub would saturate at 292 years
+// ("2562047h47m16.854775807s").
+func skew(now, t time.Time) string {
+	secs := now.Unix() - t.Unix()
+	if secs < 0 {
+		secs = -secs
+	}
+	if secs < 2*24*3600 {
+		return now.Sub(t).Abs().Round(time.Second).String()
+	}
+	return strconv.FormatInt(secs/(24*3600), 10) + " days"
 }
 
 // flexString accepts a JSON string or number (NetEase sends ids as either).
