@@ -769,7 +769,7 @@ func TestSimInvitation(t *testing.T) {
 	// The device acknowledges the command: the invitation is ringing.
 	eventually(t, "the invitation to be calling", func() bool { return state(inv.ID) == meetsync.InviteCalling })
 	acc, err := d.AcceptInvitation(ctx, inv.ID)
-	if err != nil || acc.State != meetsync.InviteAccepted || acc.Source != meetsync.SourceClient {
+	if err != nil || acc.State != meetsync.InviteAccepted || acc.Source != meetsync.SourceBusiness {
 		t.Fatalf("accept %+v, %v", acc, err)
 	}
 	if again, err := d.AcceptInvitation(ctx, inv.ID); err != nil || again.State != meetsync.InviteAccepted {
