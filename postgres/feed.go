@@ -46,10 +46,14 @@ const (
 )
 
 // How long EventList waits for running transactions to end when committed
-// events lie beyond its bound, and how often it looks again.
+// events lie beyond its bound, and how often it looks again: after 1 ms,
+// then twice as long each time up to 64 ms (a short transaction ends
+// within the first looks; a long one costs each waiting reader about ten
+// queries per feedWait, not one per millisecond).
 const (
-	feedWait  = 250 * time.Millisecond
-	feedRetry = time.Millisecond
+	feedWait     = 250 * time.Millisecond
+	feedRetry    = time.Millisecond
+	feedRetryMax = 64 * time.Millisecond
 )
 
 // EventList returns events after a feed position, in feed order.
@@ -107,6 +111,7 @@ func (db *DB) eventList(ctx context.Context, p meetsync.EventListParams) (evs []
 func untilVisible(ctx context.Context, read func() (last, bound int64, seen bool, err error)) (held bool, err error) {
 	var deadline time.Time
 	var committed int64
+	pause := feedRetry
 	for {
 		last, bound, seen, err := read()
 		if err != nil || !seen {
@@ -121,9 +126,10 @@ func untilVisible(ctx context.Context, read func() (last, bound int64, seen bool
 		if time.Now().After(deadline) {
 			return true, nil
 		}
-		if err := sleepCtx(ctx, feedRetry); err != nil {
+		if err := sleepCtx(ctx, pause); err != nil {
 			return false, err
 		}
+		pause = min(2*pause, feedRetryMax)
 	}
 }
 
