@@ -2,6 +2,7 @@ package meetsync
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -149,4 +150,16 @@ func (u *UserState) applyInvitation(inv *Invitation) {
 		out = append(out, InviteRef{ID: inv.ID, MeetingNum: inv.MeetingNum, ExpiresAt: inv.ExpiresAt.Truncate(time.Microsecond)})
 	}
 	u.Invites = out
+}
+
+// CommandInvitationID is the invitation a CommandInvitation's data names
+// ("" if none).
+func CommandInvitationID(data []byte) string {
+	var d struct {
+		ID string `json:"invitation_id"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return ""
+	}
+	return d.ID
 }

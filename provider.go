@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -116,6 +117,35 @@ type PlatformMeeting struct {
 	State      string    `json:"state"`
 	Members    []string  `json:"members"` // user uuids currently in the meeting
 	StartTime  time.Time `json:"start_time,omitzero"`
+}
+
+// ParseCallbackTime reads a callback's CurTime header: Unix milliseconds
+// (what NetEase sends) or seconds; a number too large for seconds (from
+// 1e11, the year 5138) is milliseconds. ok is false for anything else,
+// and for a time after 9999-12-31.
+func ParseCallbackTime(s string) (t time.Time, ok bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err != nil || n <= 0 || n > 253402300799999:
+		return time.Time{}, false
+	case n >= 1e11:
+		return time.UnixMilli(n), true
+	}
+	return time.Unix(n, 0), true
+}
+
+// CallbackSkew says how far t is from now, for a callback refused for its
+// time. Beyond two days it counts days from the Unix seconds, where
+// time.Sub would saturate at 292 years ("2562047h47m16.854775807s").
+func CallbackSkew(now, t time.Time) string {
+	secs := now.Unix() - t.Unix()
+	if secs < 0 {
+		secs = -secs
+	}
+	if secs < 2*24*3600 {
+		return now.Sub(t).Abs().Round(time.Second).String()
+	}
+	return strconv.FormatInt(secs/(24*3600), 10) + " days"
 }
 
 // Callback is a verified platform callback, translated.

@@ -94,7 +94,7 @@ func (p *Provider) verifyCallbackHeaders(h http.Header, body []byte, now time.Ti
 	if !equalFold(sum, CallbackCheckSum(p.cfg.AppSecret, md5hdr, curTime)) {
 		return rejectf("the CheckSum header is wrong (not signed with this app's app_secret)")
 	}
-	t, ok := parseCurTime(curTime)
+	t, ok := meetsync.ParseCallbackTime(curTime)
 	if !ok {
 		return rejectf("the CurTime header %q is not a unix time", safeText(curTime, 32))
 	}
@@ -102,39 +102,9 @@ func (p *Provider) verifyCallbackHeaders(h http.Header, body []byte, now time.Ti
 	// Duration, whose negation overflows back to a negative number.
 	if d := now.Sub(t); d.Abs() > p.cfg.CallbackTolerance {
 		return rejectf("CurTime %s is %s away from the server clock (tolerance %s): stale or replayed",
-			t.UTC().Format(time.RFC3339), skew(now, t), p.cfg.CallbackTolerance)
+			t.UTC().Format(time.RFC3339), meetsync.CallbackSkew(now, t), p.cfg.CallbackTolerance)
 	}
 	return nil
-}
-
-// skew says how far t is from now. Beyond two days it counts days from
-// the Unix seconds, where time.Sub would saturate at 292 years
-// ("2562047h47m16.854775807s").
-func skew(now, t time.Time) string {
-	secs := now.Unix() - t.Unix()
-	if secs < 0 {
-		secs = -secs
-	}
-	if secs < 2*24*3600 {
-		return now.Sub(t).Abs().Round(time.Second).String()
-	}
-	return strconv.FormatInt(secs/(24*3600), 10) + " days"
-}
-
-// parseCurTime reads a unix time in seconds or, when it is too large for
-// seconds (the platform's callbacks use milliseconds), in milliseconds.
-func parseCurTime(s string) (time.Time, bool) {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return time.Time{}, false
-	}
-	if n >= 1e11 { // 1e11 s is the year 5138: this is milliseconds
-		if n > 253402300799999 { // after 9999-12-31, as callbackTime
-			return time.Time{}, false
-		}
-		return time.UnixMilli(n), true
-	}
-	return time.Unix(n, 0), true
 }
 
 // callbackPayload is the envelope of every callback.

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -187,7 +186,7 @@ func (db *DB) InvitationCommandsSupersede(ctx context.Context, appID, invitee, i
 	var id string
 	var data []byte
 	if _, err := pgx.ForEachRow(rows, []any{&id, &data}, func() error {
-		if commandInvitationID(data) == invitationID {
+		if meetsync.CommandInvitationID(data) == invitationID {
 			ids = append(ids, id)
 		}
 		return nil
@@ -208,16 +207,4 @@ func (db *DB) InvitationCommandsSupersede(ctx context.Context, appID, invitee, i
 		return nil, fmt.Errorf("supersede invitation commands: %w", err)
 	}
 	return out, nil
-}
-
-// commandInvitationID is the invitation an invitation command's data
-// names ("" if none).
-func commandInvitationID(data []byte) string {
-	var d struct {
-		ID string `json:"invitation_id"`
-	}
-	if json.Unmarshal(data, &d) != nil {
-		return ""
-	}
-	return d.ID
 }

@@ -471,11 +471,8 @@ func (s *Service) AckCommand(ctx context.Context, c ClientAuth, id string, in Ac
 	case meetsync.CommandLogout:
 		return s.finishLogout(ctx, c.AppID, c.UserID, cmd.SessionID, false)
 	case meetsync.CommandInvitation:
-		var d struct {
-			ID string `json:"invitation_id"`
-		}
-		if json.Unmarshal(cmd.Data, &d) == nil && d.ID != "" && ok {
-			return s.markCalling(ctx, c.AppID, d.ID)
+		if id := meetsync.CommandInvitationID(cmd.Data); id != "" && ok {
+			return s.markCalling(ctx, c.AppID, id)
 		}
 	}
 	return nil

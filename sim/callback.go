@@ -300,12 +300,12 @@ func verifyCallback(key, secret string, header http.Header, body []byte, now tim
 		return nil, unauthorized("appkey", "callback appkey header does not name this app")
 	}
 	cur := header.Get(HeaderCurTime)
-	t, ok := parseCurTime(cur)
+	t, ok := meetsync.ParseCallbackTime(cur)
 	if !ok {
 		return nil, unauthorized("CurTime", "callback CurTime header must be a Unix time in milliseconds or seconds")
 	}
 	if d := now.Sub(t); d > CallbackTolerance || d < -CallbackTolerance {
-		return nil, unauthorized("CurTime", "callback CurTime is %s away from now (tolerance %s)", skew(now, t), CallbackTolerance)
+		return nil, unauthorized("CurTime", "callback CurTime is %s away from now (tolerance %s)", meetsync.CallbackSkew(now, t), CallbackTolerance)
 	}
 	md5hdr := strings.ToLower(header.Get(HeaderMD5))
 	want := checkSum(secret, md5hdr, cur)
@@ -320,34 +320,6 @@ func verifyCallback(key, secret string, header http.Header, body []byte, now tim
 		return &meetsync.Callback{}, nil
 	}
 	return parseCallback(body, now)
-}
-
-// parseCurTime reads a CurTime header: Unix milliseconds (what NetEase
-// sends) or, when too small for milliseconds of this era, Unix seconds. A
-// value beyond milliseconds of the year 9999 is not a time.
-func parseCurTime(s string) (time.Time, bool) {
-	n, err := strconv.ParseInt(s, 10, 64)
-	switch {
-	case err != nil || n <= 0 || n > 253402300799999:
-		return time.Time{}, false
-	case n >= 1e11: // 1e11 s is the year 5138: this is milliseconds
-		return time.UnixMilli(n), true
-	}
-	return time.Unix(n, 0), true
-}
-
-// skew says how far t is from now. Beyond two days it counts days from
-// the Unix seconds, where time.Sub would saturate at 292 years
-// ("2562047h47m16.854775807s").
-func skew(now, t time.Time) string {
-	secs := now.Unix() - t.Unix()
-	if secs < 0 {
-		secs = -secs
-	}
-	if secs < 2*24*3600 {
-		return now.Sub(t).Abs().Round(time.Second).String()
-	}
-	return strconv.FormatInt(secs/(24*3600), 10) + " days"
 }
 
 // flexString accepts a JSON string or number (NetEase sends ids as either).

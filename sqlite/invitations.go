@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -138,7 +137,7 @@ func (db *DB) InvitationCommandsSupersede(ctx context.Context, appID, invitee, i
 			rows.Close()
 			return nil, fmt.Errorf("supersede invitation commands: %w", err)
 		}
-		if commandInvitationID(data) == invitationID {
+		if meetsync.CommandInvitationID(data) == invitationID {
 			ids = append(ids, id)
 		}
 	}
@@ -178,16 +177,4 @@ func (db *DB) InvitationCommandsSupersede(ctx context.Context, appID, invitee, i
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out, nil
-}
-
-// commandInvitationID is the invitation an invitation command's data
-// names ("" if none).
-func commandInvitationID(data []byte) string {
-	var d struct {
-		ID string `json:"invitation_id"`
-	}
-	if json.Unmarshal(data, &d) != nil {
-		return ""
-	}
-	return d.ID
 }
