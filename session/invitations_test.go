@@ -30,6 +30,32 @@ func (e *env) invite(t *testing.T, body map[string]any) []invitationView {
 	return out.Invitations
 }
 
+// platformInvite has the sim platform invite invitee (logged in as
+// invited) to the meeting on host's behalf, and waits for the invitation
+// meetsync makes of its callback: the invitee's platform invitation to
+// that meeting still waiting_call.
+func (e *env) platformInvite(t *testing.T, meetingNum string, host, invited loginResult, invitee string) invitationView {
+	t.Helper()
+	if err := e.Sim.Invite(context.Background(), e.AppID, meetingNum, host.Meeting.UserUUID, invited.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	var found invitationView
+	waitFor(t, func() bool {
+		var list struct {
+			Invitations []invitationView `json:"invitations"`
+		}
+		e.want(t, e.do(t, "GET", "/v1/invitations?state=waiting_call&user_id="+url.QueryEscape(invitee), e.Key, nil), 200).decode(t, &list)
+		for _, v := range list.Invitations {
+			if v.Source == "platform" && v.MeetingNum == meetingNum && v.Invitee == invitee {
+				found = v
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
 func (e *env) invitation(t *testing.T, id string) invitationView {
 	t.Helper()
 	var v invitationView
@@ -607,17 +633,7 @@ func TestPlatformCancelStopsDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The platform invites the guest (an invitation of source platform) …
-	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, g1.Meeting.UserUUID); err != nil {
-		t.Fatal(err)
-	}
-	var list struct {
-		Invitations []invitationView `json:"invitations"`
-	}
-	waitFor(t, func() bool {
-		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=guest", e.Key, nil), 200).decode(t, &list)
-		return len(list.Invitations) == 1
-	})
-	platformID := list.Invitations[0].ID
+	platformID := e.platformInvite(t, m.MeetingNum, host, g1, "guest").ID
 	// … and so does the business system, twice: one rings on both devices
 	// (g1 acknowledges it), the other is accepted on g1.
 	ringing := e.invite(t, map[string]any{"meeting_num": m.MeetingNum, "inviter": "host", "invitees": []string{"guest"}, "expires_in": "5m"})[0].ID
@@ -690,17 +706,7 @@ func TestPlatformCancelRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, g1.Meeting.UserUUID); err != nil {
-		t.Fatal(err)
-	}
-	var list struct {
-		Invitations []invitationView `json:"invitations"`
-	}
-	waitFor(t, func() bool {
-		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=guest", e.Key, nil), 200).decode(t, &list)
-		return len(list.Invitations) == 1
-	})
-	platformID := list.Invitations[0].ID
+	platformID := e.platformInvite(t, m.MeetingNum, host, g1, "guest").ID
 	// The business system's invitation to the same meeting: the platform's
 	// cancel closes it too; the race is its acknowledgement.
 	id := e.invite(t, map[string]any{"meeting_num": m.MeetingNum, "inviter": "host", "invitees": []string{"guest"}, "expires_in": "5m"})[0].ID
@@ -760,17 +766,7 @@ func TestPlatformInviteRingsDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, g1.Meeting.UserUUID); err != nil {
-		t.Fatal(err)
-	}
-	var list struct {
-		Invitations []invitationView `json:"invitations"`
-	}
-	waitFor(t, func() bool {
-		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=guest", e.Key, nil), 200).decode(t, &list)
-		return len(list.Invitations) == 1
-	})
-	id := list.Invitations[0].ID
+	id := e.platformInvite(t, m.MeetingNum, host, g1, "guest").ID
 	var ringing commandView
 	for _, tok := range []string{g1.ClientToken, g2.ClientToken} {
 		var cmds []commandView
@@ -794,13 +790,7 @@ func TestPlatformInviteRingsDevices(t *testing.T) {
 	}
 
 	// The invitee without a session: an invitation, no command.
-	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, away.Meeting.UserUUID); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool {
-		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=away", e.Key, nil), 200).decode(t, &list)
-		return len(list.Invitations) == 1
-	})
+	e.platformInvite(t, m.MeetingNum, host, away, "away")
 	cmds, err := e.Store.CommandList(ctx, e.AppID, "away", "a1", false)
 	if err != nil {
 		t.Fatal(err)
@@ -890,22 +880,7 @@ func TestInvitationSourceIsTheCreator(t *testing.T) {
 	// Canceled by the platform (the business system's invitation, and the
 	// platform's own).
 	canceled := invite()
-	if err := e.Sim.Invite(ctx, e.AppID, m.MeetingNum, host.Meeting.UserUUID, g1.Meeting.UserUUID); err != nil {
-		t.Fatal(err)
-	}
-	var platformID string
-	waitFor(t, func() bool {
-		var list struct {
-			Invitations []invitationView `json:"invitations"`
-		}
-		e.want(t, e.do(t, "GET", "/v1/invitations?user_id=guest&state=waiting_call", e.Key, nil), 200).decode(t, &list)
-		for _, v := range list.Invitations {
-			if v.Source == "platform" {
-				platformID = v.ID
-			}
-		}
-		return platformID != ""
-	})
+	platformID := e.platformInvite(t, m.MeetingNum, host, g1, "guest").ID
 	if err := e.Sim.CancelInvite(ctx, e.AppID, m.MeetingNum, g1.Meeting.UserUUID); err != nil {
 		t.Fatal(err)
 	}
