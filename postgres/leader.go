@@ -17,6 +17,11 @@ type LeaderConfig struct {
 	Check time.Duration
 }
 
+// leaderPingTimeout bounds the leader's check of its connection: a dead
+// connection fails the ping at once, and a slow answer (a loaded database
+// or machine) is not taken for a lost lock, whatever Check is.
+const leaderPingTimeout = 5 * time.Second
+
 func (c LeaderConfig) withDefaults() LeaderConfig {
 	if c.Retry <= 0 {
 		c.Retry = 2 * time.Second
@@ -105,7 +110,7 @@ func (db *DB) lead(ctx context.Context, conn *pgx.Conn, cfg LeaderConfig, fn fun
 			<-done
 			return false
 		case <-tick.C:
-			pctx, pcancel := context.WithTimeout(ctx, cfg.Check)
+			pctx, pcancel := context.WithTimeout(ctx, leaderPingTimeout)
 			err := conn.Ping(pctx)
 			pcancel()
 			if err != nil && ctx.Err() == nil {
