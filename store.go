@@ -3,6 +3,7 @@ package meetsync
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"time"
 )
@@ -220,4 +221,13 @@ func (s *Signal) Notify() {
 		s.ch = nil
 	}
 	s.mu.Unlock()
+}
+
+// MigrationList names missing schema migrations for an error message:
+// "migration 0009" for one, "migrations 0009, 0010" for several.
+func MigrationList(versions []string) string {
+	if len(versions) == 1 {
+		return "migration " + versions[0]
+	}
+	return "migrations " + strings.Join(versions, ", ")
 }

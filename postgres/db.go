@@ -253,8 +253,8 @@ func (db *DB) CheckSchema(ctx context.Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("postgres: the database %s lacks migrations %s: run \"meetsync migrate --database-url …\" (or serve without --no-migrate)",
-			db.where, strings.Join(missing, ", "))
+		return fmt.Errorf("postgres: the database %s lacks %s: run \"meetsync migrate --database-url …\" (or serve without --no-migrate)",
+			db.where, meetsync.MigrationList(missing))
 	}
 	return nil
 }

@@ -493,8 +493,8 @@ func (db *DB) checkSchema(ctx context.Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("the store lacks migrations %s (it was last started by an older meetsync): start \"meetsync serve\" of this version once, "+
-			"or stop the server and run \"meetsync migrate\"", strings.Join(missing, ", "))
+		return fmt.Errorf("the store lacks %s (it was last started by an older meetsync): start \"meetsync serve\" of this version once, "+
+			"or stop the server and run \"meetsync migrate\"", meetsync.MigrationList(missing))
 	}
 	return nil
 }
