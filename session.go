@@ -27,6 +27,12 @@ type Session struct {
 	Business string `json:"business"` // SideLoggedOut | SideLoggedIn
 	Meeting  string `json:"meeting"`  // SideLoggedOut | SidePending | SideLoggedIn | SideFailed | SideLoggingOut
 	Policy   string `json:"policy,omitempty"`
+	// LoginDeadline is the app's login_deadline when the meeting side's
+	// login began (a login, or a failure report that gave a pending side
+	// its deadline): the time a meeting side that goes back to pending on
+	// session.auth_expired has to log in again (UserState.Apply). Zero in
+	// a session stored before it was kept: the default login_deadline.
+	LoginDeadline Duration `json:"login_deadline,omitempty"`
 	// Deadline is when meetsync acts on the session next: a pending login
 	// or logout is resolved, a failed platform revocation retried.
 	Deadline time.Time `json:"deadline,omitzero"`

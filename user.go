@@ -155,7 +155,8 @@ func (u *UserState) Apply(ev *Event) {
 //     (Effects.Session), which replaces the old one with the next version;
 //   - session.kicked_out and session.auth_expired from a client (the SDK's
 //     onKickOut / onAuthInfoExpired) take a logged-in meeting side to
-//     logged_out / pending, unless stale;
+//     logged_out / pending, unless stale; pending with a deadline, the
+//     session's LoginDeadline from when meetsync received the event;
 //   - a platform membership change (Effects.Member) sets Platform.
 func (u *UserState) applyEffects(ev *Event) {
 	fx := ev.Effects
@@ -170,8 +171,15 @@ func (u *UserState) applyEffects(ev *Event) {
 		s.Meeting, s.Version = SideLoggedOut, s.Version+1
 		u.setSession(s)
 	case ev.Type == TypeSessionAuthExpired && u.Session.Meeting == SideLoggedIn:
+		// Pending again, with a deadline as every pending side has: the
+		// SDK is to log in again within the session's login deadline, or
+		// its policy resolves it.
 		s := u.Session
-		s.Meeting, s.Version = SidePending, s.Version+1
+		wait := time.Duration(s.LoginDeadline)
+		if wait <= 0 {
+			wait = time.Duration(DefaultAppSettings().LoginDeadline)
+		}
+		s.Meeting, s.Deadline, s.Version = SidePending, ev.ReceivedAt.Add(wait), s.Version+1
 		u.setSession(s)
 	}
 	if fx != nil && fx.Invitation != nil && fx.Invitation.Invitee == u.UserID {

@@ -80,14 +80,15 @@ func (s *Service) Login(ctx context.Context, appID, userID string, in LoginInput
 		changed := false
 		if cur.Business != meetsync.SideLoggedIn {
 			next = meetsync.Session{ID: meetsync.NewID("ses"), Business: meetsync.SideLoggedIn, Meeting: meetsync.SidePending,
-				Policy: set.SessionPolicy, Deadline: now.Add(time.Duration(set.LoginDeadline)), StartedAt: now}
+				Policy: set.SessionPolicy, LoginDeadline: set.LoginDeadline, Deadline: now.Add(time.Duration(set.LoginDeadline)), StartedAt: now}
 			changed = true
 		} else if cur.Meeting != meetsync.SideLoggedIn && (cur.Meeting != meetsync.SidePending || cur.Deadline.IsZero()) {
 			// Failed (degraded), kicked out, or pending without a deadline
-			// (the SDK's auth info expired): a new business login is a new
-			// attempt at the meeting side, with its deadline. A pending
-			// meeting side always has one.
+			// (a session.auth_expired stored before it gave one): a new
+			// business login is a new attempt at the meeting side, with its
+			// deadline. A pending meeting side always has one.
 			next.Meeting, next.Deadline, next.Policy = meetsync.SidePending, now.Add(time.Duration(set.LoginDeadline)), set.SessionPolicy
+			next.LoginDeadline = set.LoginDeadline
 			changed = true
 		}
 		if !next.HasDevice(in.DeviceID) {
@@ -232,8 +233,9 @@ type LoginReport struct {
 // means something:
 //
 //   - meeting side pending: it stays pending until its deadline (the
-//     client may retry); one without a deadline (after session.auth_expired)
-//     gets the app's login_deadline now, so session_policy resolves it;
+//     client may retry); one without a deadline (a session.auth_expired
+//     stored before that gave the side a deadline too) gets the app's
+//     login_deadline now, so session_policy resolves it;
 //   - meeting side logged_in (another report, or another device, said it
 //     logged in), failed (degraded) or logged_out (kicked out): recorded
 //     only, with retrying false; the meeting side stays as it is. A
@@ -276,6 +278,7 @@ func (s *Service) ClientLogin(ctx context.Context, c ClientAuth, in LoginReport)
 				}
 				// (At the precision it is stored with, so the answer is the stored value.)
 				next.Deadline, next.Policy = now.Add(time.Duration(set.LoginDeadline)).Truncate(time.Microsecond), set.SessionPolicy
+				next.LoginDeadline = set.LoginDeadline
 			}
 			ev = sessionEvent(u, meetsync.TypeSessionLoginFailed, next, map[string]any{"device_id": c.DeviceID,
 				"attempt": next.LoginAttempts, "code": in.Code, "message": in.Message,

@@ -124,18 +124,18 @@ func TestLoginFailureAfterLoggedIn(t *testing.T) {
 	}
 }
 
-// TestPendingAlwaysHasDeadline: a meeting side that is pending without a
-// deadline (the SDK's auth info expired after the login) gets one from a
-// failure report or a new login, and the policy resolves it; a degraded
-// session's failure report changes nothing.
+// TestPendingAlwaysHasDeadline: a meeting side pending again after the
+// SDK's auth info expired has a deadline (TestAuthExpiredGetsDeadline)
+// that failure reports and a new login keep, and the policy resolves it;
+// a degraded session's failure report changes nothing.
 func TestPendingAlwaysHasDeadline(t *testing.T) {
 	expired := func(t *testing.T, e *env, user string) string {
 		t.Helper()
 		lr := e.login(t, user, "p1")
 		e.reportLogin(t, lr.ClientToken, map[string]any{"ok": true})
 		e.want(t, e.do(t, "POST", "/v1/client/events", lr.ClientToken, map[string]any{"type": "session.auth_expired", "client_seq": 1}), 200)
-		if s := e.session(t, user); s.Meeting != "pending" {
-			t.Fatalf("after auth_expired: %+v", s)
+		if s := e.session(t, user); s.Meeting != "pending" || s.Deadline == nil {
+			t.Fatalf("after auth_expired: %+v, want pending with a deadline", s)
 		}
 		return lr.ClientToken
 	}
@@ -145,7 +145,7 @@ func TestPendingAlwaysHasDeadline(t *testing.T) {
 		tok := expired(t, e, "pia")
 		s := e.reportLogin(t, tok, sdkFailed)
 		if s.Meeting != "pending" || s.Deadline == nil {
-			t.Fatalf("failure report while pending without a deadline: %+v, want pending with one", s)
+			t.Fatalf("failure report while pending after auth_expired: %+v, want pending with a deadline", s)
 		}
 		if s := e.session(t, "pia"); s.Meeting != "pending" || s.Deadline == nil {
 			t.Fatalf("stored session %+v, want pending with a deadline", s)
@@ -170,7 +170,7 @@ func TestPendingAlwaysHasDeadline(t *testing.T) {
 		e.want(t, e.do(t, "PATCH", "/v1/app", e.Key, map[string]any{"login_deadline": "10s", "session_policy": "degrade"}), 200)
 		expired(t, e, "pat")
 		if lr := e.relogin(t, "pat", "p1"); lr.MeetingSide != "pending" || lr.Deadline == nil {
-			t.Fatalf("login while pending without a deadline: %+v, want pending with one", lr)
+			t.Fatalf("login while pending after auth_expired: %+v, want pending with a deadline", lr)
 		}
 		e.advance(t, 11*time.Second)
 		if s := e.session(t, "pat"); s.Business != "logged_in" || s.Meeting != "failed" {
