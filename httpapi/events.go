@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -715,7 +716,10 @@ func keepAlive(w io.Writer, rc *http.ResponseController) error {
 // id is its cursor; a client that reconnects with Last-Event-ID resumes
 // right after it. Without a cursor the stream starts at the current end.
 // It takes the feed's filters but not its limit, which it refuses rather
-// than ignores: the stream sends every event.
+// than ignores: the stream sends every event. While the store is
+// unavailable (the database out of reach) an open stream stays open: it
+// keeps its heartbeats, reads again with growing pauses and goes on from
+// its cursor once the store is back; any other store error ends it.
 func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if r.URL.Query().Has("limit") {
@@ -748,15 +752,32 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 	heartbeat := time.NewTicker(s.cfg.StreamHeartbeat)
 	defer heartbeat.Stop()
 	var buf bytes.Buffer
+	var retry time.Duration // the pause before the next read while the store is unavailable; 0: it is not
 	for {
 		changed := s.ingest.Changes()
 		events, err := s.store.EventList(ctx, p)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("stream: list events", "err", err)
+			if ctx.Err() != nil {
+				return
 			}
-			return
+			if meetsync.ErrorCode(err) != meetsync.EUNAVAILABLE {
+				s.log.Error("stream: list events", "err", err)
+				return
+			}
+			// The store is out of reach (the database down or refusing
+			// connections): keep the stream open and read again from the
+			// same cursor, with heartbeats meanwhile. The outage is
+			// logged once, as the 503s of other requests are.
+			if retry == 0 {
+				s.logUnavailable(r, err)
+			}
+			retry = streamRetryDelay(retry, s.cfg.StreamHeartbeat)
+			if !s.streamPause(ctx, w, rc, heartbeat.C, changed, retry) {
+				return
+			}
+			continue
 		}
+		retry = 0
 		if len(events) > 0 {
 			buf.Reset()
 			for _, e := range events {
@@ -792,6 +813,48 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-s.closing:
 			return
+		}
+	}
+}
+
+// The pauses of a stream between reads while the store is unavailable:
+// from streamRetryMin, doubling, up to streamRetryMax (or the heartbeat
+// interval, when that is shorter).
+const (
+	streamRetryMin = 100 * time.Millisecond
+	streamRetryMax = 2 * time.Second
+)
+
+// streamRetryDelay returns the pause after prev (0 for the first).
+func streamRetryDelay(prev, heartbeat time.Duration) time.Duration {
+	limit := min(streamRetryMax, heartbeat)
+	if prev <= 0 {
+		return min(streamRetryMin, limit)
+	}
+	return min(2*prev, limit)
+}
+
+// streamPause waits d before a stream reads the store again, sending a
+// heartbeat at each tick meanwhile; a commit (changed: the store is back)
+// ends the pause early. It returns false when the stream should end: the
+// client left, the server is shutting down, or a heartbeat failed.
+func (s *Server) streamPause(ctx context.Context, w io.Writer, rc *http.ResponseController, heartbeat <-chan time.Time, changed <-chan struct{}, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return true
+		case <-changed:
+			return true
+		case <-heartbeat:
+			if keepAlive(w, rc) != nil {
+				return false
+			}
+		case <-ctx.Done():
+			return false
+		case <-s.closing:
+			return false
 		}
 	}
 }
