@@ -42,38 +42,66 @@ func newMetrics(reg prometheus.Registerer, store meetsync.Store) metrics {
 	return m
 }
 
-// depthCollector reports the active deliveries per endpoint at scrape
-// time, from one grouped query cached for a few seconds.
+// depthCollector reports the active deliveries of every endpoint at
+// scrape time (0 for one with none, so that a dashboard tells an empty
+// queue from missing data), from the store's grouped count and the apps'
+// endpoint lists, cached for depthCacheFor. The count is the store's: on
+// PostgreSQL every replica reports the same cluster-wide values.
 type depthCollector struct {
 	store meetsync.Store
 	mu    sync.Mutex
 	at    time.Time
-	last  map[string]int64
-	seen  map[string]bool // endpoints ever reported: an emptied queue reads 0, not absent
+	last  map[string]int64 // endpoint id → active deliveries, every endpoint included
 }
 
-var depthDesc = prometheus.NewDesc("meetsync_delivery_queue_depth", "Pending or failed (awaiting retry) deliveries per endpoint.", []string{"endpoint"}, nil)
+// depthCacheFor is how long the collector reuses its last reading.
+const depthCacheFor = 5 * time.Second
+
+var depthDesc = prometheus.NewDesc("meetsync_delivery_queue_depth",
+	"Pending or failed (awaiting retry) deliveries per endpoint, 0 for an endpoint with none. "+
+		"Counted in the store: on PostgreSQL every replica reports the same cluster-wide value, "+
+		"so aggregate replicas with max(), not sum().",
+	[]string{"endpoint"}, nil)
 
 func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- depthDesc }
 
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Since(c.at) > 5*time.Second {
+	if time.Since(c.at) > depthCacheFor {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		depths, err := c.store.DeliveryQueueDepths(ctx)
+		depths, err := c.read(ctx)
 		cancel()
-		if err == nil {
+		if err == nil { // otherwise the last reading stands (the store may be out of reach)
 			c.last, c.at = depths, time.Now()
 		}
 	}
-	if c.seen == nil {
-		c.seen = map[string]bool{}
+	for id, n := range c.last {
+		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(n), id)
 	}
-	for id := range c.last {
-		c.seen[id] = true
+}
+
+// read returns the active deliveries per endpoint, with every endpoint of
+// every app (enabled or not: a disabled one keeps its parked queue), and
+// those of endpoints deleted meanwhile left out.
+func (c *depthCollector) read(ctx context.Context) (map[string]int64, error) {
+	counts, err := c.store.DeliveryQueueDepths(ctx)
+	if err != nil {
+		return nil, err
 	}
-	for id := range c.seen {
-		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(c.last[id]), id)
+	apps, err := c.store.AppList(ctx)
+	if err != nil {
+		return nil, err
 	}
+	out := make(map[string]int64, len(counts))
+	for _, app := range apps {
+		eps, err := c.store.EndpointList(ctx, app.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, ep := range eps {
+			out[ep.ID] = counts[ep.ID]
+		}
+	}
+	return out, nil
 }
