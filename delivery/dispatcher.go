@@ -165,7 +165,8 @@ type Dispatcher struct {
 	limiters map[string]*rate.Limiter
 	keys     map[string]cachedKeys
 
-	m metrics
+	storeLog storeErrorLog
+	m        metrics
 }
 
 type cachedKeys struct {
@@ -217,6 +218,7 @@ func New(store meetsync.Store, log *slog.Logger, reg prometheus.Registerer, cfg 
 		compDone: make(chan struct{}),
 		limiters: map[string]*rate.Limiter{},
 		keys:     map[string]cachedKeys{},
+		storeLog: storeErrorLog{logger: log, now: time.Now, last: map[string]time.Time{}, skipped: map[string]int{}},
 		m:        newMetrics(reg, store),
 	}
 	return d, nil
@@ -307,7 +309,7 @@ func (d *Dispatcher) loop() {
 			tasks, err := d.store.DeliveriesClaim(d.ctx, meetsync.DeliveryClaimParams{Owner: d.cfg.Owner, Now: now, Lease: d.cfg.Lease, Limit: free})
 			if err != nil {
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-				d.log.Error("claim deliveries", "err", err, "retry_in", backoff)
+				d.storeLog.log("claim deliveries", err, "retry_in", backoff)
 				wait = backoff
 			} else {
 				backoff = 0
@@ -321,7 +323,7 @@ func (d *Dispatcher) loop() {
 				}
 				quiet = len(tasks) == 0
 				if due, ok, err := d.store.DeliveryNextDue(d.ctx); err != nil {
-					d.log.Error("next due delivery", "err", err)
+					d.storeLog.log("next due delivery", err)
 				} else if ok {
 					wait = min(wait, max(due.Sub(d.cfg.Now()), time.Millisecond))
 				}
@@ -417,14 +419,14 @@ func (d *Dispatcher) commit(batch []*meetsync.DeliveryOutcome) {
 		if err == nil {
 			break
 		}
-		d.log.Error("record delivery outcomes", "err", err, "try", try+1)
+		d.storeLog.log("record delivery outcomes", err, "try", try+1)
 		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
 	}
 	d.m.completeSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		// The claims expire after the lease and the deliveries are sent
 		// again (at least once, same webhook-id).
-		d.log.Error("dropping delivery outcomes; their claims will expire and be retried", "count", len(batch))
+		d.storeLog.log("dropping delivery outcomes; their claims will expire and be retried", err, "count", len(batch))
 	}
 	events := false
 	for _, o := range batch {
@@ -654,4 +656,43 @@ func describe(err error) string {
 		s = s[:500]
 	}
 	return s
+}
+
+// unavailableLogEvery is how often the dispatcher logs each of its store
+// calls failing because the store is unavailable (PostgreSQL down or out
+// of reach), as the HTTP API does for requests.
+const unavailableLogEvery = 10 * time.Second
+
+// storeErrorLog logs the errors of the dispatcher's store calls (claims,
+// outcomes) at ERROR, except an unavailable store (EUNAVAILABLE): while
+// the database is away every claim and every outcome fails, so those are
+// logged at WARN, at most once per unavailableLogEvery for each message,
+// with the count of those left out since (similar_since_last).
+type storeErrorLog struct {
+	logger *slog.Logger
+	now    func() time.Time // the wall clock (tests set another)
+
+	mu      sync.Mutex
+	last    map[string]time.Time // by message: when it was last logged
+	skipped map[string]int       // by message: left out since
+}
+
+func (l *storeErrorLog) log(msg string, err error, args ...any) {
+	args = append([]any{"err", err}, args...)
+	if meetsync.ErrorCode(err) != meetsync.EUNAVAILABLE {
+		l.logger.Error(msg, args...)
+		return
+	}
+	l.mu.Lock()
+	now := l.now()
+	if last, ok := l.last[msg]; ok && now.Sub(last) < unavailableLogEvery {
+		l.skipped[msg]++
+		l.mu.Unlock()
+		return
+	}
+	l.last[msg] = now
+	skipped := l.skipped[msg]
+	l.skipped[msg] = 0
+	l.mu.Unlock()
+	l.logger.Warn(msg, append(args, "similar_since_last", skipped)...)
 }
