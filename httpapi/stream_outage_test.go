@@ -241,12 +241,13 @@ func TestStreamSurvivesPostgresOutage(t *testing.T) {
 	}
 	receive(len(want), "before the outage")
 
-	// The outage: the database refuses new connections, and the pool's
-	// expire. (Its open ones are not ended with pg_terminate_backend, as
-	// TestServePostgresUnavailable does: the error a query then gets
-	// arrives with its rows, and the store does not mark that one as
-	// unavailable yet.)
+	// The outage: the database refuses new connections and ends the open
+	// ones (the error a query then gets arrives with its rows).
 	allow(false)
+	if _, err := admin.Exec(context.Background(),
+		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, dbName); err != nil {
+		t.Fatal(err)
+	}
 	// The stream reads the store after each heartbeat: wait until a read
 	// met the outage (the server logs it), then for heartbeats on the
 	// still open stream. A stream that ends on the outage fails here.
