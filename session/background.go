@@ -163,10 +163,11 @@ func (s *Service) expireLogin(ctx context.Context, appID, userID, sessionID stri
 		return err
 	}
 	now := s.now()
-	u, err := s.user(ctx, appID, userID)
-	if err != nil {
-		return err
-	}
+	// The commands are the rolled back session's, whatever the user's
+	// session is by now (a device may have logged in again: pushCommands
+	// supersedes them for the new session's devices).
+	u := meetsync.NewUserState(appID, userID)
+	u.Session = *rolledBack
 	if err := s.pushCommands(ctx, u, sessionID, rolledBack.Devices, meetsync.CommandLogout,
 		map[string]any{"session_id": sessionID, "reason": "rolled back: the meeting login did not complete"}, now); err != nil {
 		return err

@@ -42,6 +42,9 @@ type env struct {
 	// beforeAppend, when set, sees each of the session engine's appends
 	// before the committer does.
 	beforeAppend atomic.Pointer[func(*meetsync.AppendRequest)]
+	// afterAppend, when set, sees each of the session engine's appends
+	// once the committer answered it.
+	afterAppend atomic.Pointer[func(*meetsync.AppendRequest)]
 	// beforeCommands, when set, sees each batch of commands the session
 	// engine creates before the store does.
 	beforeCommands atomic.Pointer[func([]*meetsync.Command)]
@@ -60,7 +63,8 @@ func (h hookedSessions) CommandsCreate(ctx context.Context, cmds []*meetsync.Com
 	return h.SessionStore.CommandsCreate(ctx, cmds)
 }
 
-// hookedAppender runs env.beforeAppend before each append.
+// hookedAppender runs env.beforeAppend before each append and
+// env.afterAppend after it.
 type hookedAppender struct {
 	session.Appender
 	e *env
@@ -70,7 +74,11 @@ func (h hookedAppender) Append(ctx context.Context, req *meetsync.AppendRequest)
 	if f := h.e.beforeAppend.Load(); f != nil {
 		(*f)(req)
 	}
-	return h.Appender.Append(ctx, req)
+	err := h.Appender.Append(ctx, req)
+	if f := h.e.afterAppend.Load(); f != nil {
+		(*f)(req)
+	}
+	return err
 }
 
 func setup(t *testing.T) *env {

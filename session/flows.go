@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/meetsync/meetsync"
@@ -346,6 +347,14 @@ type LogoutResult struct {
 // meeting side by revoking the platform credentials and telling each
 // device of the session to log out; the session ends when every device
 // confirmed or the logout deadline passed. ENOTFOUND if no session is open.
+//
+// The logout commands are pushed for the session as read, before it
+// changes (a device's ack may come at once), and the change is
+// conditional on the session version they were pushed for: a change in
+// between (a device logged in, a report) makes the logout read the session
+// again and push for what it is now, so every device it waits for was
+// told; if the session it read ended and another began meanwhile, the
+// logout is ECONFLICT and leaves the new one alone.
 func (s *Service) Logout(ctx context.Context, appID, userID, reason string) (*LogoutResult, error) {
 	if err := meetsync.CheckUserID(userID, "user_id"); err != nil {
 		return nil, err
@@ -357,23 +366,14 @@ func (s *Service) Logout(ctx context.Context, appID, userID, reason string) (*Lo
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.user(ctx, appID, userID)
-	if err != nil {
-		return nil, err
-	}
-	if !u.Session.Open() {
-		return nil, meetsync.Errorf(meetsync.ENOTFOUND, "user %s has no open session", userID)
-	}
-	if u.Session.Meeting == meetsync.SideLoggingOut {
-		return &LogoutResult{SessionID: u.Session.ID, State: meetsync.SideLoggingOut, Deadline: u.Session.Deadline, PlatformRevoked: !u.Session.RevokePending}, nil
-	}
-	now := s.now()
-	if err := s.pushCommands(ctx, u, u.Session.ID, u.Session.Devices, meetsync.CommandLogout,
-		map[string]any{"session_id": u.Session.ID, "reason": reason}, now); err != nil {
-		return nil, err
-	}
-	revokeErr := s.revoke(ctx, prov, appID, userID)
-	var res *LogoutResult
+	var (
+		res        *LogoutResult
+		sessionID  string   // the session this logout is for (the first read)
+		revokedFor []string // the devices of the session when the platform token was last revoked
+		revoked    bool
+		revokeErr  error
+		now        time.Time
+	)
 	err = retry(ctx, func() error {
 		u, err := s.user(ctx, appID, userID)
 		if err != nil {
@@ -383,11 +383,26 @@ func (s *Service) Logout(ctx context.Context, appID, userID, reason string) (*Lo
 		if !cur.Open() {
 			return meetsync.Errorf(meetsync.ENOTFOUND, "user %s has no open session", userID)
 		}
+		if sessionID == "" {
+			sessionID = cur.ID
+		} else if cur.ID != sessionID {
+			return conflict("the session of user %s changed during the logout (%s ended, %s began); log out again to end the new one", userID, sessionID, cur.ID)
+		}
 		if cur.Meeting == meetsync.SideLoggingOut {
 			res = &LogoutResult{SessionID: cur.ID, State: cur.Meeting, Deadline: cur.Deadline, PlatformRevoked: !cur.RevokePending}
 			return nil
 		}
-		now := s.now()
+		now = s.now()
+		if err := s.pushCommands(ctx, u, cur.ID, cur.Devices, meetsync.CommandLogout,
+			map[string]any{"session_id": cur.ID, "reason": reason}, now); err != nil {
+			return err
+		}
+		// Revoke once, and again if a device joined the session since (it
+		// may hold credentials issued after the revocation).
+		if !revoked || slices.ContainsFunc(cur.Devices, func(d string) bool { return !slices.Contains(revokedFor, d) }) {
+			revokeErr, revoked, revokedFor = s.revoke(ctx, prov, appID, userID), true, cur.Devices
+		}
+		now = s.now()
 		next := cur
 		next.Business, next.Meeting = meetsync.SideLoggedOut, meetsync.SideLoggingOut
 		next.Deadline = now.Add(time.Duration(set.LogoutDeadline))
@@ -404,6 +419,8 @@ func (s *Service) Logout(ctx context.Context, appID, userID, reason string) (*Lo
 				map[string]any{"forced": false, "devices_confirmed": []string{}, "platform_revoked": revokeErr == nil}, now))
 			next = done
 		}
+		// Conditional on u's session version: the one the commands were
+		// pushed for.
 		if err := s.change(ctx, u, evs...); err != nil {
 			return err
 		}
@@ -412,6 +429,9 @@ func (s *Service) Logout(ctx context.Context, appID, userID, reason string) (*Lo
 	})
 	if err != nil {
 		return nil, err
+	}
+	if now.IsZero() {
+		now = s.now()
 	}
 	if res.State == meetsync.SideLoggedOut {
 		if _, err := s.cfg.Sessions.ClientTokensRevoke(ctx, appID, userID, res.SessionID, now); err != nil {
