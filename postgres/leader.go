@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,9 @@ type LeaderConfig struct {
 	// Check is how often the leader checks that its connection, and so its
 	// lock, is still alive. Default 2 s.
 	Check time.Duration
+	// Logger gets an INFO line when this replica becomes the leader and
+	// when it gives leadership up (with the reason). Default slog.Default().
+	Logger *slog.Logger
 }
 
 // leaderPingTimeout bounds the leader's check of its connection: a dead
@@ -28,6 +32,9 @@ func (c LeaderConfig) withDefaults() LeaderConfig {
 	}
 	if c.Check <= 0 {
 		c.Check = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	return c
 }
@@ -74,7 +81,11 @@ func (db *DB) RunLeader(ctx context.Context, name string, cfg LeaderConfig, fn f
 			}
 		}
 		if got {
-			if db.lead(ctx, conn, cfg, fn) {
+			log := cfg.Logger.With("job", name, "node", db.Node())
+			log.Info("became the leader of a cluster-wide job")
+			byItself, reason := db.lead(ctx, conn, cfg, fn)
+			log.Info("gave up the leadership of a cluster-wide job", "reason", reason)
+			if byItself {
 				// fn returned by itself: give leadership up and stop.
 				cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				if _, err := conn.Exec(cctx, "SELECT pg_advisory_unlock($1)", key); err != nil {
@@ -91,8 +102,8 @@ func (db *DB) RunLeader(ctx context.Context, name string, cfg LeaderConfig, fn f
 }
 
 // lead runs fn while conn stays alive. It reports whether fn returned by
-// itself (rather than being stopped).
-func (db *DB) lead(ctx context.Context, conn *pgx.Conn, cfg LeaderConfig, fn func(ctx context.Context)) bool {
+// itself (rather than being stopped), and why leadership ends, for the log.
+func (db *DB) lead(ctx context.Context, conn *pgx.Conn, cfg LeaderConfig, fn func(ctx context.Context)) (bool, string) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})
@@ -105,10 +116,13 @@ func (db *DB) lead(ctx context.Context, conn *pgx.Conn, cfg LeaderConfig, fn fun
 	for {
 		select {
 		case <-done:
-			return ctx.Err() == nil
+			if ctx.Err() != nil {
+				return false, "stopping"
+			}
+			return true, "the job returned"
 		case <-ctx.Done():
 			<-done
-			return false
+			return false, "stopping"
 		case <-tick.C:
 			pctx, pcancel := context.WithTimeout(ctx, leaderPingTimeout)
 			err := conn.Ping(pctx)
@@ -116,7 +130,7 @@ func (db *DB) lead(ctx context.Context, conn *pgx.Conn, cfg LeaderConfig, fn fun
 			if err != nil && ctx.Err() == nil {
 				cancel()
 				<-done
-				return false
+				return false, "lost the connection that holds the leader lock (another replica may lead now): " + err.Error()
 			}
 		}
 	}

@@ -336,7 +336,7 @@ func (m *Main) RunSingleton(name string, fn func(ctx context.Context)) {
 	go func() {
 		defer m.bg.Done()
 		if m.pg != nil {
-			m.pg.RunLeader(m.background, name, postgres.LeaderConfig{}, fn)
+			m.pg.RunLeader(m.background, name, postgres.LeaderConfig{Logger: m.Logger}, fn)
 			return
 		}
 		fn(m.background)
