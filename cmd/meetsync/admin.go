@@ -43,7 +43,8 @@ func storeFlags(name string, args []string, stderr io.Writer) (Config, []string,
 		}
 		return cfg, nil, err
 	}
-	return cfg, fs.Args(), checkDatabaseURL(cfg.DatabaseURL)
+	cfg.fromEnv = envSet(fs)
+	return cfg, fs.Args(), checkDatabaseURL(cfg.DatabaseURL, cfg.setting("database-url"))
 }
 
 // openAdminStore opens the store named by --data / --database-url for an

@@ -8,8 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/internal/gctune"
@@ -40,6 +44,8 @@ type Config struct {
 	DeliveryTimeout       time.Duration          // --delivery-timeout: one webhook request's timeout. Default 15s.
 	DeliveryLease         time.Duration          // --delivery-lease: how long a claimed delivery stays with its replica before another may take it. Default 60s.
 	DisableAfter          time.Duration          // --endpoint-disable-after: disable an endpoint failing continuously this long. Default 120h.
+
+	fromEnv map[string]bool // the flags whose value came from their MEETSYNC_* variable (ParseFlags), for messages
 }
 
 func defaultConfig() Config {
@@ -115,6 +121,29 @@ func envName(flagName string) string {
 	return "MEETSYNC_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// envSet returns the flags of fs (parsed by parseFlags) whose value came
+// from their environment variable: set there, and not on the command line.
+func envSet(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	env := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := os.LookupEnv(envName(f.Name)); ok && !set[f.Name] {
+			env[f.Name] = true
+		}
+	})
+	return env
+}
+
+// setting names a flag in a message as the user gave it: MEETSYNC_NAME
+// when its value came from the environment, else --name.
+func (c *Config) setting(flagName string) string {
+	if c.fromEnv[flagName] {
+		return envName(flagName)
+	}
+	return "--" + flagName
+}
+
 func (c *Config) validate() error {
 	if c.Addr == "" {
 		return errors.New("--addr is empty")
@@ -154,7 +183,7 @@ func (c *Config) validate() error {
 	if c.DeliveryLease <= c.DeliveryTimeout {
 		return fmt.Errorf("--delivery-lease (%s) must be longer than --delivery-timeout (%s)", c.DeliveryLease, c.DeliveryTimeout)
 	}
-	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+	if err := checkDatabaseURL(c.DatabaseURL, c.setting("database-url")); err != nil {
 		return err
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
@@ -181,13 +210,40 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 }
 
 // checkDatabaseURL accepts "" (SQLite), a postgres:// URL or a libpq
-// keyword/value string ("host=db user=meetsync dbname=meetsync"); opening
-// the store checks the rest.
-func checkDatabaseURL(u string) error {
-	if u == "" || strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") || keywordDSN.MatchString(u) {
+// keyword/value string ("host=db user=meetsync dbname=meetsync") that pgx
+// can parse; opening the store checks the rest. setting names where u
+// came from (--database-url or MEETSYNC_DATABASE_URL); the error never
+// shows u, which may hold a password.
+func checkDatabaseURL(u, setting string) error {
+	if u == "" {
 		return nil
 	}
-	return errors.New("--database-url must be a PostgreSQL URL (postgres://user:password@host:5432/database) or keyword/value string (host=… user=… dbname=…)")
+	if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") && !keywordDSN.MatchString(u) {
+		return fmt.Errorf("%s must be a PostgreSQL URL (postgres://user:password@host:5432/database) or keyword/value string (host=… user=… dbname=…)", setting)
+	}
+	if _, err := pgxpool.ParseConfig(u); err != nil {
+		return fmt.Errorf("%s is not valid: %s (postgres://user:password@host:port/database?… or host=… user=… dbname=…)", setting, urlParseReason(err, u))
+	}
+	return nil
+}
+
+// urlParseReason is why pgx could not parse u, without u itself: pgx's
+// error quotes it (its redaction of the password is best effort, and
+// net/url's errors quote it whole). postgres.Open words its own error the
+// same way.
+func urlParseReason(err error, u string) string {
+	msg := err.Error()
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		// "cannot parse `<u, redacted>`: <reason> (<cause>)"
+		if i := strings.LastIndex(msg, "`: "); i >= 0 {
+			msg = msg[i+3:]
+		}
+	}
+	for _, s := range []string{strconv.Quote(u), u} {
+		msg = strings.ReplaceAll(msg, s, "the URL")
+	}
+	return msg
 }
 
 // keywordDSN matches the start of a libpq keyword/value string.

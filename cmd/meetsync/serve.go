@@ -46,9 +46,10 @@ type Main struct {
 	HTTP     *http.Server
 	Listener net.Listener
 
-	unlock  func()
-	served  chan error
-	started bool // Run got as far as serving
+	unlock   func()
+	served   chan error
+	started  bool   // Run got as far as serving
+	madeData string // the directory Run created for --data (its topmost new one), "" if it existed
 
 	pg         *postgres.DB       // the store, when it is PostgreSQL
 	background context.Context    // ends at Close: the listener and singletons
@@ -70,6 +71,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 		}
 		return err
 	}
+	m.Config.fromEnv = envSet(fs)
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
@@ -239,6 +241,13 @@ func (m *Main) Close() error {
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
 	}
+	if m.madeData != "" && m.unlock != nil && !m.started {
+		// Run failed on a SQLite store it had just created: remove the
+		// directory it made (while still holding its lock), and only that.
+		if err := os.RemoveAll(m.madeData); err != nil {
+			errs = append(errs, fmt.Errorf("remove the data directory this start created: %w", err))
+		}
+	}
 	if m.unlock != nil {
 		m.unlock()
 	}
@@ -253,9 +262,6 @@ func (m *Main) Close() error {
 // data directory, which it locks.
 func (m *Main) openStore(ctx context.Context) error {
 	cfg, log := m.Config, m.Logger
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
 	if cfg.DatabaseURL != "" {
 		db, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Config{})
 		if err != nil {
@@ -279,6 +285,9 @@ func (m *Main) openStore(ctx context.Context) error {
 		return db.WithLock(ctx, "bootstrap", func(ctx context.Context, _ *pgx.Conn) error {
 			return m.prepareStore(ctx)
 		})
+	}
+	if err := m.makeData(); err != nil {
+		return err
 	}
 	unlock, err := lockDir(cfg.Data)
 	if err != nil {
@@ -313,7 +322,7 @@ func (m *Main) prepareStore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if m.sealer, err = m.openSealer(m.Logger, len(apps) == 0); err != nil {
+	if m.sealer, err = m.openSealer(ctx, m.Logger, apps); err != nil {
 		return err
 	}
 	if err := m.checkSecretKey(ctx, apps); err != nil {
@@ -321,6 +330,9 @@ func (m *Main) prepareStore(ctx context.Context) error {
 	}
 	if len(apps) > 0 {
 		return nil
+	}
+	if err := m.makeData(); err != nil {
+		return err
 	}
 	return bootstrap(ctx, m.Store, m.Config.Data, m.Logger)
 }
@@ -341,6 +353,35 @@ func (m *Main) RunSingleton(name string, fn func(ctx context.Context)) {
 		}
 		fn(m.background)
 	}()
+}
+
+// makeData creates the data directory (0700) if it does not exist. Run
+// calls it only once it needs the directory (SQLite: to open the store;
+// PostgreSQL: to write a file there, the secret key, the bootstrap key or
+// the sim platform's state), so a start that fails before creates none.
+// It remembers the topmost directory it created: Close removes it if Run
+// failed on SQLite (the store in it is new and empty of anything served).
+// On PostgreSQL what was written there belongs to the database (its
+// secret key, its bootstrap key), so it stays.
+func (m *Main) makeData() error {
+	dir := filepath.Clean(m.Config.Data)
+	top := ""
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		top = d
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if top != "" && m.madeData == "" {
+		m.madeData = top
+	}
+	return nil
 }
 
 // bootstrap creates the app "default" on an empty store (the caller

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 
@@ -37,6 +39,9 @@ func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpap
 	}
 	purger, _ := store.(meetsync.Purger)
 	sealer := m.sealer
+	if err := m.makeData(); err != nil { // the sim platform writes its state there at once
+		return err
+	}
 	platform, err := sim.Open(filepath.Join(m.Config.Data, "sim-platform.json"))
 	if err != nil {
 		return fmt.Errorf("open the sim platform: %w", err)
@@ -162,25 +167,29 @@ func firstSealedSecret(ctx context.Context, store meetsync.Store, apps []*meetsy
 }
 
 // openSealer reads the key that encrypts secrets at rest. It creates the
-// key (mode 0600) only for a new store (create: it has no apps yet): on a
-// store that has secrets, a missing key file is a mistake (a mistyped
+// key (mode 0600) only for a new store (one without apps): on a store that
+// has apps, a missing key file is a mistake (a mistyped
 // --secret-key-file, a data directory copied without it), and a new key
-// would leave every stored secret unreadable. Several replicas must be
-// given the same key file.
-func (m *Main) openSealer(log *slog.Logger, create bool) (*meetsync.Sealer, error) {
+// would leave every stored secret unreadable (see missingSecretKey).
+// Several replicas must be given the same key file. A key file that
+// others than its owner may read is used, with a warning.
+func (m *Main) openSealer(ctx context.Context, log *slog.Logger, apps []*meetsync.App) (*meetsync.Sealer, error) {
 	path := m.secretKeyPath()
-	b, err := os.ReadFile(path)
+	b, err := readSecretKey(path, log)
 	if errors.Is(err, os.ErrNotExist) {
-		if !create {
-			return nil, fmt.Errorf("secret key %s does not exist, and the store is not new: the key made on its first start encrypts its stored secrets "+
-				"(webhook signing secrets, the meeting provider's app secret). Restore that file, or pass its path with --secret-key-file "+
-				"(--secret-key-file in the README's configuration)", path)
+		if len(apps) > 0 {
+			return nil, m.missingSecretKey(ctx, apps)
+		}
+		if m.Config.SecretKeyFile == "" {
+			if err := m.makeData(); err != nil {
+				return nil, err
+			}
 		}
 		if err := writeSecretFile(path, base64.StdEncoding.EncodeToString(meetsync.NewSecretKey())+"\n"); err != nil {
 			return nil, fmt.Errorf("secret key: %w", err)
 		}
 		log.Info("created the key that encrypts secrets at rest; back it up (replicas must share it)", "key_file", path)
-		b, err = os.ReadFile(path)
+		b, err = readSecretKey(path, log)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("secret key: %w", err)
@@ -194,4 +203,57 @@ func (m *Main) openSealer(log *slog.Logger, create bool) (*meetsync.Sealer, erro
 		return nil, fmt.Errorf("secret key %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// readSecretKey reads the key file at path, warning (by path and mode,
+// never the contents) when its group or others may read or write it.
+func readSecretKey(path string, log *slog.Logger) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the secret key file is open to its group or others: anyone who can read it can decrypt the stored secrets; make it readable by meetsync's user only (chmod 600)",
+			"key_file", path, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+	}
+	return io.ReadAll(f)
+}
+
+// missingSecretKey is the error of a store with apps whose key file does
+// not exist, worded for the case: the key file was named explicitly or
+// not, and the store has secrets sealed with a key (or its check value)
+// or has never sealed one (apps made by "meetsync apps create" before any
+// serve: serve makes a key only with a store that has no apps yet).
+func (m *Main) missingSecretKey(ctx context.Context, apps []*meetsync.App) error {
+	path, setting := m.secretKeyPath(), m.Config.setting("secret-key-file")
+	check, err := m.Store.SecretKeyCheck(ctx)
+	if err != nil {
+		return err
+	}
+	sealed := ""
+	if check == "" {
+		if sealed, err = firstSealedSecret(ctx, m.Store, apps); err != nil {
+			return err
+		}
+	}
+	explicit := m.Config.SecretKeyFile != ""
+	switch {
+	case (check != "" || sealed != "") && explicit:
+		return fmt.Errorf("secret key file %s (%s) does not exist, and the store is not new: its secrets (webhook signing secrets, the meeting provider's app secret, "+
+			"meeting tokens) are encrypted with the key made on its first start. Point %s at that file, or restore it there "+
+			"(--secret-key-file in the README's configuration)", path, setting, setting)
+	case check != "" || sealed != "":
+		return fmt.Errorf("secret key %s does not exist, and the store is not new: the key made on its first start encrypts its stored secrets "+
+			"(webhook signing secrets, the meeting provider's app secret). Restore that file, or pass its path with --secret-key-file "+
+			"(--secret-key-file in the README's configuration)", path)
+	case explicit:
+		return fmt.Errorf("secret key file %s (%s) does not exist. This store has never encrypted a secret, so a new key will do: "+
+			"create it (umask 077; head -c 32 /dev/urandom | base64 > %s) and give every replica the same file (--secret-key-file in the README's configuration)", path, setting, path)
+	default:
+		return fmt.Errorf("no secret key: %s does not exist, and this store already has apps (made by \"meetsync apps create\" before any serve): "+
+			"serve makes the key itself only on a store without apps. This store has never encrypted a secret, so a new key will do: "+
+			"create it with (umask 077; head -c 32 /dev/urandom | base64 > secret.key) and pass --secret-key-file secret.key (or put it at %s); "+
+			"give every replica the same file (--secret-key-file in the README's configuration)", path, path)
+	}
 }
