@@ -78,14 +78,18 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // decodeJSON decodes a small JSON body strictly into v: unknown fields
-// and anything after the value are errors.
+// and anything after the value are errors, and so is an empty body or
+// null (which would leave v as it is: a PATCH changing nothing).
 func decodeJSON(r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, meetsync.MaxBodyBytes))
 	if err != nil {
 		return jsonError(err, "")
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	switch trimmed := bytes.TrimSpace(body); {
+	case len(trimmed) == 0:
 		return jsonError(io.EOF, "")
+	case string(trimmed) == "null":
+		return meetsync.FieldErrorf("", "the body is null: send a JSON object")
 	}
 	if err := strictUnmarshal(body, v); err != nil {
 		return jsonError(err, "")

@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/session"
@@ -90,7 +93,7 @@ func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request, appID, 
 		return
 	}
 	if p.State != "" && !meetsync.ValidInviteState(p.State) {
-		s.writeError(w, r, meetsync.FieldErrorf("state", "unknown invitation state %q; accepted: %v", p.State, meetsync.InviteStates))
+		s.writeError(w, r, meetsync.FieldErrorf("state", "unknown invitation state %q; accepted: %s", p.State, strings.Join(meetsync.InviteStates, ", ")))
 		return
 	}
 	var err error
@@ -124,7 +127,36 @@ func (s *Server) handleInvitationList(w http.ResponseWriter, r *http.Request) {
 	s.listInvitations(w, r, principalOf(r.Context()).AppID, uid)
 }
 
+// clientInvitationParams are the query parameters of GET
+// /v1/client/invitations besides user_id, which may only name the token's
+// own user (as on the other client routes).
+var clientInvitationParams = []string{"state", "limit", "cursor"}
+
 func (s *Server) handleClientInvitationList(w http.ResponseWriter, r *http.Request) {
 	c := clientOf(r.Context())
+	q := r.URL.Query()
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		switch {
+		case slices.Contains(clientInvitationParams, name):
+		case name == "user_id":
+			for _, v := range q[name] {
+				switch {
+				case v == c.UserID:
+				case v == "":
+					s.writeError(w, r, meetsync.FieldErrorf("user_id", "user_id is empty: leave it out (a client token lists its own user's invitations)"))
+					return
+				default:
+					s.writeError(w, r, &meetsync.Error{Code: meetsync.EFORBIDDEN, Message: "a client token can only list its own user's invitations", Field: "user_id"})
+					return
+				}
+			}
+		default:
+			if len(name) > 64 {
+				name = strings.ToValidUTF8(name[:64], "")
+			}
+			s.writeError(w, r, meetsync.FieldErrorf(name, "unknown query parameter %q; accepted: user_id (the token's user), %s", name, strings.Join(clientInvitationParams, ", ")))
+			return
+		}
+	}
 	s.listInvitations(w, r, c.AppID, c.UserID)
 }

@@ -590,6 +590,10 @@ func TestReconcilerCorrectsStatus(t *testing.T) {
 	if last := evs[len(evs)-1]; last.Type != "meeting.status_changed" {
 		t.Fatalf("last event %s", last.Type)
 	}
+	// meetsync's own reason, with its own code (docs/sessions.md).
+	if d := lastOf(t, evs, "meeting.status_changed"); d["reason"] != "reconciled" || d["reason_code"] != 1000.0 || d["device_id"] != "d1" {
+		t.Fatalf("the correction's data %v, want reason reconciled, reason_code 1000", d)
+	}
 }
 
 // TestCallbackRejections: callbacks with a wrong CheckSum, a stale

@@ -27,6 +27,27 @@ type InviteInput struct {
 	ExpiresIn  meetsync.Duration `json:"expires_in"`
 }
 
+// MaxMeetingNumLen is the longest meeting number an invitation takes.
+const MaxMeetingNumLen = 64
+
+// checkMeetingNum checks the meeting number of an invitation: the
+// platform's number of the meeting, digits only (NetEase Meeting numbers,
+// such as 123456789; the sim's are 9 digits).
+func checkMeetingNum(num string) error {
+	if num == "" {
+		return meetsync.FieldErrorf("meeting_num", "meeting_num is required: the meeting's number, digits only (such as 123456789)")
+	}
+	if len(num) > MaxMeetingNumLen {
+		return meetsync.FieldErrorf("meeting_num", "meeting_num must be at most %d digits", MaxMeetingNumLen)
+	}
+	for i := 0; i < len(num); i++ {
+		if num[i] < '0' || num[i] > '9' {
+			return meetsync.FieldErrorf("meeting_num", "meeting_num %q is not a meeting number: digits only (such as 123456789)", num)
+		}
+	}
+	return nil
+}
+
 // Actor is who acts on an invitation: the app (API key, any invitation)
 // or a client token's user (only its own side of an invitation).
 type Actor struct {
@@ -85,8 +106,8 @@ func invitationEvent(inv *meetsync.Invitation, typ, by string, extra map[string]
 // through its own channels) and an invitation command to each invitee's
 // logged-in devices.
 func (s *Service) Invite(ctx context.Context, a Actor, in InviteInput) ([]*meetsync.Invitation, error) {
-	if in.MeetingNum == "" || len(in.MeetingNum) > 64 {
-		return nil, meetsync.FieldErrorf("meeting_num", "meeting_num is required (at most 64 characters)")
+	if err := checkMeetingNum(in.MeetingNum); err != nil {
+		return nil, err
 	}
 	if a.UserID != "" {
 		if in.Inviter != "" && in.Inviter != a.UserID {

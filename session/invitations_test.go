@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -200,6 +201,12 @@ func TestInvitationBadInput(t *testing.T) {
 		{map[string]any{"meeting_num": "1", "inviter": "host", "invitees": []string{"guest", "nobody"}}, 404, "invitees[1]"},
 		{map[string]any{"meeting_num": "1", "inviter": "host", "invitees": []string{}}, 400, "invitees"},
 		{map[string]any{"meeting_num": "", "inviter": "host", "invitees": []string{"guest"}}, 400, "meeting_num"},
+		{map[string]any{"meeting_num": "abc", "inviter": "host", "invitees": []string{"guest"}}, 400, "meeting_num"},
+		{map[string]any{"meeting_num": "123 456", "inviter": "host", "invitees": []string{"guest"}}, 400, "meeting_num"},
+		{map[string]any{"meeting_num": "-123", "inviter": "host", "invitees": []string{"guest"}}, 400, "meeting_num"},
+		{map[string]any{"meeting_num": "１２３", "inviter": "host", "invitees": []string{"guest"}}, 400, "meeting_num"},
+		{map[string]any{"meeting_num": strings.Repeat("1", 65), "inviter": "host", "invitees": []string{"guest"}}, 400, "meeting_num"},
+		{map[string]any{"meeting_num": 123456789, "inviter": "host", "invitees": []string{"guest"}}, 400, "meeting_num"},
 		{map[string]any{"meeting_num": "1", "inviter": "host", "invitees": []string{"guest"}, "expires_in": "100h"}, 400, "expires_in"},
 		{map[string]any{"meeting_num": "1", "inviter": "host", "invitees": []string{"guest", "guest"}}, 400, "invitees[1]"},
 	} {
@@ -410,7 +417,7 @@ func TestInvitationClosedStopsOtherDevices(t *testing.T) {
 	e.want(t, e.do(t, "POST", "/v1/client/login", g1.ClientToken, map[string]any{"ok": true}), 200)
 	tokens := map[string]string{"g1": g1.ClientToken, "g2": g2.ClientToken, "g3": g3.ClientToken}
 	seq := 0
-	for _, c := range []struct {
+	for i, c := range []struct {
 		name   string
 		state  string
 		close  func(id string) // closes the invitation
@@ -438,7 +445,7 @@ func TestInvitationClosedStopsOtherDevices(t *testing.T) {
 		{"joined without answering", "joined", func(string) {
 			seq++
 			e.want(t, e.do(t, "POST", "/v1/client/events", g1.ClientToken, map[string]any{"type": "meeting.status_changed", "client_seq": seq,
-				"data": map[string]any{"status": "in_meeting", "meeting_num": "joined-meeting"}}), 200)
+				"data": map[string]any{"status": "in_meeting", "meeting_num": "900000000"}}), 200)
 			e.advance(t, 0)
 			seq++
 			e.want(t, e.do(t, "POST", "/v1/client/events", g1.ClientToken, map[string]any{"type": "meeting.status_changed", "client_seq": seq,
@@ -446,9 +453,9 @@ func TestInvitationClosedStopsOtherDevices(t *testing.T) {
 		}, "g1"}, // in the meeting
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			num := strings.ReplaceAll(c.name, " ", "-")
+			num := fmt.Sprintf("9%08d", i+1) // a meeting per case
 			if c.state == "joined" {
-				num = "joined-meeting"
+				num = "900000000"
 			}
 			invs := e.invite(t, map[string]any{"meeting_num": num, "inviter": "host", "invitees": []string{"guest"}, "expires_in": "1m"})
 			id := invs[0].ID
@@ -505,7 +512,7 @@ func TestInvitationClosedStopsOtherDevices(t *testing.T) {
 
 	// An accepted invitation that the invitee joins tells no device (the
 	// others were told at the acceptance; the one that accepted joined).
-	invs := e.invite(t, map[string]any{"meeting_num": "joined-later", "inviter": "host", "invitees": []string{"guest"}, "expires_in": "1m"})
+	invs := e.invite(t, map[string]any{"meeting_num": "900000100", "inviter": "host", "invitees": []string{"guest"}, "expires_in": "1m"})
 	id := invs[0].ID
 	e.want(t, e.do(t, "POST", "/v1/client/invitations/"+id+"/accept", g1.ClientToken, nil), 200)
 	for _, tok := range []string{g2.ClientToken, g3.ClientToken} {
@@ -515,7 +522,7 @@ func TestInvitationClosedStopsOtherDevices(t *testing.T) {
 	}
 	seq++
 	e.want(t, e.do(t, "POST", "/v1/client/events", g1.ClientToken, map[string]any{"type": "meeting.status_changed", "client_seq": seq,
-		"data": map[string]any{"status": "in_meeting", "meeting_num": "joined-later"}}), 200)
+		"data": map[string]any{"status": "in_meeting", "meeting_num": "900000100"}}), 200)
 	e.advance(t, 0)
 	if v := e.invitation(t, id); v.State != "joined" {
 		t.Fatalf("the accepted invitation after joining: %s", v.State)
@@ -531,7 +538,7 @@ func TestInvitationClosedStopsOtherDevices(t *testing.T) {
 
 	// An accepted invitation that expires unjoined tells only the device
 	// that accepted (the others were told at the acceptance), once.
-	invs = e.invite(t, map[string]any{"meeting_num": "later", "inviter": "host", "invitees": []string{"guest"}, "expires_in": "1m"})
+	invs = e.invite(t, map[string]any{"meeting_num": "900000200", "inviter": "host", "invitees": []string{"guest"}, "expires_in": "1m"})
 	id = invs[0].ID
 	e.want(t, e.do(t, "POST", "/v1/client/invitations/"+id+"/accept", g1.ClientToken, nil), 200)
 	for _, tok := range []string{g2.ClientToken, g3.ClientToken} {
