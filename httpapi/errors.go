@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -36,9 +37,18 @@ type errorBody struct {
 }
 
 // writeError writes err as {"error":{…}}. An internal error is logged once
-// with its cause and shown as "internal error".
+// with its cause and shown as "internal error". A request whose client went
+// away is neither: see clientGone.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := meetsync.ErrorCode(err)
+	if clientGone(r, err, code) {
+		// Nobody reads an answer, and nothing failed on meetsync's side:
+		// logged at Debug, and counted as 499 (the status proxies use for
+		// a client that closed the request), not as a 500.
+		s.log.Debug("request canceled by the client", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.WriteHeader(statusClientClosed)
+		return
+	}
 	switch code {
 	case meetsync.EINTERNAL:
 		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -59,6 +69,24 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(ErrorStatus(code))
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// statusClientClosed is the status a request is counted with
+// (meetsync_http_requests_total) when its client went away before the
+// answer: nginx's 499 "client closed request".
+const statusClientClosed = 499
+
+// clientGone reports whether err is the end of a request whose client went
+// away: its context was canceled (net/http does that when the connection
+// closes, or an HTTP/2 stream is reset) and err is that cancellation, or an
+// uncoded error that the store or the committer returned because of it
+// (a driver's "context canceled", "interrupted"). A store deadline that
+// passed is not the client's doing: it is EUNAVAILABLE (storetimeout.go).
+func clientGone(r *http.Request, err error, code string) bool {
+	if r.Context().Err() == nil {
+		return false
+	}
+	return code == meetsync.EINTERNAL || errors.Is(err, context.Canceled)
 }
 
 // unavailableLogEvery is how often a 503 caused by the store (the database

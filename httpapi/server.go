@@ -57,6 +57,13 @@ type Config struct {
 	// Delivery, when set, is woken when deliveries become due through the
 	// API (replay, recover, an endpoint enabled again).
 	Delivery interface{ Wake() }
+	// StoreTimeout bounds each call of a request to the store (Store,
+	// SessionStore, InvitationStore, Types) and how long an ingest request
+	// waits for its commit (Ingester): a database that does not answer in
+	// time (stopped, or behind a network partition) gets the request a 503
+	// unavailable with Retry-After: 1 instead of no answer. The streams are
+	// not cut: each of their reads is bounded alone. Default 10 s.
+	StoreTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -74,6 +81,31 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = DefaultStoreTimeout
+	}
+	return c
+}
+
+// withStoreTimeout returns c with its stores and its ingester bounded by
+// c.StoreTimeout (storetimeout.go): the handlers use them as they are.
+func (c Config) withStoreTimeout() Config {
+	t := newStoreTimeout(c.StoreTimeout)
+	if c.Store != nil {
+		c.Store = boundedStore{c.Store, t}
+	}
+	if c.Ingester != nil {
+		c.Ingester = boundedIngester{c.Ingester, t}
+	}
+	if c.SessionStore != nil {
+		c.SessionStore = boundedSessionStore{c.SessionStore, t}
+	}
+	if c.InvitationStore != nil {
+		c.InvitationStore = boundedInvitationStore{c.InvitationStore, t}
+	}
+	if c.Types != nil {
+		c.Types = boundedTypes{c.Types, t}
 	}
 	return c
 }
@@ -104,7 +136,7 @@ type Server struct {
 
 // New returns a Server.
 func New(cfg Config) *Server {
-	cfg = cfg.withDefaults()
+	cfg = cfg.withDefaults().withStoreTimeout()
 	s := &Server{
 		cfg: cfg, store: cfg.Store, ingest: cfg.Ingester, log: cfg.Logger, now: cfg.Now,
 		keys:    keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}},

@@ -6,7 +6,9 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +28,12 @@ type Config struct {
 	// waits for the disk outside its write lock (SQLite) writes one group
 	// while the previous one is being made durable.
 	Committers int
+	// CommitTimeout bounds each group commit (the store's EventsAppend):
+	// a database that does not answer (stopped, or behind a network
+	// partition) fails the batch with EUNAVAILABLE, its outcome unknown
+	// (ErrOutcomeUnknown), instead of holding the committer until it
+	// answers. Default 10 s.
+	CommitTimeout time.Duration
 }
 
 // pipelinedStore is a Store that says how many concurrent EventsAppend
@@ -47,8 +55,34 @@ func (c Config) withDefaults(store meetsync.Store) Config {
 	if c.QueueSize <= 0 {
 		c.QueueSize = 8192
 	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 10 * time.Second
+	}
 	return c
 }
+
+// ErrOutcomeUnknown is in the chain of Append's error when the request was
+// in a group commit that did not end in time (CommitTimeout), or when the
+// caller stopped waiting while it was: its events may or may not have been
+// committed. It is EUNAVAILABLE. Sending the same request again is safe
+// when it has an Idempotency-Key, or its events have ids or client_seq:
+// the store answers a repeat of what it committed as a duplicate, and a
+// transaction that is still running holds its users' locks, so the repeat
+// waits for it and then finds it (or, if it rolled back, commits alone).
+var ErrOutcomeUnknown = meetsync.Errorf(meetsync.EUNAVAILABLE,
+	"the database did not answer in time: the events may or may not have been committed; "+
+		"sending the same request again is safe if it has an Idempotency-Key or its events have ids or client_seq "+
+		"(a repeat of committed events is answered as a duplicate)")
+
+// outcomeUnknown is ErrOutcomeUnknown with its cause (for the log, and
+// errors.Is: context.Canceled when the caller went away).
+type outcomeUnknown struct{ cause error }
+
+func (e *outcomeUnknown) Error() string {
+	return "ingest: the commit's outcome is unknown: " + e.cause.Error()
+}
+
+func (e *outcomeUnknown) Unwrap() []error { return []error{ErrOutcomeUnknown, e.cause} }
 
 // Service is the group committer. Create it with New and stop it with Close.
 type Service struct {
@@ -66,10 +100,19 @@ type Service struct {
 }
 
 type pending struct {
-	ctx  context.Context
-	req  *meetsync.AppendRequest
-	done chan error
+	ctx   context.Context
+	req   *meetsync.AppendRequest
+	done  chan error
+	state atomic.Int32 // queued, then taken (by a committer) or abandoned (by Append)
 }
+
+// The states of a pending request: the committer takes it, or Append,
+// whose caller stopped waiting first, abandons it and it is never written.
+const (
+	queued int32 = iota
+	taken
+	abandoned
+)
 
 // New starts a Service writing to store. reg may be nil.
 func New(store meetsync.Store, reg prometheus.Registerer, cfg Config) *Service {
@@ -90,7 +133,9 @@ func New(store meetsync.Store, reg prometheus.Registerer, cfg Config) *Service {
 // returns once it is durable. It returns req.Err for a request-level
 // failure, the store's error if the transaction failed, EUNAVAILABLE after
 // Close, or ctx's error if the caller gave up before its turn came (then
-// nothing was written).
+// nothing was written). When ctx ends while a committer has the request,
+// Append returns at once without waiting for the commit: an EUNAVAILABLE
+// error with ErrOutcomeUnknown and ctx's error in its chain.
 func (s *Service) Append(ctx context.Context, req *meetsync.AppendRequest) error {
 	start := time.Now()
 	p := &pending{ctx: ctx, req: req, done: make(chan error, 1)}
@@ -106,9 +151,23 @@ func (s *Service) Append(ctx context.Context, req *meetsync.AppendRequest) error
 		return ctx.Err()
 	}
 	s.mu.RUnlock()
-	// Once queued, the request is committed or failed by the committer; we
-	// wait for that answer even if ctx ends, so the caller learns the truth.
-	err := <-p.done
+	// Once queued, the request is committed or failed by the committer.
+	// The caller gets that answer, unless ctx ends first: then a request
+	// no committer has taken is left out (nothing is written), and one
+	// that is being committed may or may not commit.
+	var err error
+	select {
+	case err = <-p.done:
+	case <-ctx.Done():
+		select {
+		case err = <-p.done: // answered meanwhile
+		default:
+			if p.state.CompareAndSwap(queued, abandoned) {
+				return ctx.Err()
+			}
+			return &outcomeUnknown{ctx.Err()}
+		}
+	}
 	s.m.requestSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return err
@@ -169,7 +228,9 @@ func (s *Service) run() {
 		batch, reqs = batch[:0], reqs[:0]
 		n := 0
 		add := func(p *pending) {
-			if p.ctx.Err() != nil {
+			if p.ctx.Err() != nil || !p.state.CompareAndSwap(queued, taken) {
+				// Its caller gave up before its turn came (Append
+				// returns ctx's error): it is not written.
 				p.done <- p.ctx.Err()
 				return
 			}
@@ -194,7 +255,7 @@ func (s *Service) run() {
 			continue
 		}
 		start := time.Now()
-		err := s.store.EventsAppend(context.Background(), reqs)
+		err := s.commit(reqs)
 		s.m.commitSeconds.Observe(time.Since(start).Seconds())
 		s.m.batchEvents.Observe(float64(n))
 		s.m.batchRequests.Observe(float64(len(batch)))
@@ -217,6 +278,22 @@ func (s *Service) run() {
 			p.done <- err
 		}
 	}
+}
+
+// commit runs one group commit, bounded by CommitTimeout. A store that did
+// not answer in time may still commit (a COMMIT sent before the deadline
+// can succeed after it), so the error says the outcome is unknown. Both
+// stores give up the transaction's connection to a canceled context
+// cleanly: SQLite rolls back (database/sql), pgx closes the connection and
+// the pool opens another one for the next batch.
+func (s *Service) commit(reqs []*meetsync.AppendRequest) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CommitTimeout)
+	defer cancel()
+	err := s.store.EventsAppend(ctx, reqs)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &outcomeUnknown{err}
+	}
+	return err
 }
 
 type metrics struct {

@@ -44,6 +44,7 @@ type Config struct {
 	DeliveryTimeout       time.Duration          // --delivery-timeout: one webhook request's timeout. Default 15s.
 	DeliveryLease         time.Duration          // --delivery-lease: how long a claimed delivery stays with its replica before another may take it. Default 60s.
 	DisableAfter          time.Duration          // --endpoint-disable-after: disable an endpoint failing continuously this long. Default 120h.
+	StoreTimeout          time.Duration          // --store-timeout: how long a request waits for one answer of the store (and an ingest request for its commit) before 503 unavailable; also bounds each group commit. Default 10s.
 
 	fromEnv map[string]bool // the flags whose value came from their MEETSYNC_* variable (ParseFlags), for messages
 }
@@ -53,7 +54,7 @@ func defaultConfig() Config {
 		Addr: "127.0.0.1:8080", Data: "./meetsync-data", LogLevel: "info", LogFormat: "text",
 		ShutdownTimeout: 30 * time.Second, Synchronous: "FULL", SyncMethod: "auto", MaxBatchEvents: 5000,
 		RetrySchedule: meetsync.DefaultRetrySchedule, DeliveryWorkers: 256, DeliveryTimeout: 15 * time.Second, DeliveryLease: 60 * time.Second,
-		DisableAfter: 5 * 24 * time.Hour, GCPercent: gctune.DefaultPercent,
+		DisableAfter: 5 * 24 * time.Hour, GCPercent: gctune.DefaultPercent, StoreTimeout: 10 * time.Second,
 	}
 }
 
@@ -83,6 +84,8 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.DurationVar(&cfg.DeliveryTimeout, "delivery-timeout", cfg.DeliveryTimeout, "timeout of one webhook request")
 	fs.DurationVar(&cfg.DeliveryLease, "delivery-lease", cfg.DeliveryLease, "how long a replica holds a claimed delivery; a crashed replica's claims are retried after it")
 	fs.DurationVar(&cfg.DisableAfter, "endpoint-disable-after", cfg.DisableAfter, "disable an endpoint that has failed continuously for this long")
+	fs.DurationVar(&cfg.StoreTimeout, "store-timeout", cfg.StoreTimeout,
+		"how long a request waits for an answer of the database (each read or write; an ingest request for its commit) before it is answered 503 unavailable; also bounds each group commit")
 }
 
 type scheduleValue meetsync.RetrySchedule
@@ -173,6 +176,9 @@ func (c *Config) validate() error {
 	}
 	if c.DisableAfter <= 0 {
 		return fmt.Errorf("--endpoint-disable-after must be positive, got %s", c.DisableAfter)
+	}
+	if c.StoreTimeout <= 0 {
+		return fmt.Errorf("--store-timeout must be positive, got %s", c.StoreTimeout)
 	}
 	if c.DeliveryWorkers <= 0 || c.MaxBatchEvents <= 0 {
 		return errors.New("--delivery-workers and --max-batch-events must be positive")

@@ -128,7 +128,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if sdb, ok := db.(*sqlite.DB); ok {
 		reg.MustRegister(sdb.Collectors()...)
 	}
-	m.Ingest = ingest.New(db, reg, ingest.Config{MaxBatchEvents: cfg.MaxBatchEvents})
+	m.Ingest = ingest.New(db, reg, ingest.Config{MaxBatchEvents: cfg.MaxBatchEvents, CommitTimeout: cfg.StoreTimeout})
 	policy := meetsync.URLPolicy{AllowPrivate: cfg.AllowPrivateEndpoints}
 	if cfg.AllowPrivateEndpoints {
 		log.Warn("private webhook endpoints allowed: the SSRF guard is off (--allow-private-endpoints)")
@@ -153,7 +153,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Delivery.Start(ctx); err != nil {
 		return fmt.Errorf("start delivery: %w", err)
 	}
-	apiCfg := httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery, Sealer: m.sealer}
+	apiCfg := httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery, Sealer: m.sealer,
+		StoreTimeout: cfg.StoreTimeout}
 	if err := m.startSessions(db, log, &apiCfg); err != nil {
 		return err
 	}

@@ -48,8 +48,11 @@ func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpap
 	}
 	m.Sim = platform
 	var leader atomic.Bool
+	// The engine's reads and writes are bounded by --store-timeout as the
+	// API's are (a database that hangs fails them: 503 for a request).
+	bStore, bSessions, bInvitations := httpapi.WithStoreTimeout(m.Config.StoreTimeout, store, sessions, invitations)
 	m.Sessions = session.New(session.Config{
-		Store: store, Sessions: sessions, Invitations: invitations, Purger: purger, Appender: m.Ingest, Logger: log,
+		Store: bStore, Sessions: bSessions, Invitations: bInvitations, Purger: purger, Appender: m.Ingest, Logger: log,
 		Providers: m.provider, Leader: leader.Load, Sealer: sealer,
 	})
 	platform.SetCallbackSink(func(ctx context.Context, appID string, h http.Header, body []byte) error {
