@@ -28,6 +28,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/storelog"
 	"github.com/meetsync/meetsync/webhook"
 )
 
@@ -165,7 +166,7 @@ type Dispatcher struct {
 	limiters map[string]*rate.Limiter
 	keys     map[string]cachedKeys
 
-	storeLog storeErrorLog
+	storeLog *storelog.Log
 	m        metrics
 }
 
@@ -218,7 +219,7 @@ func New(store meetsync.Store, log *slog.Logger, reg prometheus.Registerer, cfg 
 		compDone: make(chan struct{}),
 		limiters: map[string]*rate.Limiter{},
 		keys:     map[string]cachedKeys{},
-		storeLog: storeErrorLog{logger: log, now: time.Now, last: map[string]time.Time{}, skipped: map[string]int{}},
+		storeLog: storelog.New(log),
 		m:        newMetrics(reg, store),
 	}
 	return d, nil
@@ -309,7 +310,7 @@ func (d *Dispatcher) loop() {
 			tasks, err := d.store.DeliveriesClaim(d.ctx, meetsync.DeliveryClaimParams{Owner: d.cfg.Owner, Now: now, Lease: d.cfg.Lease, Limit: free})
 			if err != nil {
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-				d.storeLog.log("claim deliveries", err, "retry_in", backoff)
+				d.storeLog.Error("claim deliveries", err, "retry_in", backoff)
 				wait = backoff
 			} else {
 				backoff = 0
@@ -323,7 +324,7 @@ func (d *Dispatcher) loop() {
 				}
 				quiet = len(tasks) == 0
 				if due, ok, err := d.store.DeliveryNextDue(d.ctx); err != nil {
-					d.storeLog.log("next due delivery", err)
+					d.storeLog.Error("next due delivery", err)
 				} else if ok {
 					wait = min(wait, max(due.Sub(d.cfg.Now()), time.Millisecond))
 				}
@@ -419,14 +420,14 @@ func (d *Dispatcher) commit(batch []*meetsync.DeliveryOutcome) {
 		if err == nil {
 			break
 		}
-		d.storeLog.log("record delivery outcomes", err, "try", try+1)
+		d.storeLog.Error("record delivery outcomes", err, "try", try+1)
 		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
 	}
 	d.m.completeSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		// The claims expire after the lease and the deliveries are sent
 		// again (at least once, same webhook-id).
-		d.storeLog.log("dropping delivery outcomes; their claims will expire and be retried", err, "count", len(batch))
+		d.storeLog.Error("dropping delivery outcomes; their claims will expire and be retried", err, "count", len(batch))
 	}
 	events := false
 	for _, o := range batch {
@@ -656,43 +657,4 @@ func describe(err error) string {
 		s = s[:500]
 	}
 	return s
-}
-
-// unavailableLogEvery is how often the dispatcher logs each of its store
-// calls failing because the store is unavailable (PostgreSQL down or out
-// of reach), as the HTTP API does for requests.
-const unavailableLogEvery = 10 * time.Second
-
-// storeErrorLog logs the errors of the dispatcher's store calls (claims,
-// outcomes) at ERROR, except an unavailable store (EUNAVAILABLE): while
-// the database is away every claim and every outcome fails, so those are
-// logged at WARN, at most once per unavailableLogEvery for each message,
-// with the count of those left out since (similar_since_last).
-type storeErrorLog struct {
-	logger *slog.Logger
-	now    func() time.Time // the wall clock (tests set another)
-
-	mu      sync.Mutex
-	last    map[string]time.Time // by message: when it was last logged
-	skipped map[string]int       // by message: left out since
-}
-
-func (l *storeErrorLog) log(msg string, err error, args ...any) {
-	args = append([]any{"err", err}, args...)
-	if meetsync.ErrorCode(err) != meetsync.EUNAVAILABLE {
-		l.logger.Error(msg, args...)
-		return
-	}
-	l.mu.Lock()
-	now := l.now()
-	if last, ok := l.last[msg]; ok && now.Sub(last) < unavailableLogEvery {
-		l.skipped[msg]++
-		l.mu.Unlock()
-		return
-	}
-	l.last[msg] = now
-	skipped := l.skipped[msg]
-	l.skipped[msg] = 0
-	l.mu.Unlock()
-	l.logger.Warn(msg, append(args, "similar_since_last", skipped)...)
 }

@@ -3,7 +3,6 @@ package delivery
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/storelog"
 )
 
 // logBuffer is a bytes.Buffer safe for a logger and a reading test.
@@ -51,50 +51,6 @@ func (c *fakeClock) Add(d time.Duration) {
 }
 
 var errStoreUnavailable = fmt.Errorf("claim deliveries: %w", meetsync.Errorf(meetsync.EUNAVAILABLE, "the database is unavailable; try again shortly"))
-
-// TestStoreErrorLog: a store error is logged at ERROR each time; an
-// unavailable store at WARN, once per 10 s for each message, with the
-// count of those left out since.
-func TestStoreErrorLog(t *testing.T) {
-	var buf logBuffer
-	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	l := storeErrorLog{logger: slog.New(slog.NewTextHandler(&buf, nil)), now: clock.Now, last: map[string]time.Time{}, skipped: map[string]int{}}
-
-	for range 3 {
-		l.log("claim deliveries", errors.New("disk I/O error"), "retry_in", time.Second)
-	}
-	if n := strings.Count(buf.String(), `level=ERROR msg="claim deliveries" err="disk I/O error" retry_in=1s`); n != 3 {
-		t.Errorf("%d ERROR lines for 3 errors that are not the store being unavailable, want 3:\n%s", n, buf.String())
-	}
-
-	buf = logBuffer{}
-	l.log("claim deliveries", errStoreUnavailable, "retry_in", time.Second)
-	for range 4 {
-		l.log("claim deliveries", errStoreUnavailable, "retry_in", time.Second)
-		l.log("record delivery outcomes", errStoreUnavailable, "try", 1)
-	}
-	clock.Add(unavailableLogEvery - time.Millisecond)
-	l.log("claim deliveries", errStoreUnavailable, "retry_in", time.Second)
-	log := buf.String()
-	if strings.Contains(log, "level=ERROR") {
-		t.Errorf("an unavailable store is logged at ERROR:\n%s", log)
-	}
-	if n := strings.Count(log, `level=WARN msg="claim deliveries"`); n != 1 {
-		t.Errorf("%d WARN lines for 6 unavailable claims within 10 s, want 1:\n%s", n, log)
-	}
-	if !strings.Contains(log, `level=WARN msg="claim deliveries" err="claim deliveries: `) || !strings.Contains(log, `the database is unavailable; try again shortly" retry_in=1s similar_since_last=0`) {
-		t.Errorf("the first unavailable claim is not logged with its error and similar_since_last=0:\n%s", log)
-	}
-	if n := strings.Count(log, `level=WARN msg="record delivery outcomes"`); n != 1 {
-		t.Errorf("%d WARN lines for 4 unavailable outcome records, want 1 (each message has its own limit):\n%s", n, log)
-	}
-
-	clock.Add(time.Millisecond)
-	l.log("claim deliveries", errStoreUnavailable, "retry_in", time.Second)
-	if !strings.Contains(buf.String(), `retry_in=1s similar_since_last=5`) {
-		t.Errorf("10 s later the claim is not logged with the 5 left out:\n%s", buf.String())
-	}
-}
 
 // unavailableStore is a store whose every claim fails with EUNAVAILABLE,
 // one at a time as the test allows: called receives when a claim starts,
@@ -136,7 +92,7 @@ func TestDispatcherStoreUnavailableLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	d.storeLog.now = clock.Now
+	d.storeLog.Now = clock.Now
 	if err := d.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +132,7 @@ func TestDispatcherStoreUnavailableLog(t *testing.T) {
 	if n := strings.Count(log, `level=WARN msg="claim deliveries"`); n != 1 || !strings.Contains(log, "similar_since_last=0") {
 		t.Errorf("%d WARN lines for 5 claims of an unavailable store within 10 s, want 1 (similar_since_last=0):\n%s", n, log)
 	}
-	clock.Add(unavailableLogEvery)
+	clock.Add(storelog.Every)
 	claim()
 	stop()
 	log = buf.String()

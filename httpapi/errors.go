@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/storelog"
 )
 
 // statusOf is the one table from error codes to HTTP statuses.
@@ -91,7 +92,7 @@ func clientGone(r *http.Request, err error, code string) bool {
 
 // unavailableLogEvery is how often a 503 caused by the store (the database
 // out of reach) is logged: during an outage every request fails alike.
-const unavailableLogEvery = 10 * time.Second
+const unavailableLogEvery = storelog.Every
 
 // logUnavailable logs err, a store being unavailable, once per
 // unavailableLogEvery, with how many such errors were left out meanwhile.

@@ -757,25 +757,10 @@ func (s *Server) handleEventStream(w http.ResponseWriter, r *http.Request) {
 		changed := s.ingest.Changes()
 		events, err := s.store.EventList(ctx, p)
 		if err != nil {
-			if ctx.Err() != nil {
+			if !s.streamReadFailed(r, w, rc, heartbeat.C, changed, &retry, "stream: list events", err) {
 				return
 			}
-			if meetsync.ErrorCode(err) != meetsync.EUNAVAILABLE {
-				s.log.Error("stream: list events", "err", err)
-				return
-			}
-			// The store is out of reach (the database down or refusing
-			// connections): keep the stream open and read again from the
-			// same cursor, with heartbeats meanwhile. The outage is
-			// logged once, as the 503s of other requests are.
-			if retry == 0 {
-				s.logUnavailable(r, err)
-			}
-			retry = streamRetryDelay(retry, s.cfg.StreamHeartbeat)
-			if !s.streamPause(ctx, w, rc, heartbeat.C, changed, retry) {
-				return
-			}
-			continue
+			continue // from the same cursor
 		}
 		retry = 0
 		if len(events) > 0 {
@@ -832,6 +817,30 @@ func streamRetryDelay(prev, heartbeat time.Duration) time.Duration {
 		return min(streamRetryMin, limit)
 	}
 	return min(2*prev, limit)
+}
+
+// streamReadFailed handles a stream's read of the store that failed with
+// err, and reports whether the stream reads again. While the store is out
+// of reach (EUNAVAILABLE: the database down, refusing connections, or not
+// answering within the store timeout) the stream stays open: it pauses
+// (streamRetryDelay, from *retry, which it updates), sending heartbeats
+// meanwhile, and the outage is logged once, as the 503s of other requests
+// are. Any other error is logged as what and ends the stream, as does the
+// client leaving.
+func (s *Server) streamReadFailed(r *http.Request, w io.Writer, rc *http.ResponseController, heartbeat <-chan time.Time, changed <-chan struct{}, retry *time.Duration, what string, err error) bool {
+	ctx := r.Context()
+	if ctx.Err() != nil {
+		return false
+	}
+	if meetsync.ErrorCode(err) != meetsync.EUNAVAILABLE {
+		s.log.Error(what, "err", err)
+		return false
+	}
+	if *retry == 0 {
+		s.logUnavailable(r, err)
+	}
+	*retry = streamRetryDelay(*retry, s.cfg.StreamHeartbeat)
+	return s.streamPause(ctx, w, rc, heartbeat, changed, *retry)
 }
 
 // streamPause waits d before a stream reads the store again, sending a

@@ -205,7 +205,9 @@ func (s *Server) handleClientEvents(w http.ResponseWriter, r *http.Request) {
 
 // handleCommands serves a device's pending commands: as Server-Sent Events
 // (unacknowledged commands are sent again on every connection), or, with
-// Accept: application/json, as one JSON answer.
+// Accept: application/json, as one JSON answer. Like the event stream, an
+// open commands stream outlives a database outage: heartbeats go on and it
+// reads again once the store answers.
 func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	c := clientOf(ctx)
@@ -237,15 +239,19 @@ func (s *Server) handleCommands(w http.ResponseWriter, r *http.Request) {
 	defer heartbeat.Stop()
 	sent := map[string]bool{}
 	var buf bytes.Buffer
+	var retry time.Duration // the pause before the next read while the store is unavailable; 0: it is not
 	for {
 		changed := svc.Commands.Wait()
 		cmds, err := s.cfg.SessionStore.CommandList(ctx, c.AppID, c.UserID, c.DeviceID, true)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("commands stream: list", "err", err)
+			// The database out of reach keeps the stream open, as it
+			// does the event stream's (streamReadFailed).
+			if !s.streamReadFailed(r, w, rc, heartbeat.C, changed, &retry, "commands stream: list", err) {
+				return
 			}
-			return
+			continue
 		}
+		retry = 0
 		cmds = ownCommands(c, cmds)
 		buf.Reset()
 		for _, cmd := range cmds {

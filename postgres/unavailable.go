@@ -74,10 +74,22 @@ func (p pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Command
 	return t, unavailable(err)
 }
 
+// Query's rows mark their errors too: a connection the server ended
+// (restart, failover, pg_terminate_backend) shows while the rows are read,
+// not at Query.
 func (p pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	r, err := p.Pool.Query(ctx, sql, args...)
-	return r, unavailable(err)
+	if err != nil {
+		return r, unavailable(err)
+	}
+	return rows{r}, nil
 }
+
+type rows struct{ pgx.Rows }
+
+func (r rows) Err() error { return unavailable(r.Rows.Err()) }
+
+func (r rows) Scan(dest ...any) error { return unavailable(r.Rows.Scan(dest...)) }
 
 func (p pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return row{p.Pool.QueryRow(ctx, sql, args...)}

@@ -37,6 +37,9 @@ func (s *Service) Wake() {
 
 func (s *Service) leader() bool { return s.cfg.Leader == nil || s.cfg.Leader() }
 
+// loop runs the background jobs. A job that fails is logged at ERROR,
+// or while the database is unavailable at WARN once per 10 s
+// (storelog), and tried again at its next turn.
 func (s *Service) loop() {
 	defer close(s.done)
 	tick := time.NewTicker(s.cfg.TickEvery)
@@ -59,7 +62,7 @@ func (s *Service) loop() {
 		case <-purge.C:
 			if s.leader() && s.cfg.Purger != nil {
 				if _, err := s.PurgeAll(ctx); err != nil && ctx.Err() == nil {
-					s.log.Error("retention purge", "err", err)
+					s.storeLog.Error("retention purge", err)
 				}
 			}
 			continue
@@ -68,7 +71,7 @@ func (s *Service) loop() {
 		case <-reconcile:
 			if s.leader() {
 				if err := s.ReconcileAll(ctx); err != nil && ctx.Err() == nil {
-					s.log.Error("reconcile", "err", err)
+					s.storeLog.Error("reconcile", err)
 				}
 			}
 			continue
@@ -77,7 +80,7 @@ func (s *Service) loop() {
 			continue
 		}
 		if _, err := s.RunDue(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("session deadlines", "err", err)
+			s.storeLog.Error("session deadlines", err)
 		}
 	}
 }

@@ -48,6 +48,25 @@ type env struct {
 	// beforeCommands, when set, sees each batch of commands the session
 	// engine creates before the store does.
 	beforeCommands atomic.Pointer[func([]*meetsync.Command)]
+	// commandListErr, when set, is the error of the API's CommandList
+	// calls (a database out of reach), counted in commandListFailed.
+	commandListErr    atomic.Pointer[error]
+	commandListFailed atomic.Int64
+}
+
+// apiSessions is the API's session store: env.commandListErr fails its
+// CommandList calls.
+type apiSessions struct {
+	meetsync.SessionStore
+	e *env
+}
+
+func (a apiSessions) CommandList(ctx context.Context, appID, userID, deviceID string, pendingOnly bool) ([]*meetsync.Command, error) {
+	if err := a.e.commandListErr.Load(); err != nil {
+		a.e.commandListFailed.Add(1)
+		return nil, *err
+	}
+	return a.SessionStore.CommandList(ctx, appID, userID, deviceID, pendingOnly)
 }
 
 // hookedSessions runs env.beforeCommands before each CommandsCreate.
@@ -122,7 +141,7 @@ func setup(t *testing.T) *env {
 		return err
 	})
 	api := httpapi.New(httpapi.Config{Store: db, Ingester: ing, Logger: slog.New(slog.DiscardHandler), Registry: reg,
-		Sessions: e.Svc, SessionStore: db, InvitationStore: db, Sealer: sealer, StreamHeartbeat: 200 * time.Millisecond})
+		Sessions: e.Svc, SessionStore: apiSessions{db, e}, InvitationStore: db, Sealer: sealer, StreamHeartbeat: 200 * time.Millisecond})
 	srv := httptest.NewServer(api)
 	if !strings.HasPrefix(srv.Listener.Addr().String(), "127.0.0.1:") {
 		t.Fatalf("listening on %s", srv.Listener.Addr())

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/storelog"
 )
 
 // Appender appends events durably (ingest.Service).
@@ -61,6 +62,9 @@ type Config struct {
 type Service struct {
 	cfg Config
 	log *slog.Logger
+	// storeLog logs the background loop's failures: one WARN per 10 s
+	// for each job while the database is unavailable.
+	storeLog *storelog.Log
 	// Commands is notified when a device command is created.
 	Commands meetsync.Signal
 
@@ -103,7 +107,7 @@ func New(cfg Config) *Service {
 	if cfg.ProvisionAttempts <= 0 {
 		cfg.ProvisionAttempts = 3
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, providers: map[string]cachedProvider{}, backoff: map[string]backoffState{},
+	return &Service{cfg: cfg, log: cfg.Logger, storeLog: storelog.New(cfg.Logger), providers: map[string]cachedProvider{}, backoff: map[string]backoffState{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
