@@ -103,6 +103,16 @@ func registerTypes(c *pgx.Conn) {
 	c.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID, Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
 }
 
+// CheckURL reports whether url is a database URL Open can parse
+// (postgres://… or a key=value DSN). Its error is the reason alone,
+// without url, which may hold a password; it does not connect.
+func CheckURL(url string) error {
+	if _, err := pgxpool.ParseConfig(url); err != nil {
+		return errors.New(parseReason(err, url))
+	}
+	return nil
+}
+
 // parseReason is why pgx could not parse url, without url itself: the
 // parse error quotes it, password included (pgx's redaction is best
 // effort, and net/url's errors quote it whole).

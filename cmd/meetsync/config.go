@@ -8,15 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/internal/gctune"
+	"github.com/meetsync/meetsync/postgres"
 	"github.com/meetsync/meetsync/sqlite"
 )
 
@@ -227,29 +224,10 @@ func checkDatabaseURL(u, setting string) error {
 	if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") && !keywordDSN.MatchString(u) {
 		return fmt.Errorf("%s must be a PostgreSQL URL (postgres://user:password@host:5432/database) or keyword/value string (host=… user=… dbname=…)", setting)
 	}
-	if _, err := pgxpool.ParseConfig(u); err != nil {
-		return fmt.Errorf("%s is not valid: %s (postgres://user:password@host:port/database?… or host=… user=… dbname=…)", setting, urlParseReason(err, u))
+	if err := postgres.CheckURL(u); err != nil {
+		return fmt.Errorf("%s is not valid: %v (postgres://user:password@host:port/database?… or host=… user=… dbname=…)", setting, err)
 	}
 	return nil
-}
-
-// urlParseReason is why pgx could not parse u, without u itself: pgx's
-// error quotes it (its redaction of the password is best effort, and
-// net/url's errors quote it whole). postgres.Open words its own error the
-// same way.
-func urlParseReason(err error, u string) string {
-	msg := err.Error()
-	var pe *pgconn.ParseConfigError
-	if errors.As(err, &pe) {
-		// "cannot parse `<u, redacted>`: <reason> (<cause>)"
-		if i := strings.LastIndex(msg, "`: "); i >= 0 {
-			msg = msg[i+3:]
-		}
-	}
-	for _, s := range []string{strconv.Quote(u), u} {
-		msg = strings.ReplaceAll(msg, s, "the URL")
-	}
-	return msg
 }
 
 // keywordDSN matches the start of a libpq keyword/value string.
