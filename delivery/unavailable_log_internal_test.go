@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,26 +10,9 @@ import (
 	"time"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/logtest"
 	"github.com/meetsync/meetsync/internal/storelog"
 )
-
-// logBuffer is a bytes.Buffer safe for a logger and a reading test.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // fakeClock is a wall clock that moves only when told.
 type fakeClock struct {
@@ -85,7 +67,7 @@ func (s *unavailableStore) DeliveriesReleaseClaims(context.Context, string, time
 // claim loop logs a WARN once per 10 s with the count of the claims left
 // out, not an ERROR for every claim.
 func TestDispatcherStoreUnavailableLog(t *testing.T) {
-	var buf logBuffer
+	var buf logtest.Buffer
 	store := &unavailableStore{called: make(chan struct{}), step: make(chan struct{}), release: make(chan struct{})}
 	d, err := New(store, slog.New(slog.NewTextHandler(&buf, nil)), nil, Config{Workers: 4})
 	if err != nil {

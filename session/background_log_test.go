@@ -1,16 +1,15 @@
 package session_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/logtest"
 	"github.com/meetsync/meetsync/session"
 )
 
@@ -26,29 +25,11 @@ func (d *downSessions) UsersDue(context.Context, time.Time, int) ([]*meetsync.Us
 	return nil, meetsync.Errorf(meetsync.EUNAVAILABLE, "the database is unavailable; try again shortly")
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reading test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestBackgroundLoopOutageLog: while the database is unavailable, the
 // session engine's deadline loop, which tries at every tick, logs one WARN
 // (and the count left out later), not an ERROR for every try.
 func TestBackgroundLoopOutageLog(t *testing.T) {
-	var buf syncBuffer
+	var buf logtest.Buffer
 	store := &downSessions{}
 	svc := session.New(session.Config{Sessions: store, Logger: slog.New(slog.NewTextHandler(&buf, nil)),
 		TickEvery: time.Millisecond, ReconcileEvery: -1})

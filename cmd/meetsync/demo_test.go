@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meetsync/meetsync/internal/logtest"
 	"github.com/meetsync/meetsync/sqlite"
 )
 
@@ -19,7 +20,7 @@ func TestDemo(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut logtest.Buffer
 	data := t.TempDir()
 	if err := run(ctx, []string{"demo", "--data", data}, &out, &errOut); err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errOut.String())

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meetsync/meetsync/internal/logtest"
 	"github.com/meetsync/meetsync/internal/pgtest"
 )
 
@@ -114,29 +115,11 @@ func baseEnv() []string {
 	return env
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running meetsync process.
 type proc struct {
 	cmd    *exec.Cmd
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout logtest.Buffer
+	stderr logtest.Buffer
 	done   chan struct{}
 	err    error // from Wait, once done is closed
 }
