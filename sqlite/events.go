@@ -166,6 +166,12 @@ func (db *DB) AppendCommitters() int { return 2 }
 // eventsAppend commits the requests' events under the write lock and
 // returns the commit's durability ticket.
 func (db *DB) eventsAppend(ctx context.Context, reqs []*meetsync.AppendRequest) (uint64, error) {
+	// The transaction's statements read and write a local file under the
+	// store's write lock: nothing in them waits on a network, so a
+	// deadline (the committer's CommitTimeout) has nothing to cut short,
+	// while a cancelable context makes the driver watch every statement
+	// (a goroutine and a progress handler each). Its values are kept.
+	ctx = context.WithoutCancel(ctx)
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	tx, err := db.beginWrite(ctx)
