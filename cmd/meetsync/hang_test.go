@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -140,9 +142,22 @@ func TestServePostgresHang(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	data := filepath.Join(t.TempDir(), "a")
 	s := &server{proc: startProc(t, "", []string{"MEETSYNC_STORE_TIMEOUT=300ms"},
-		"serve", "--addr", "127.0.0.1:0", "--data", data, "--database-url", dbURL), Data: data}
+		"serve", "--addr", "127.0.0.1:0", "--data", data, "--database-url", dbURL,
+		"--allow-private-endpoints", "--retry-schedule", "0s,"+strings.Repeat("200ms,", 99)+"200ms"), Data: data}
 	s.waitReady(t)
 	c := newClient(t, s.URL, readKey(t, data)) // 20 s per request: a deadline, not an expectation
+
+	// A receiver that refuses every webhook: the first event's delivery
+	// is retried every 200 ms, so the dispatcher claims during the hang.
+	var attempts atomic.Int64
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attempts.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer receiver.Close()
+	if code, body, err := c.do(ctx, http.MethodPost, "/v1/endpoints", []byte(`{"url":"`+receiver.URL+`","debounce_ms":0}`), nil); err != nil || code != http.StatusCreated {
+		t.Fatalf("create endpoint: %d %s %v", code, body, err)
+	}
 
 	post := func(body, idemKey string) (int, http.Header, []byte) {
 		t.Helper()
@@ -203,6 +218,8 @@ func TestServePostgresHang(t *testing.T) {
 		t.Fatalf("the stream sent %s, want before-1", id)
 	}
 
+	waitUntil(t, ctx, "the first webhook attempts", func() bool { return attempts.Load() >= 2 })
+
 	how, resume := hangDatabase(t, ctx, dbURL)
 	t.Logf("the hang: %s", how)
 	unavailable := func(what string, code int, hdr http.Header, body []byte, want string) {
@@ -255,6 +272,12 @@ func TestServePostgresHang(t *testing.T) {
 	code, hdr, body = login()
 	unavailable("POST /v1/users/u2/login", code, hdr, body, "did not answer within 300ms")
 
+	// The dispatcher's claims are bounded too: one of them fails in time
+	// (a WARN, the store being unavailable) rather than waiting out the hang.
+	waitUntil(t, ctx, "a claim that failed in time", func() bool {
+		return strings.Contains(s.stderr.String(), `msg="claim deliveries" err="the store did not answer within 300ms`)
+	})
+
 	resume()
 	// The first requests after the hang may still meet a connection it
 	// broke (503 again): send the same request until it is answered.
@@ -298,6 +321,10 @@ func TestServePostgresHang(t *testing.T) {
 		t.Errorf("POST /v1/users/u2/login after the hang: %d %s", code, body)
 	}
 
+	// The deliveries go on after the hang.
+	afterHang := attempts.Load()
+	waitUntil(t, ctx, "webhook attempts after the hang", func() bool { return attempts.Load() >= afterHang+2 })
+
 	cancel() // ends the stream
 	if code := s.term(t); code != 0 {
 		t.Errorf("SIGTERM: exit %d", code)
@@ -305,5 +332,17 @@ func TestServePostgresHang(t *testing.T) {
 	log := s.stderr.String()
 	if strings.Contains(log, "internal error") || !strings.Contains(log, `msg="store unavailable"`) {
 		t.Errorf("the log has an internal error, or no store-unavailable line:\n%s", log)
+	}
+}
+
+// waitUntil polls cond until it holds; the test fails if ctx ends first.
+func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no %s: %v", what, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }

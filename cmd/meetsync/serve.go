@@ -144,10 +144,19 @@ func (m *Main) Run(ctx context.Context) error {
 		// claims are taken over when their lease ends.
 		ReleaseOnStart: m.pg == nil,
 	}
+	dstore := db
 	if m.pg != nil {
 		dc.Owner = m.pg.Node()
+		// Each of the dispatcher's store calls is bounded by
+		// --store-timeout as the API's are: a claim or an outcome stuck on
+		// a connection that went silent (a failover, a partition) fails in
+		// time, and the next call gets a new connection, instead of the
+		// deliveries stopping until TCP gives up. (SQLite's calls read a
+		// local file; they are left without a deadline, which would make
+		// the driver watch every statement.)
+		dstore, _, _ = httpapi.WithStoreTimeout(cfg.StoreTimeout, db, nil, nil)
 	}
-	if m.Delivery, err = delivery.New(db, log, reg, dc); err != nil {
+	if m.Delivery, err = delivery.New(dstore, log, reg, dc); err != nil {
 		return err
 	}
 	if err := m.Delivery.Start(ctx); err != nil {
