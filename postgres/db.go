@@ -38,6 +38,12 @@ type Config struct {
 	// with another replica (a unique key taken meanwhile) is tried in all.
 	// Default 10.
 	TxAttempts int
+	// ListenCheck is how long Listen's connection may stay quiet before it
+	// is checked (a ping, answered within ListenCheck too): a connection
+	// that went silent (its server failed over, or cut off by a network
+	// partition) is replaced then, rather than when TCP gives up on it,
+	// which takes many minutes. Default 30 s.
+	ListenCheck time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -49,6 +55,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TxAttempts <= 0 {
 		c.TxAttempts = 10
+	}
+	if c.ListenCheck <= 0 {
+		c.ListenCheck = 30 * time.Second
 	}
 	return c
 }

@@ -2,10 +2,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Kinds of notification the store's commits send (on the channel
@@ -52,7 +55,11 @@ func (db *DB) Listen(ctx context.Context, handler func(kind string)) {
 }
 
 func (db *DB) listenOnce(ctx context.Context, handler func(kind string), connected func()) error {
-	conn, err := pgx.ConnectConfig(ctx, db.connCf.Copy())
+	// Connecting is bounded too: a server that accepts the connection and
+	// then says nothing (stopped, partitioned) is tried again later.
+	cctx, cancel := context.WithTimeout(ctx, db.cfg.ListenCheck)
+	conn, err := pgx.ConnectConfig(cctx, db.connCf.Copy())
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -69,7 +76,7 @@ func (db *DB) listenOnce(ctx context.Context, handler func(kind string), connect
 	handler(NotifyDeliveries)
 	handler(NotifyCommands)
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		n, err := db.waitForNotification(ctx, conn)
 		if err != nil {
 			return err
 		}
@@ -80,6 +87,28 @@ func (db *DB) listenOnce(ctx context.Context, handler func(kind string), connect
 		switch kind {
 		case NotifyEvents, NotifyDeliveries, NotifyCommands:
 			handler(kind)
+		}
+	}
+}
+
+// waitForNotification waits for the next notification on conn until ctx
+// ends. Each time conn stays quiet for ListenCheck it pings it (a
+// deadline that ends the wait leaves the connection usable), and returns
+// the error when the ping gets no answer within ListenCheck: a connection
+// whose server went silent is then replaced instead of waited on forever.
+func (db *DB) waitForNotification(ctx context.Context, conn *pgx.Conn) (*pgconn.Notification, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, db.cfg.ListenCheck)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(wctx.Err(), context.DeadlineExceeded) || conn.IsClosed() {
+			return n, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, db.cfg.ListenCheck)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("listen: the connection did not answer a ping: %w", err)
 		}
 	}
 }
