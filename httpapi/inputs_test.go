@@ -81,6 +81,23 @@ func TestClientInvitationListParams(t *testing.T) {
 			t.Errorf("GET /v1/client/invitations%s: invitees %v, want u1's one", q, got)
 		}
 	}
+	// next only while there may be more, as GET /v1/users: absent (it
+	// was "") once the list is complete.
+	for _, c := range []struct {
+		path, key string
+		next      bool
+	}{
+		{"/v1/client/invitations?limit=1", token, true}, {"/v1/client/invitations", token, false},
+		{"/v1/invitations?limit=1", e.Key, true}, {"/v1/invitations", e.Key, false},
+	} {
+		var v map[string]any
+		if err := json.Unmarshal(e.do(t, "GET", c.path, c.key, nil).Body, &v); err != nil {
+			t.Fatal(err)
+		}
+		if _, has := v["next"]; has != c.next {
+			t.Errorf("GET %s: next %v (present: %v), want present: %v", c.path, v["next"], has, c.next)
+		}
+	}
 	requireError(t, e.do(t, "GET", "/v1/client/invitations?user_id=u2", token, nil), http.StatusForbidden, "forbidden", "user_id")
 	requireError(t, e.do(t, "GET", "/v1/client/invitations?user_id=u1&user_id=u2", token, nil), http.StatusForbidden, "forbidden", "user_id")
 	requireError(t, e.do(t, "GET", "/v1/client/invitations?user_id=", token, nil), http.StatusBadRequest, "invalid", "user_id")

@@ -109,11 +109,11 @@ func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request, appID, 
 	if invs == nil {
 		invs = []*meetsync.Invitation{}
 	}
-	next := ""
-	if len(invs) == p.Limit {
-		next = invs[len(invs)-1].ID
+	resp := map[string]any{"invitations": invs}
+	if len(invs) == p.Limit { // as GET /v1/users: next only while there may be more
+		resp["next"] = invs[len(invs)-1].ID
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"invitations": invs, "next": next})
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) handleInvitationList(w http.ResponseWriter, r *http.Request) {

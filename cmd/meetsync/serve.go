@@ -115,7 +115,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	var err error
 	if m.Listener, err = net.Listen("tcp", cfg.Addr); err != nil {
-		return fmt.Errorf("listen on --addr %s: %w", cfg.Addr, err)
+		return fmt.Errorf("listen on %s %s: %w", cfg.setting("addr"), cfg.Addr, err)
 	}
 	m.background, m.stopBg = context.WithCancel(context.Background())
 	if err := m.openStore(ctx); err != nil {

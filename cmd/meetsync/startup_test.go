@@ -141,6 +141,26 @@ func TestDatabaseURLErrorNamesSetting(t *testing.T) {
 	}
 }
 
+// TestAddrInUseNamesSetting: an address already in use is refused naming
+// the setting it came from, the flag or its environment variable.
+func TestAddrInUseNamesSetting(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	_, stderr, code := runBinary(t, t.TempDir(), []string{"MEETSYNC_ADDR=" + addr}, "serve")
+	if code == 0 || !strings.Contains(stderr, "listen on MEETSYNC_ADDR "+addr+": ") {
+		t.Errorf("serve with MEETSYNC_ADDR=%s in use: exit %d: %s", addr, code, stderr)
+	}
+	_, stderr, code = runBinary(t, t.TempDir(), nil, "serve", "--addr", addr)
+	if code == 0 || !strings.Contains(stderr, "listen on --addr "+addr+": ") {
+		t.Errorf("serve --addr %s in use: exit %d: %s", addr, code, stderr)
+	}
+}
+
 // TestSecretKeyMissingMessages: serve's refusal of a store with apps but
 // no key file says what fits: the store never had a key (apps made by
 // "meetsync apps create" before any serve: make one), the file named by
