@@ -6,10 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/meetsync/meetsync"
-	"github.com/meetsync/meetsync/internal/storelog"
 )
 
 // statusOf is the one table from error codes to HTTP statuses.
@@ -82,7 +80,7 @@ const statusClientClosed = 499
 // closes, or an HTTP/2 stream is reset) and err is that cancellation, or an
 // uncoded error that the store or the committer returned because of it
 // (a driver's "context canceled", "interrupted"). A store deadline that
-// passed is not the client's doing: it is EUNAVAILABLE (storetimeout.go).
+// passed is not the client's doing: it is EUNAVAILABLE (internal/storetimeout).
 func clientGone(r *http.Request, err error, code string) bool {
 	if r.Context().Err() == nil {
 		return false
@@ -90,21 +88,11 @@ func clientGone(r *http.Request, err error, code string) bool {
 	return code == meetsync.EINTERNAL || errors.Is(err, context.Canceled)
 }
 
-// unavailableLogEvery is how often a 503 caused by the store (the database
-// out of reach) is logged: during an outage every request fails alike.
-const unavailableLogEvery = storelog.Every
-
-// logUnavailable logs err, a store being unavailable, once per
-// unavailableLogEvery, with how many such errors were left out meanwhile.
+// logUnavailable logs err, a store being unavailable: at WARN, once per
+// storelog.Every, with how many such errors were left out meanwhile
+// (during an outage every request fails alike).
 func (s *Server) logUnavailable(r *http.Request, err error) {
-	now := time.Now().UnixNano()
-	last := s.unavailAt.Load()
-	if now-last < int64(unavailableLogEvery) || !s.unavailAt.CompareAndSwap(last, now) {
-		s.unavailSkipped.Add(1)
-		return
-	}
-	s.log.Warn("store unavailable", "method", r.Method, "path", r.URL.Path, "err", err,
-		"similar_since_last", s.unavailSkipped.Swap(0))
+	s.storeLog.Error("store unavailable", err, "method", r.Method, "path", r.URL.Path)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

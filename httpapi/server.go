@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/internal/storelog"
+	"github.com/meetsync/meetsync/internal/storetimeout"
 	"github.com/meetsync/meetsync/session"
 )
 
@@ -89,20 +91,15 @@ func (c Config) withDefaults() Config {
 }
 
 // withStoreTimeout returns c with its stores and its ingester bounded by
-// c.StoreTimeout (storetimeout.go): the handlers use them as they are.
+// c.StoreTimeout (internal/storetimeout): the handlers use them as they
+// are.
 func (c Config) withStoreTimeout() Config {
-	t := newStoreTimeout(c.StoreTimeout)
-	if c.Store != nil {
-		c.Store = boundedStore{c.Store, t}
-	}
+	t := storetimeout.New(c.StoreTimeout)
+	c.Store = storetimeout.Store(c.Store, t)
+	c.SessionStore = storetimeout.SessionStore(c.SessionStore, t)
+	c.InvitationStore = storetimeout.InvitationStore(c.InvitationStore, t)
 	if c.Ingester != nil {
 		c.Ingester = boundedIngester{c.Ingester, t}
-	}
-	if c.SessionStore != nil {
-		c.SessionStore = boundedSessionStore{c.SessionStore, t}
-	}
-	if c.InvitationStore != nil {
-		c.InvitationStore = boundedInvitationStore{c.InvitationStore, t}
 	}
 	if c.Types != nil {
 		c.Types = boundedTypes{c.Types, t}
@@ -125,10 +122,8 @@ type Server struct {
 	closing  chan struct{}
 	shutdown atomic.Bool
 
-	// unavailable logs: the last one's time (unix ns) and how many were
-	// left out since (see logUnavailable).
-	unavailAt      atomic.Int64
-	unavailSkipped atomic.Int64
+	// storeLog logs the 503s caused by the store (logUnavailable).
+	storeLog *storelog.Log
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -138,7 +133,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	cfg = cfg.withDefaults().withStoreTimeout()
 	s := &Server{
-		cfg: cfg, store: cfg.Store, ingest: cfg.Ingester, log: cfg.Logger, now: cfg.Now,
+		cfg: cfg, store: cfg.Store, ingest: cfg.Ingester, log: cfg.Logger, now: cfg.Now, storeLog: storelog.New(cfg.Logger),
 		keys:    keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}},
 		mux:     http.NewServeMux(),
 		closing: make(chan struct{}),

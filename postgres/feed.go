@@ -145,14 +145,12 @@ func (db *DB) listEvents(ctx context.Context, q string, args []any) ([]*meetsync
 	for rows.Next() {
 		ev, err := scanEvent(boundRow{rows, &bound})
 		if err != nil {
-			return nil, 0, unavailable(fmt.Errorf("list events: %w", err))
+			return nil, 0, fmt.Errorf("list events: %w", err)
 		}
 		out = append(out, ev)
 	}
 	if err := rows.Err(); err != nil {
-		// A connection the server ends (restart, pg_terminate_backend)
-		// shows up while the rows are read, not at Query.
-		return nil, 0, unavailable(fmt.Errorf("list events: %w", err))
+		return nil, 0, fmt.Errorf("list events: %w", err) // marked unavailable by pool.Query's rows
 	}
 	return out, bound, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/ingest"
 	"github.com/meetsync/meetsync/internal/gctune"
+	"github.com/meetsync/meetsync/internal/storetimeout"
 	"github.com/meetsync/meetsync/postgres"
 	"github.com/meetsync/meetsync/session"
 	"github.com/meetsync/meetsync/sim"
@@ -154,7 +155,7 @@ func (m *Main) Run(ctx context.Context) error {
 		// deliveries stopping until TCP gives up. (SQLite's calls read a
 		// local file; they are left without a deadline, which would make
 		// the driver watch every statement.)
-		dstore, _, _ = httpapi.WithStoreTimeout(cfg.StoreTimeout, db, nil, nil)
+		dstore = storetimeout.Store(db, storetimeout.New(cfg.StoreTimeout))
 	}
 	if m.Delivery, err = delivery.New(dstore, log, reg, dc); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meetsync/meetsync"
 	"github.com/meetsync/meetsync/httpapi"
+	"github.com/meetsync/meetsync/internal/storetimeout"
 	"github.com/meetsync/meetsync/netease"
 	"github.com/meetsync/meetsync/schema"
 	"github.com/meetsync/meetsync/session"
@@ -50,7 +51,8 @@ func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpap
 	var leader atomic.Bool
 	// The engine's reads and writes are bounded by --store-timeout as the
 	// API's are (a database that hangs fails them: 503 for a request).
-	bStore, bSessions, bInvitations := httpapi.WithStoreTimeout(m.Config.StoreTimeout, store, sessions, invitations)
+	t := storetimeout.New(m.Config.StoreTimeout)
+	bStore, bSessions, bInvitations := storetimeout.Store(store, t), storetimeout.SessionStore(sessions, t), storetimeout.InvitationStore(invitations, t)
 	m.Sessions = session.New(session.Config{
 		Store: bStore, Sessions: bSessions, Invitations: bInvitations, Purger: purger, Appender: m.Ingest, Logger: log,
 		Providers: m.provider, Leader: leader.Load, Sealer: sealer,
