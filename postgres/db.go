@@ -44,6 +44,12 @@ type Config struct {
 	// partition) is replaced then, rather than when TCP gives up on it,
 	// which takes many minutes. Default 30 s.
 	ListenCheck time.Duration
+	// PingTimeout bounds the ping a pooled connection gets before use when
+	// it sat idle for a second or more: one that does not answer in time
+	// (its server failed over, or a network partition cut it off) is
+	// dropped and the call goes on with another connection, instead of
+	// failing after the whole store timeout. Default 2 s.
+	PingTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -58,6 +64,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ListenCheck <= 0 {
 		c.ListenCheck = 30 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 2 * time.Second
 	}
 	return c
 }
@@ -89,6 +98,7 @@ func Open(ctx context.Context, url string, cfg Config) (*DB, error) {
 	if !strings.Contains(url, "pool_max_conns") {
 		pc.MaxConns = cfg.MaxConns
 	}
+	pc.PingTimeout = cfg.PingTimeout
 	pc.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		registerTypes(c)
 		return nil

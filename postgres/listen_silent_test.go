@@ -140,3 +140,52 @@ func TestListenSilentConnection(t *testing.T) {
 		t.Errorf("after another replica's append, listening again: %q", k)
 	}
 }
+
+// TestPoolSilentConnections: the pool's idle connections go silent; the
+// next calls are pinged connections that get no answer within PingTimeout,
+// so the pool drops them and the calls go on, on new connections, well
+// within their own deadline. Before, a call waited on a silent connection
+// until its deadline and failed.
+func TestPoolSilentConnections(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dbURL := pgtest.NewDatabase(t)
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("the test database's URL has no host to proxy: %v", err)
+	}
+	proxy := newSilencer(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	q := u.Query()
+	q.Set("pool_max_conns", "3")
+	u.RawQuery = q.Encode()
+	db, err := postgres.Open(ctx, u.String(), postgres.Config{Node: "node-a", PingTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Three connections in the pool, all busy at once, then idle.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if _, err := db.AppList(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(1100 * time.Millisecond) // idle long enough to be pinged before use
+	proxy.silence()
+	for i := range 3 {
+		cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
+		_, err := db.AppList(cctx)
+		ccancel()
+		if err != nil {
+			t.Fatalf("call %d after the pool's connections went silent: %v", i, err)
+		}
+	}
+}
