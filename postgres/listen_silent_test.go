@@ -84,6 +84,20 @@ func (s *silencer) serve() {
 	}
 }
 
+// proxiedDatabase returns a new test database's URL, a silencer in front
+// of its server and the URL through the silencer.
+func proxiedDatabase(t *testing.T) (string, *silencer, *url.URL) {
+	t.Helper()
+	dbURL := pgtest.NewDatabase(t)
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("the test database's URL has no host to proxy: %v", err)
+	}
+	proxy := newSilencer(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	return dbURL, proxy, u
+}
+
 func (s *silencer) silence() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,13 +115,7 @@ func TestListenSilentConnection(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dbURL := pgtest.NewDatabase(t)
-	u, err := url.Parse(dbURL)
-	if err != nil || u.Host == "" {
-		t.Fatalf("the test database's URL has no host to proxy: %v", err)
-	}
-	proxy := newSilencer(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	dbURL, proxy, u := proxiedDatabase(t)
 
 	b := openNode(t, dbURL, "node-b")
 	if _, err := b.Migrate(ctx); err != nil {
@@ -150,13 +158,7 @@ func TestPoolSilentConnections(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dbURL := pgtest.NewDatabase(t)
-	u, err := url.Parse(dbURL)
-	if err != nil || u.Host == "" {
-		t.Fatalf("the test database's URL has no host to proxy: %v", err)
-	}
-	proxy := newSilencer(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	_, proxy, u := proxiedDatabase(t)
 	q := u.Query()
 	q.Set("pool_max_conns", "3")
 	u.RawQuery = q.Encode()
