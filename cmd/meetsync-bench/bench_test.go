@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
@@ -91,6 +93,66 @@ func testIngestSmoke(t *testing.T, storeArgs []string) {
 	}
 	if len(rep.Targets) != wantTargets {
 		t.Errorf("targets: %+v", rep.Targets)
+	}
+}
+
+// TestMemorySmoke runs the memory benchmark on a few users: a sample of
+// the empty server and one per step, every event acknowledged and the
+// users read back with all their events.
+func TestMemorySmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts servers and stores")
+	}
+	stores(t, func(t *testing.T, storeArgs []string) {
+		var out, errOut bytes.Buffer
+		args := append([]string{"memory", "--users", "300", "--steps", "3", "--events-per-user", "3", "--batch", "40",
+			"--clients", "4", "--settle", "0s", "--json", "--data-dir", t.TempDir()}, storeArgs...)
+		if err := run(context.Background(), args, &out, &errOut); err != nil {
+			t.Fatalf("run: %v\n%s", err, errOut.String())
+		}
+		var rep memoryReport
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+		}
+		if len(rep.Samples) != 4 {
+			t.Fatalf("%d samples, want the empty server's and 3 steps':\n%s", len(rep.Samples), out.String())
+		}
+		for i, s := range rep.Samples {
+			if s.Users != 100*i || s.Events != int64(300*i) {
+				t.Errorf("sample %d: %d users, %d events; want %d, %d", i, s.Users, s.Events, 100*i, 300*i)
+			}
+			if s.HeapLiveBytes == 0 || s.GoBytes < s.HeapLiveBytes {
+				t.Errorf("sample %d: heap %d B, Go runtime %d B", i, s.HeapLiveBytes, s.GoBytes)
+			}
+			if runtime.GOOS == "linux" && s.RSSBytes <= 0 {
+				t.Errorf("sample %d: no resident set size (%d)", i, s.RSSBytes)
+			}
+			if s.DiskBytes <= 0 {
+				t.Errorf("sample %d: disk %d B on %s", i, s.DiskBytes, rep.Store)
+			}
+		}
+		if last := rep.Samples[3]; last.DiskBytes <= rep.Samples[0].DiskBytes {
+			t.Errorf("the store did not grow on disk: %d B, then %d B", rep.Samples[0].DiskBytes, last.DiskBytes)
+		}
+		if rep.Checked != 9 {
+			t.Errorf("%d users read back, want 9", rep.Checked)
+		}
+	})
+}
+
+// TestMemoryFlags checks that bad memory flags are refused with a message.
+func TestMemoryFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--steps", "0"}, {"--users", "3", "--steps", "4"}, {"--events-per-user", "0"},
+		{"--batch", "1001"}, {"--settle", "-1s"}, {"extra"},
+	} {
+		if _, err := parseMemoryFlags(args, io.Discard); err == nil {
+			t.Errorf("%q: accepted", args)
+		}
+	}
+	o, err := parseMemoryFlags(nil, io.Discard)
+	if err != nil || o.Users != 200_000 || o.Steps != 4 || o.Store != "sqlite" {
+		t.Errorf("defaults: %+v, %v", o, err)
 	}
 }
 

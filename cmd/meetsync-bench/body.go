@@ -28,17 +28,22 @@ func newEventGen(client, clients, users int) *eventGen {
 // appendEvent appends one meeting.status_changed event as JSON to b.
 func (g *eventGen) appendEvent(b []byte) []byte {
 	g.seq++
-	user := g.user(g.seq)
+	return appendStatusEvent(b, g.user(g.seq), g.device, g.seq)
+}
+
+// appendStatusEvent appends the meeting.status_changed event of user's
+// device with client_seq seq: in_meeting at odd seqs, idle at even ones.
+func appendStatusEvent(b []byte, user int, device string, seq int64) []byte {
 	status := "in_meeting"
-	if g.seq%2 == 0 {
+	if seq%2 == 0 {
 		status = "idle"
 	}
 	b = append(b, `{"type":"meeting.status_changed","user_id":"user-`...)
 	b = strconv.AppendInt(b, int64(user), 10)
 	b = append(b, `","device_id":"`...)
-	b = append(b, g.device...)
+	b = append(b, device...)
 	b = append(b, `","client_seq":`...)
-	b = strconv.AppendInt(b, g.seq, 10)
+	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, `,"data":{"status":"`...)
 	b = append(b, status...)
 	b = append(b, `","arg":0,"meeting_num":"81234567890"}}`...)

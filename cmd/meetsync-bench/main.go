@@ -6,6 +6,7 @@
 //
 //	go run ./cmd/meetsync-bench ingest [flags]
 //	go run ./cmd/meetsync-bench delivery [flags]
+//	go run ./cmd/meetsync-bench memory [flags]
 //
 // Subcommands:
 //
@@ -18,6 +19,9 @@
 //	          (fan-out) from a pre-loaded queue, (3) ingest→received
 //	          latency at a fixed rate (open loop), (4) drain rate of a
 //	          backlog after a receiver outage, with per-user order checked.
+//	memory    the process's memory (live Go heap, resident set) and the
+//	          store's size on disk per tracked user, measured after each
+//	          step of users posted.
 //
 // Every ingest phase runs --warmup then --duration; every delivery phase
 // is bounded by --timeout; the run stops by itself.
@@ -64,8 +68,9 @@ its figures next to this machine's raw limits.
 Usage:
   meetsync-bench ingest [flags]     ingest throughput and ack latency (issue 2)
   meetsync-bench delivery [flags]   webhook delivery throughput, latency and backlog drain (issue 3)
+  meetsync-bench memory [flags]     memory and disk per tracked user (DESIGN §7)
 
-Run "meetsync-bench ingest -h" or "meetsync-bench delivery -h" for the flags.
+Run "meetsync-bench ingest -h" (delivery, memory) for the flags.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,6 +93,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		applyGC(opts.GCPercent)
 		return runDelivery(ctx, opts, stdout, stderr)
+	case "memory":
+		opts, err := parseMemoryFlags(args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		applyGC(opts.GCPercent)
+		return runMemory(ctx, opts, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -93,7 +93,25 @@ func (k *pgKind) createDatabase(dir string) (string, func(), error) {
 // droppingStore drops its database when closed.
 type droppingStore struct {
 	*postgres.DB
+	url  string
 	drop func()
+}
+
+// diskBytes is the size of the store's database on the server's disk
+// (pg_database_size), -1 if it cannot be read.
+func (s *droppingStore) diskBytes() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.url)
+	if err != nil {
+		return -1
+	}
+	defer conn.Close(context.Background())
+	var n int64
+	if err := conn.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&n); err != nil {
+		return -1
+	}
+	return n
 }
 
 func (s *droppingStore) Close() error {
@@ -121,7 +139,7 @@ func (k *pgKind) open(dir string) (meetsync.Store, error) {
 		drop()
 		return nil, err
 	}
-	return &droppingStore{DB: db, drop: drop}, nil
+	return &droppingStore{DB: db, url: u, drop: drop}, nil
 }
 
 // rawCommit measures PostgreSQL's raw commit rate: k.clients connections

@@ -99,3 +99,21 @@ func diskWritten() int64 {
 	}
 	return -1
 }
+
+// residentBytes returns the process's resident set size (the second field
+// of /proc/self/statm, in pages), or -1 if unknown.
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return -1
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return pages * int64(os.Getpagesize())
+}

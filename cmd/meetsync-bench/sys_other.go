@@ -11,3 +11,5 @@ func cpuModel() string { return "" }
 func systemCPU() time.Duration { return -1 }
 
 func diskWritten() int64 { return -1 }
+
+func residentBytes() int64 { return -1 }
