@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/dashboard"
 	"github.com/meetsync/meetsync/internal/storelog"
 	"github.com/meetsync/meetsync/internal/storetimeout"
 	"github.com/meetsync/meetsync/session"
@@ -201,6 +202,13 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/invitations/{id}/{action}", s.withApp(s.invitationAction(s.appActor)))
 	m.HandleFunc("GET /v1/client/invitations", s.withClient(s.handleClientInvitationList))
 	m.HandleFunc("POST /v1/client/invitations/{id}/{action}", s.withClient(s.invitationAction(s.clientActor)))
+
+	// The dashboard is static files over this API (not part of it, so
+	// not in openapi.json); / leads to it.
+	s.mux.Handle("GET /dashboard/", dashboard.Handler("/dashboard/"))
+	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/dashboard/", http.StatusFound)
+	})
 
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, meetsync.Errorf(meetsync.ENOTFOUND, "no route %s %s", r.Method, r.URL.Path))

@@ -215,7 +215,8 @@ func (m *Main) Run(ctx context.Context) error {
 			m.served <- err
 		}
 	}()
-	log.Info("meetsync listening", "url", scheme+"://"+m.Listener.Addr().String(), "version", Version)
+	url := scheme + "://" + m.Listener.Addr().String()
+	log.Info("meetsync listening", "url", url, "dashboard", url+"/dashboard/", "version", Version)
 	return nil
 }
 
