@@ -338,12 +338,14 @@ func (s *Server) handleProviderCallback(w http.ResponseWriter, r *http.Request) 
 		s.writeError(w, r, jsonError(err, ""))
 		return
 	}
-	n, err := svc.HandleCallback(r.Context(), r.PathValue("kind"), r.PathValue("app_id"), r.Header, body)
+	res, err := svc.HandleCallback(r.Context(), r.PathValue("kind"), r.PathValue("app_id"), r.Header, body)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"code": 200, "msg": "ok", "events": n})
+	// A repeat (the platform missed the first answer) gets the same
+	// success, so it stops sending it; nothing new was stored.
+	writeJSON(w, http.StatusOK, map[string]any{"code": 200, "msg": "ok", "events": res.Events, "duplicate": res.Duplicate})
 }
 
 type sessionJSON struct {

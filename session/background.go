@@ -425,6 +425,12 @@ func containsString(xs []string, x string) bool {
 	return false
 }
 
+// CallbackResult is what a platform callback became.
+type CallbackResult struct {
+	Events    int  // the events it was stored as
+	Duplicate bool // its requestId was processed before: nothing new was stored
+}
+
 // HandleCallback verifies a meeting-platform callback for an app and
 // stores what it reports, once per platform requestId: member joins and
 // leaves update the user's platform presence (a leave starts the grace
@@ -433,26 +439,28 @@ func containsString(xs []string, x string) bool {
 // devices of an invitee the platform invited get the invitation command
 // (pushInvitation, as after POST /v1/invitations), those of an invitee
 // whose invitation the platform canceled are told (tellClosed).
-// EUNAUTHORIZED for a bad signature, ECONFLICT for a requestId already
-// processed, ENOTFOUND for an app without that provider.
-func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header http.Header, body []byte) (int, error) {
+// A repeat of a requestId already processed (the platform sends a callback
+// again when it missed the answer) stores nothing and is answered as the
+// first time, with Duplicate set. EUNAUTHORIZED for a bad signature,
+// ENOTFOUND for an app without that provider.
+func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header http.Header, body []byte) (CallbackResult, error) {
 	if _, err := s.cfg.Store.AppGet(ctx, appID); err != nil {
-		return 0, err
+		return CallbackResult{}, err
 	}
 	prov, set, err := s.Provider(ctx, appID)
 	if err != nil {
-		return 0, err
+		return CallbackResult{}, err
 	}
 	if prov.Kind() != kind {
-		return 0, meetsync.Errorf(meetsync.ENOTFOUND, "app %s does not use the %s provider", appID, kind)
+		return CallbackResult{}, meetsync.Errorf(meetsync.ENOTFOUND, "app %s does not use the %s provider", appID, kind)
 	}
 	now := s.now()
 	cb, err := prov.VerifyCallback(header, body, now)
 	if err != nil {
-		return 0, err
+		return CallbackResult{}, err
 	}
 	if len(cb.Events) == 0 {
-		return 0, nil
+		return CallbackResult{}, nil
 	}
 	h := sha256.Sum256([]byte(kind + "\x00" + cb.RequestID))
 	base := "cb_" + hex.EncodeToString(h[:16])
@@ -519,10 +527,11 @@ func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return CallbackResult{}, err
 	}
 	if req.Results[0].Duplicate {
-		return 0, meetsync.Errorf(meetsync.ECONFLICT, "callback requestId %q was already processed", cb.RequestID)
+		s.log.Info("meeting platform callback repeated: already stored", "app", appID, "provider", kind, "request_id", cb.RequestID)
+		return CallbackResult{Events: len(evs), Duplicate: true}, nil
 	}
 	// The invitations the platform created ring on the invitee's devices
 	// as those created through the API do; those it canceled are closed:
@@ -546,5 +555,5 @@ func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header
 		}
 	}
 	s.Wake()
-	return len(evs), nil
+	return CallbackResult{Events: len(evs)}, nil
 }

@@ -58,10 +58,7 @@ func (m *Main) startSessions(store meetsync.Store, log *slog.Logger, api *httpap
 		Providers: m.provider, Leader: leader.Load, Sealer: sealer,
 	})
 	platform.SetCallbackSink(func(ctx context.Context, appID string, h http.Header, body []byte) error {
-		_, err := m.Sessions.HandleCallback(ctx, meetsync.ProviderSim, appID, h, body)
-		if meetsync.ErrorCode(err) == meetsync.ECONFLICT {
-			return nil // already processed: a retried callback
-		}
+		_, err := m.Sessions.HandleCallback(ctx, meetsync.ProviderSim, appID, h, body) // a retried one is answered as the first time
 		return err
 	})
 	m.Sessions.Start()
