@@ -46,10 +46,20 @@ type PlatformPresence struct {
 	MeetingNum string    `json:"meeting_num,omitempty"`
 	InMeeting  bool      `json:"in_meeting"`
 	Since      time.Time `json:"since,omitzero"`
-	// CheckAt is when a device that still says it is in a meeting the
-	// platform says the user left is corrected (the grace period's end).
+	// CheckAt is the end of the grace period after the platform's word:
+	// then a device that still says the user is in a meeting the platform
+	// says they left is corrected, and a meeting the platform says they
+	// joined that no device reported is reported (UnreportedMeeting).
 	CheckAt time.Time `json:"check_at,omitzero"`
 }
+
+// PlatformDeviceID is the device a user's meeting status is reported on
+// when only the platform knows of it: the user joined a meeting (the
+// platform's member-joined callback) and no device of theirs reported it
+// within the grace period — they joined from an app or a browser that does
+// not report to meetsync. The platform's leave later corrects it as any
+// device's status.
+const PlatformDeviceID = "@platform"
 
 // DeviceState is what one device of a user last reported.
 type DeviceState struct {
@@ -207,7 +217,7 @@ func (u *UserState) recomputeDue() {
 	if s.Business == SideLoggedOut && (u.Status.Active() || u.Platform.InMeeting) {
 		earliest(s.CheckAt)
 	}
-	if len(u.ContradictedDevices()) > 0 {
+	if len(u.ContradictedDevices()) > 0 || u.UnreportedMeeting() {
 		earliest(u.Platform.CheckAt)
 	}
 	for _, r := range u.Invites {
@@ -230,11 +240,38 @@ func (u *UserState) ContradictedDevices() []*DeviceState {
 	}
 	var out []*DeviceState
 	for _, d := range u.Devices {
-		if d.Status.Active() && !d.Since.After(u.Platform.Since) {
+		if d.Status.Active() && !u.Platform.reportedBefore(d) {
 			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// reportedBefore says whether the platform's word came before device d's
+// last status, so the device is believed. The platform stamps its
+// callbacks in milliseconds: a device status of the same millisecond is
+// not after it (the platform's word wins a tie).
+func (p PlatformPresence) reportedBefore(d *DeviceState) bool {
+	return d.Since.Truncate(time.Millisecond).After(p.Since)
+}
+
+// UnreportedMeeting says whether the platform says the user joined a
+// meeting that none of their devices reports: no device is in a meeting,
+// and none reported after the platform's word (a device that did, saying
+// idle, is believed: the user left and the platform's leave is late). The
+// reconciler reports the meeting on PlatformDeviceID once the grace period
+// (Platform.CheckAt) is over.
+func (u *UserState) UnreportedMeeting() bool {
+	p := u.Platform
+	if !p.InMeeting || p.MeetingNum == "" || p.CheckAt.IsZero() {
+		return false
+	}
+	for _, d := range u.Devices {
+		if d.Status.Active() || p.reportedBefore(d) {
+			return false
+		}
+	}
+	return true
 }
 
 func (u *UserState) setSession(s Session) {

@@ -130,6 +130,8 @@ func (s *Service) act(ctx context.Context, u *meetsync.UserState, now time.Time)
 		}
 	case len(u.ContradictedDevices()) > 0 && !now.Before(u.Platform.CheckAt):
 		return s.correctStatus(ctx, u.AppID, u.UserID)
+	case u.UnreportedMeeting() && !now.Before(u.Platform.CheckAt):
+		return s.reportPlatformMeeting(ctx, u.AppID, u.UserID)
 	case sess.Business == meetsync.SideLoggedOut && !sess.CheckAt.IsZero() && !now.Before(sess.CheckAt):
 		return s.forceLogoutAgain(ctx, u.AppID, u.UserID, sess.ID)
 	}
@@ -230,6 +232,33 @@ func (s *Service) correctStatus(ctx context.Context, appID, userID string) error
 		}
 		s.log.Info("reconciler corrected a meeting status", "app", appID, "user", userID, "devices", len(evs))
 		return s.change(ctx, u, evs...)
+	})
+}
+
+// reportPlatformMeeting reports the meeting the platform says the user
+// joined and no device reported, on PlatformDeviceID (reason "reconciled"):
+// the platform's membership wins after the grace period.
+func (s *Service) reportPlatformMeeting(ctx context.Context, appID, userID string) error {
+	return retry(ctx, func() error {
+		u, err := s.user(ctx, appID, userID)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		if !u.UnreportedMeeting() || now.Before(u.Platform.CheckAt) {
+			return nil
+		}
+		ev := meetsync.NewStatusEvent(appID, userID, meetsync.PlatformDeviceID, meetsync.StatusInMeeting,
+			meetsync.ReasonReconciled, u.Platform.MeetingNum, meetsync.SourceSystem, now)
+		// In the meeting since the platform says the user joined, on the
+		// platform's clock as its later leave will be; after what the
+		// platform's device said before, or the report would be stale.
+		ev.OccurredAt = u.Platform.Since
+		if d := u.Device(meetsync.PlatformDeviceID); d != nil && !ev.OccurredAt.After(d.Since) {
+			ev.OccurredAt = d.Since.Add(time.Millisecond)
+		}
+		s.log.Info("reconciler reported a meeting only the platform knew of", "app", appID, "user", userID)
+		return s.change(ctx, u, ev)
 	})
 }
 
@@ -511,7 +540,8 @@ func (s *Service) HandleCallback(ctx context.Context, kind, appID string, header
 			if userID != meetsync.SystemUserID && pe.MeetingNum != "" {
 				switch pe.Type {
 				case meetsync.TypeMeetingMemberJoined:
-					ev.Effects = &meetsync.EventEffects{Member: &meetsync.Membership{MeetingNum: pe.MeetingNum, Joined: true}}
+					ev.Effects = &meetsync.EventEffects{Member: &meetsync.Membership{MeetingNum: pe.MeetingNum, Joined: true,
+						CheckAt: now.Add(time.Duration(set.ReconcileGrace))}}
 				case meetsync.TypeMeetingMemberLeft:
 					ev.Effects = &meetsync.EventEffects{Member: &meetsync.Membership{MeetingNum: pe.MeetingNum, Joined: false,
 						CheckAt: now.Add(time.Duration(set.ReconcileGrace))}}

@@ -612,8 +612,84 @@ func TestReconcilerCorrectsStatus(t *testing.T) {
 	}
 }
 
+// TestReconcilerReportsPlatformMeeting: the platform says the user joined
+// a meeting (from an app that does not report to meetsync); no device says
+// so; after the grace period meetsync reports the meeting on the device
+// "@platform" (reason "reconciled"), and corrects it again once the
+// platform says the user left.
+func TestReconcilerReportsPlatformMeeting(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	e.want(t, e.do(t, "PATCH", "/v1/app", e.Key, map[string]any{"reconcile_grace": "20s"}), 200)
+	lr := e.login(t, "gina", "d1")
+	host := e.login(t, "host", "h1")
+	prov := e.Sim.Provider(e.AppID)
+	m, err := prov.CreateMeeting(ctx, meetsync.MeetingRequest{HostUUID: host.Meeting.UserUUID, Subject: "standup"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdk := e.Sim.NewSDK("")
+	if err := sdk.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sdk.Login(ctx, *lr.Meeting); err != nil {
+		t.Fatal(err)
+	}
+	if err := sdk.JoinMeeting(ctx, m.MeetingNum); err != nil {
+		t.Fatal(err)
+	}
+	hasEvent := func(typ string) func() bool {
+		return func() bool {
+			for _, ev := range e.events(t, "gina") {
+				if ev.Type == typ {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	waitFor(t, hasEvent("meeting.member_joined"))
+	e.advance(t, 5*time.Second)
+	if u := e.user(t, "gina"); u.Meeting.Status == "in_meeting" {
+		t.Fatalf("reported before the grace period: %+v", u.Meeting)
+	}
+	e.advance(t, 20*time.Second)
+	u := e.user(t, "gina")
+	if u.Meeting.Status != "in_meeting" || u.Meeting.Reason != "reconciled" || u.Meeting.MeetingNum != m.MeetingNum {
+		t.Fatalf("after grace: %+v", u.Meeting)
+	}
+	if d := lastOf(t, e.events(t, "gina"), "meeting.status_changed"); d["device_id"] != meetsync.PlatformDeviceID || d["status"] != "in_meeting" || d["reason_code"] != 1000.0 {
+		t.Fatalf("the report's data %v, want in_meeting on %s, reason_code 1000", d, meetsync.PlatformDeviceID)
+	}
+	// Once is enough: later due rounds (the session's login deadline
+	// passes meanwhile) report nothing more.
+	statuses := func() (n int) {
+		for _, ev := range e.events(t, "gina") {
+			if ev.Type == "meeting.status_changed" {
+				n++
+			}
+		}
+		return n
+	}
+	n := statuses()
+	e.advance(t, time.Minute)
+	if got := statuses(); got != n {
+		t.Fatalf("%d more status events after the report", got-n)
+	}
+	// The platform says the user left: the platform's device is corrected.
+	if err := e.Sim.RemoveMember(ctx, e.AppID, m.MeetingNum, lr.Meeting.UserUUID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, hasEvent("meeting.member_left"))
+	e.advance(t, 25*time.Second)
+	if u := e.user(t, "gina"); u.Meeting.Status != "idle" || u.Meeting.Reason != "reconciled" {
+		t.Fatalf("after the leave's grace: %+v", u.Meeting)
+	}
+}
+
 // TestCallbackRejections: callbacks with a wrong CheckSum, a stale
-// CurTime, a bad MD5 or a replayed requestId are refused and store nothing.
+// CurTime or a bad MD5 are refused and store nothing; a replayed requestId
+// is answered as the first time and stores nothing.
 func TestCallbackRejections(t *testing.T) {
 	e := setup(t)
 	lr := e.login(t, "frank", "d1")
