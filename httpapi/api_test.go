@@ -764,6 +764,7 @@ func TestUserList(t *testing.T) {
 	e := setup(t)
 	for _, s := range []struct{ user, status string }{
 		{"u1", "in_meeting"}, {"u2", "idle"}, {"u3", "MEETING_STATUS_INMEETING"}, {"u4", "connecting"}, {"u5", "3"},
+		{"u6", "in_screen_sharing"}, {"u7", "in_meeting_minimized"},
 	} {
 		e.ingest(t, statusEvent(s.user, "d", 1, s.status))
 	}
@@ -812,9 +813,15 @@ func TestUserList(t *testing.T) {
 		{"status=3", 1, []string{"u1", "u3", "u5"}},
 		{"status=in_meeting", 2, []string{"u1", "u3", "u5"}},
 		{"status=idle", 100, []string{"u2"}},
-		{"status=in_screen_sharing", 100, nil},
-		{"", 2, []string{"u1", "u2", "u3", "u4", "u5"}},
-		{"", 5, []string{"u1", "u2", "u3", "u4", "u5"}},
+		{"status=in_screen_sharing", 100, []string{"u6"}},
+		{"status=in_waiting_room", 100, nil},
+		// Several statuses (comma separated or repeated): one list in user id order.
+		{"status=in_meeting,in_meeting_minimized,in_screen_sharing", 100, []string{"u1", "u3", "u5", "u6", "u7"}},
+		{"status=in_screen_sharing,in_meeting_minimized,in_meeting", 2, []string{"u1", "u3", "u5", "u6", "u7"}},
+		{"status=in_meeting_minimized&status=idle&status=connecting", 1, []string{"u2", "u4", "u7"}},
+		{"status=idle,idle,%200", 1, []string{"u2"}},
+		{"", 2, []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7"}},
+		{"", 7, []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7"}},
 	} {
 		t.Run(fmt.Sprintf("%s limit %d", tc.query, tc.limit), func(t *testing.T) {
 			if got := all(t, tc.query, tc.limit); !slices.Equal(got, tc.want) {
@@ -828,6 +835,13 @@ func TestUserList(t *testing.T) {
 	if ids, _ := list(t, "status=in_meeting&limit=2&cursor=u3"); !slices.Equal(ids, []string{"u5"}) {
 		t.Errorf("second page = %v, want [u5]", ids)
 	}
+	if ids, next := list(t, "status=in_screen_sharing,in_meeting&limit=3"); !slices.Equal(ids, []string{"u1", "u3", "u5"}) || next != "u5" {
+		t.Errorf("first page of two statuses = %v next %q, want [u1 u3 u5] next u5", ids, next)
+	}
+	if ids, next := list(t, "status=in_screen_sharing,in_meeting&limit=3&cursor=u5"); !slices.Equal(ids, []string{"u6"}) || next != "" {
+		t.Errorf("second page of two statuses = %v next %q, want [u6] and no next", ids, next)
+	}
+	requireError(t, e.do(t, "GET", "/v1/users?status=in_meeting,bogus", e.Key, nil), http.StatusBadRequest, "invalid", "status")
 	msg := requireError(t, e.do(t, "GET", "/v1/users?status=bogus", e.Key, nil), http.StatusBadRequest, "invalid", "status")
 	if !strings.Contains(msg, "in_meeting") || !strings.Contains(msg, "MEETING_STATUS_IDLE") {
 		t.Errorf("message %q does not list the accepted statuses", msg)

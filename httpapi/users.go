@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/meetsync/meetsync"
@@ -81,15 +84,23 @@ func (s *Server) handleUserList(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if v := q.Get("status"); v != "" {
-		st, ok := meetsync.StatusByName(v)
-		if !ok {
-			s.writeError(w, r, meetsync.FieldErrorf("status", "unknown meeting status %q; accepted: %s", v, meetsync.StatusNames()))
-			return
+	var sts []meetsync.MeetingStatus
+	for _, vs := range q["status"] {
+		for _, v := range strings.Split(vs, ",") {
+			if v = strings.TrimSpace(v); v == "" {
+				continue
+			}
+			st, ok := meetsync.StatusByName(v)
+			if !ok {
+				s.writeError(w, r, meetsync.FieldErrorf("status", "unknown meeting status %q; accepted: %s (several: comma separated)", v, meetsync.StatusNames()))
+				return
+			}
+			if !slices.Contains(sts, st) {
+				sts = append(sts, st)
+			}
 		}
-		p.Status = &st
 	}
-	users, err := s.store.UserList(r.Context(), p)
+	users, err := s.listUsers(r.Context(), p, sts)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -103,4 +114,31 @@ func (s *Server) handleUserList(w http.ResponseWriter, r *http.Request) {
 		resp["next"] = users[len(users)-1].UserID
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// listUsers lists a page of users with any of the statuses sts (every
+// user when sts is empty), ordered by user id. Several statuses are read
+// as one page of each from the store's status index and merged: the
+// first p.Limit of the union are the page.
+func (s *Server) listUsers(ctx context.Context, p meetsync.UserListParams, sts []meetsync.MeetingStatus) ([]*meetsync.UserState, error) {
+	if len(sts) <= 1 {
+		if len(sts) == 1 {
+			p.Status = &sts[0]
+		}
+		return s.store.UserList(ctx, p)
+	}
+	var all []*meetsync.UserState
+	for i := range sts {
+		p.Status = &sts[i]
+		users, err := s.store.UserList(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, users...)
+	}
+	slices.SortFunc(all, func(a, b *meetsync.UserState) int { return strings.Compare(a.UserID, b.UserID) })
+	if len(all) > p.Limit {
+		all = all[:p.Limit]
+	}
+	return all, nil
 }

@@ -8,6 +8,7 @@ import { APIError, Client } from './api.js';
 const KEY = 'meetsync-dashboard-key';
 const STATUSES = ['in_meeting', 'in_meeting_minimized', 'in_screen_sharing', 'in_waiting_room', 'waiting',
   'connecting', 'disconnecting', 'idle', 'failed', 'unknown'];
+const IN_A_MEETING = 'in_meeting,in_meeting_minimized,in_screen_sharing';
 const DELIVERY_STATUSES = ['dead', 'failed', 'pending', 'delivered', 'superseded'];
 const MAX_LOG_ROWS = 500;
 
@@ -113,6 +114,7 @@ async function usersPage(q) {
   const status = q.get('status') || '';
   const select = h('select', { onchange: (e) => go('/users', { status: e.target.value }) },
     h('option', { value: '' }, 'every status'),
+    h('option', { value: IN_A_MEETING, selected: status === IN_A_MEETING }, 'in a meeting (any)'),
     STATUSES.map((s) => h('option', { value: s, selected: s === status }, s)));
   const body = h('tbody');
   const rows = new Map(); // user id → its row
@@ -156,7 +158,7 @@ async function usersPage(q) {
         continue;
       }
       const row = rows.get(id);
-      const matches = !status || (u.meeting && u.meeting.status === status);
+      const matches = !status || (u.meeting && status.split(',').includes(u.meeting.status));
       if (!matches) {
         if (row) row.remove();
         rows.delete(id);

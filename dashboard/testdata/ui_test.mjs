@@ -110,10 +110,15 @@ await post('/v1/events', status('carol', 1, 'in_meeting'));
 await until('carol to appear', () => rowOf('carol'));
 check('live users', () => assert.match(text(rowOf('carol')), /in_meeting/));
 
-// The status filter.
+// The status filter, one status and "in a meeting (any)".
 goTo('#/users?status=in_meeting');
 await until('the filtered list', () => rowOf('carol') && !rowOf('alice'));
 check('status filter', () => assert.equal($('#main select').value, 'in_meeting'));
+await post('/v1/events', status('erin', 1, 'in_screen_sharing'));
+const select = $('#main select');
+select.value = 'in_meeting,in_meeting_minimized,in_screen_sharing';
+select.dispatchEvent(new window.Event('change'));
+await until('the users in any meeting', () => rowOf('carol') && rowOf('erin') && !rowOf('alice') && !rowOf('bob'));
 
 // ---- one user ----
 goTo('#/users/alice');
