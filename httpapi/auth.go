@@ -104,6 +104,9 @@ func (s *Server) withApp(h http.HandlerFunc) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
+		if !s.limit(s.keyLimits, w, r, p.KeyID, "API key") {
+			return
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey, p)))
 	}
 }

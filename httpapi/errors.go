@@ -58,6 +58,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// Clients (meetsync's among them) wait this long before trying
 		// again, on this replica or another.
 		w.Header().Set("Retry-After", "1")
+	case meetsync.ERATELIMIT:
+		// Ours says how long; one passed on from the meeting platform, 1 s.
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
 	}
 	var maxErr *http.MaxBytesError
 	if errors.As(err, &maxErr) {

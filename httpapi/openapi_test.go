@@ -240,7 +240,7 @@ func TestOpenAPIResponses(t *testing.T) {
 // setupSessions is setup with the session engine on the sim platform, so
 // that the login, client, invitation and callback routes answer too. The
 // platform's outage switch makes logins answer without credentials.
-func setupSessions(t *testing.T) (*env, *sim.Platform) {
+func setupSessions(t *testing.T, mods ...func(*httpapi.Config)) (*env, *sim.Platform) {
 	t.Helper()
 	db, err := sqlite.Open(filepath.Join(t.TempDir(), "meetsync.db"), sqlite.Config{})
 	if err != nil {
@@ -257,12 +257,16 @@ func setupSessions(t *testing.T) (*env, *sim.Platform) {
 		},
 		ReconcileEvery: -1, TickEvery: time.Hour, ProvisionAttempts: 1,
 	})
-	api := httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		Store: db, Ingester: ing, Logger: discard, Registry: reg, StreamHeartbeat: 200 * time.Millisecond,
 		Sessions: svc, SessionStore: db, InvitationStore: db,
 		Types:     schema.New(db, db, schema.Config{Logger: discard}),
 		URLPolicy: meetsync.URLPolicy{AllowPrivate: true},
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	api := httpapi.New(cfg)
 	srv := httptest.NewServer(api)
 	e := &env{URL: srv.URL, Store: db, API: api, Client: &http.Client{}}
 	t.Cleanup(func() {

@@ -67,6 +67,11 @@ type Config struct {
 	// unavailable with Retry-After: 1 instead of no answer. The streams are
 	// not cut: each of their reads is bounded alone. Default 10 s.
 	StoreTimeout time.Duration
+	// KeyRateLimit limits the requests of each API key, ClientRateLimit
+	// those of each device's client token: a caller over its limit is
+	// answered 429 rate_limited with Retry-After. A long-lived stream
+	// counts once. Zero: no limit.
+	KeyRateLimit, ClientRateLimit RateLimit
 }
 
 func (c Config) withDefaults() Config {
@@ -123,6 +128,9 @@ type Server struct {
 	closing  chan struct{}
 	shutdown atomic.Bool
 
+	// keyLimits and clientLimits are the callers' rate limits (nil: none).
+	keyLimits, clientLimits *limiters
+
 	// storeLog logs the 503s caused by the store (logUnavailable).
 	storeLog *storelog.Log
 
@@ -135,7 +143,8 @@ func New(cfg Config) *Server {
 	cfg = cfg.withDefaults().withStoreTimeout()
 	s := &Server{
 		cfg: cfg, store: cfg.Store, ingest: cfg.Ingester, log: cfg.Logger, now: cfg.Now, storeLog: storelog.New(cfg.Logger),
-		keys:    keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}},
+		keys:      keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}},
+		keyLimits: newLimiters(cfg.KeyRateLimit), clientLimits: newLimiters(cfg.ClientRateLimit),
 		mux:     http.NewServeMux(),
 		closing: make(chan struct{}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

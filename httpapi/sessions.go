@@ -39,6 +39,9 @@ func (s *Server) clientAuth(h http.HandlerFunc, allowEnded bool) http.HandlerFun
 			s.writeError(w, r, err)
 			return
 		}
+		if !s.limit(s.clientLimits, w, r, c.AppID+"\x00"+c.UserID+"\x00"+c.DeviceID, "device") {
+			return
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), clientKey, c)))
 	}
 }

@@ -38,8 +38,9 @@ type env struct {
 	KeyID string
 }
 
-// setup starts a fresh meetsync for one test and stops it when the test ends.
-func setup(t *testing.T) *env {
+// setup starts a fresh meetsync for one test and stops it when the test
+// ends; mods change the API's configuration.
+func setup(t *testing.T, mods ...func(*httpapi.Config)) *env {
 	t.Helper()
 	db, err := sqlite.Open(filepath.Join(t.TempDir(), "meetsync.db"), sqlite.Config{})
 	if err != nil {
@@ -47,7 +48,7 @@ func setup(t *testing.T) *env {
 	}
 	reg := prometheus.NewRegistry()
 	ing := ingest.New(db, reg, ingest.Config{})
-	api := httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		Store:           db,
 		Ingester:        ing,
 		Logger:          slog.New(slog.DiscardHandler),
@@ -56,7 +57,11 @@ func setup(t *testing.T) *env {
 		SessionStore:    db,
 		Types:           schema.New(db, db, schema.Config{Logger: slog.New(slog.DiscardHandler)}),
 		URLPolicy:       meetsync.URLPolicy{AllowPrivate: true},
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	api := httpapi.New(cfg)
 	srv := httptest.NewServer(api)
 	if host := srv.Listener.Addr().String(); !strings.HasPrefix(host, "127.0.0.1:") {
 		t.Fatalf("test server listens on %s, want 127.0.0.1", host)

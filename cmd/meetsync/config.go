@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"regexp"
 	"strings"
@@ -43,6 +44,9 @@ type Config struct {
 	DisableAfter          time.Duration          // --endpoint-disable-after: disable an endpoint failing continuously this long. Default 120h.
 	StoreTimeout          time.Duration          // --store-timeout: how long a request waits for one answer of the store (and an ingest request for its commit) before 503 unavailable; also bounds each group commit. Default 10s.
 
+	KeyRateLimit    float64 // --rate-limit-key: requests a second per API key (bursts of twice as many); 0 is no limit. Default 0.
+	ClientRateLimit float64 // --rate-limit-client: requests a second per device (client token; bursts of twice as many); 0 is no limit. Default 50.
+
 	fromEnv map[string]bool // the flags whose value came from their MEETSYNC_* variable (ParseFlags), for messages
 }
 
@@ -52,6 +56,7 @@ func defaultConfig() Config {
 		ShutdownTimeout: 30 * time.Second, Synchronous: "FULL", SyncMethod: "auto", MaxBatchEvents: 5000,
 		RetrySchedule: meetsync.DefaultRetrySchedule, DeliveryWorkers: 256, DeliveryTimeout: 15 * time.Second, DeliveryLease: 60 * time.Second,
 		DisableAfter: 5 * 24 * time.Hour, GCPercent: gctune.DefaultPercent, StoreTimeout: 10 * time.Second,
+		ClientRateLimit: 50,
 	}
 }
 
@@ -81,6 +86,10 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.DurationVar(&cfg.DeliveryTimeout, "delivery-timeout", cfg.DeliveryTimeout, "timeout of one webhook request")
 	fs.DurationVar(&cfg.DeliveryLease, "delivery-lease", cfg.DeliveryLease, "how long a replica holds a claimed delivery; a crashed replica's claims are retried after it")
 	fs.DurationVar(&cfg.DisableAfter, "endpoint-disable-after", cfg.DisableAfter, "disable an endpoint that has failed continuously for this long")
+	fs.Float64Var(&cfg.KeyRateLimit, "rate-limit-key", cfg.KeyRateLimit,
+		"requests a second each API key may send (bursts of twice as many; more are answered 429 with Retry-After); 0 is no limit")
+	fs.Float64Var(&cfg.ClientRateLimit, "rate-limit-client", cfg.ClientRateLimit,
+		"requests a second each device (client token) may send (bursts of twice as many; more are answered 429 with Retry-After); 0 is no limit")
 	fs.DurationVar(&cfg.StoreTimeout, "store-timeout", cfg.StoreTimeout,
 		"how long a request waits for an answer of the database (each read or write; an ingest request for its commit) before it is answered 503 unavailable; also bounds each group commit")
 }
@@ -173,6 +182,9 @@ func (c *Config) validate() error {
 	}
 	if c.DisableAfter <= 0 {
 		return fmt.Errorf("--endpoint-disable-after must be positive, got %s", c.DisableAfter)
+	}
+	if !(c.KeyRateLimit >= 0) || !(c.ClientRateLimit >= 0) || math.IsInf(c.KeyRateLimit, 0) || math.IsInf(c.ClientRateLimit, 0) {
+		return fmt.Errorf("--rate-limit-key and --rate-limit-client are requests a second, 0 (no limit) or more; got %g and %g", c.KeyRateLimit, c.ClientRateLimit)
 	}
 	if c.StoreTimeout <= 0 {
 		return fmt.Errorf("--store-timeout must be positive, got %s", c.StoreTimeout)

@@ -557,6 +557,8 @@ func TestBinaryExitCodes(t *testing.T) {
 		{[]string{"--sqlite-synchronous", "NORMAL", "--sqlite-sync-method", "fdatasync"}, "applies to --sqlite-synchronous FULL only"},
 		{[]string{"--shutdown-timeout", "-5s"}, "--shutdown-timeout must not be negative"},
 		{[]string{"--endpoint-disable-after", "0s"}, "--endpoint-disable-after must be positive"},
+		{[]string{"--rate-limit-client", "-1"}, "--rate-limit-client are requests a second, 0 (no limit) or more"},
+		{[]string{"--rate-limit-key", "NaN"}, "--rate-limit-key and"},
 	} {
 		args := append([]string{"serve", "--data", data}, tc.args...)
 		if !slices.Contains(tc.args, "--addr") {

@@ -164,7 +164,8 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("start delivery: %w", err)
 	}
 	apiCfg := httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery, Sealer: m.sealer,
-		StoreTimeout: cfg.StoreTimeout}
+		StoreTimeout: cfg.StoreTimeout,
+		KeyRateLimit: httpapi.RateLimit{PerSecond: cfg.KeyRateLimit}, ClientRateLimit: httpapi.RateLimit{PerSecond: cfg.ClientRateLimit}}
 	if err := m.startSessions(db, log, &apiCfg); err != nil {
 		return err
 	}
