@@ -73,6 +73,9 @@ Usage:
   meetsync keys create APP [flags]       create another API key for app APP (name or id)
   meetsync keys list APP [flags]         list an app's API keys
   meetsync keys revoke APP KEY_ID        revoke an API key
+  meetsync endpoints list|create|show|enable|disable|delete|recover …
+                                         a running server's webhook endpoints (through its API)
+  meetsync deliveries list|show|replay … an endpoint's deliveries, their attempts, dead letters again
   meetsync receive [--addr A] [--secret whsec_…]
                                          a sample webhook receiver: verifies and prints webhooks
   meetsync version                       print the version
@@ -81,6 +84,9 @@ Run "meetsync serve -h" for the server's flags, "meetsync COMMAND -h" for
 another command's. Every flag of serve, migrate, apps and keys is also an
 environment variable (--addr is MEETSYNC_ADDR, --data is MEETSYNC_DATA, …);
 a flag on the command line wins. receive and demo read flags only.
+endpoints and deliveries talk to the server at --url (MEETSYNC_URL, default
+http://127.0.0.1:8080) with an app's API key (MEETSYNC_KEY; default the
+bootstrap key in --data).
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -102,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runApps(ctx, args[1:], stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], stdout, stderr)
+	case "endpoints", "deliveries":
+		return runRemote(ctx, args[0], args[1:], stdout, stderr)
 	case "receive":
 		return runReceive(ctx, args[1:], stdout, stderr)
 	case "demo":
