@@ -555,17 +555,16 @@ func TestKickedOutAndStaleReports(t *testing.T) {
 	}
 }
 
-// TestReconcilerCorrectsStatus: the platform says the user left the
-// meeting; the device (crashed) still says INMEETING; after the grace
-// period meetsync corrects the status with the reason "reconciled".
-func TestReconcilerCorrectsStatus(t *testing.T) {
-	e := setup(t)
+// joinMeeting sets a reconcile grace of 20 s, logs user in on device d1
+// and has its meeting SDK join a meeting a host created (the platform's
+// member-joined callback follows); the device reports nothing.
+func (e *env) joinMeeting(t *testing.T, user string) (loginResult, *meetsync.PlatformMeeting) {
+	t.Helper()
 	ctx := context.Background()
 	e.want(t, e.do(t, "PATCH", "/v1/app", e.Key, map[string]any{"reconcile_grace": "20s"}), 200)
-	lr := e.login(t, "erin", "d1")
+	lr := e.login(t, user, "d1")
 	host := e.login(t, "host", "h1")
-	prov := e.Sim.Provider(e.AppID)
-	m, err := prov.CreateMeeting(ctx, meetsync.MeetingRequest{HostUUID: host.Meeting.UserUUID, Subject: "standup"})
+	m, err := e.Sim.Provider(e.AppID).CreateMeeting(ctx, meetsync.MeetingRequest{HostUUID: host.Meeting.UserUUID, Subject: "standup"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -579,6 +578,16 @@ func TestReconcilerCorrectsStatus(t *testing.T) {
 	if err := sdk.JoinMeeting(ctx, m.MeetingNum); err != nil {
 		t.Fatal(err)
 	}
+	return lr, m
+}
+
+// TestReconcilerCorrectsStatus: the platform says the user left the
+// meeting; the device (crashed) still says INMEETING; after the grace
+// period meetsync corrects the status with the reason "reconciled".
+func TestReconcilerCorrectsStatus(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	lr, m := e.joinMeeting(t, "erin")
 	e.want(t, e.do(t, "POST", "/v1/client/events", lr.ClientToken, map[string]any{"type": "meeting.status_changed", "client_seq": 1,
 		"data": map[string]any{"status": "MEETING_STATUS_INMEETING", "meeting_num": m.MeetingNum}}), 200)
 	// The device crashes: it never reports IDLE; the platform removes it.
@@ -620,24 +629,7 @@ func TestReconcilerCorrectsStatus(t *testing.T) {
 func TestReconcilerReportsPlatformMeeting(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	e.want(t, e.do(t, "PATCH", "/v1/app", e.Key, map[string]any{"reconcile_grace": "20s"}), 200)
-	lr := e.login(t, "gina", "d1")
-	host := e.login(t, "host", "h1")
-	prov := e.Sim.Provider(e.AppID)
-	m, err := prov.CreateMeeting(ctx, meetsync.MeetingRequest{HostUUID: host.Meeting.UserUUID, Subject: "standup"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sdk := e.Sim.NewSDK("")
-	if err := sdk.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := sdk.Login(ctx, *lr.Meeting); err != nil {
-		t.Fatal(err)
-	}
-	if err := sdk.JoinMeeting(ctx, m.MeetingNum); err != nil {
-		t.Fatal(err)
-	}
+	lr, m := e.joinMeeting(t, "gina")
 	hasEvent := func(typ string) func() bool {
 		return func() bool {
 			for _, ev := range e.events(t, "gina") {

@@ -48,15 +48,11 @@ type deliveryBench struct {
 }
 
 func runDelivery(ctx context.Context, o *deliveryOptions, stdout, stderr io.Writer) error {
-	env, err := newBenchEnv(&o.commonOptions, stderr)
+	env, kind, err := newRun(ctx, &o.commonOptions, stderr)
 	if err != nil {
 		return err
 	}
 	defer env.cleanup()
-	kind, err := storeKindFor(ctx, &o.commonOptions)
-	if err != nil {
-		return err
-	}
 	rep := &deliveryReport{
 		Machine: env.machine(), Store: o.Store, StoreDescription: kind.Describe,
 		Users: o.Users, Events: o.Events, Backlog: o.Backlog, Rate: o.Rate, Endpoints: o.Endpoints, Workers: o.Workers,

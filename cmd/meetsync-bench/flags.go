@@ -106,16 +106,7 @@ func parseIngestFlags(args []string, stderr io.Writer) (*ingestOptions, error) {
 			"latency = (d) ack latency at --rate.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, errUsage
-		}
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("ingest takes no arguments, got %q", fs.Args())
-	}
-	if err := o.validate(); err != nil {
+	if err := parseArgs(fs, "ingest", args, &o.commonOptions); err != nil {
 		return nil, err
 	}
 	if o.Rate < 1 {
@@ -177,16 +168,7 @@ func parseDeliveryFlags(args []string, stderr io.Writer) (*deliveryOptions, erro
 			"drain = (4) drain of --backlog deliveries after a receiver outage, per-user order checked.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, errUsage
-		}
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("delivery takes no arguments, got %q", fs.Args())
-	}
-	if err := o.validate(); err != nil {
+	if err := parseArgs(fs, "delivery", args, &o.commonOptions); err != nil {
 		return nil, err
 	}
 	switch {
@@ -208,6 +190,21 @@ func parseDeliveryFlags(args []string, stderr io.Writer) (*deliveryOptions, erro
 		return nil, err
 	}
 	return o, nil
+}
+
+// parseArgs parses args into fs for the subcommand name, which takes no
+// positional arguments, and validates the options every subcommand shares.
+func parseArgs(fs *flag.FlagSet, name string, args []string, o *commonOptions) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errUsage
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q", name, fs.Args())
+	}
+	return o.validate()
 }
 
 // parsePhases reads a comma-separated --phases value against the known phases.

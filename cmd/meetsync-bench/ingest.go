@@ -28,15 +28,11 @@ const (
 func openLoopWorkers(clients int) int { return max(4*clients, 256) }
 
 func runIngest(ctx context.Context, o *ingestOptions, stdout, stderr io.Writer) error {
-	env, err := newBenchEnv(&o.commonOptions, stderr)
+	env, kind, err := newRun(ctx, &o.commonOptions, stderr)
 	if err != nil {
 		return err
 	}
 	defer env.cleanup()
-	kind, err := storeKindFor(ctx, &o.commonOptions)
-	if err != nil {
-		return err
-	}
 	w := window{o.Warmup, o.Duration}
 	rep := &ingestReport{
 		Machine: env.machine(),
@@ -267,6 +263,20 @@ func newBenchEnv(o *commonOptions, stderr io.Writer) (*benchEnv, error) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	return e, nil
+}
+
+// newRun prepares a run: its data directory and the store it measures.
+func newRun(ctx context.Context, o *commonOptions, stderr io.Writer) (*benchEnv, storeKind, error) {
+	env, err := newBenchEnv(o, stderr)
+	if err != nil {
+		return nil, storeKind{}, err
+	}
+	kind, err := storeKindFor(ctx, o)
+	if err != nil {
+		env.cleanup()
+		return nil, storeKind{}, err
+	}
+	return env, kind, nil
 }
 
 func (e *benchEnv) cleanup() {

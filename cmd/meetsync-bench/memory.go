@@ -52,16 +52,7 @@ func parseMemoryFlags(args []string, stderr io.Writer) (*memoryOptions, error) {
 			"and the store's size on disk, per tracked user.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, errUsage
-		}
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("memory takes no arguments, got %q", fs.Args())
-	}
-	if err := o.validate(); err != nil {
+	if err := parseArgs(fs, "memory", args, &o.commonOptions); err != nil {
 		return nil, err
 	}
 	switch {
@@ -118,15 +109,11 @@ type memoryReport struct {
 // runMemory posts the events of o.Users users to a fresh meetsync in
 // o.Steps steps and measures memory and disk after each.
 func runMemory(ctx context.Context, o *memoryOptions, stdout, stderr io.Writer) error {
-	env, err := newBenchEnv(&o.commonOptions, stderr)
+	env, kind, err := newRun(ctx, &o.commonOptions, stderr)
 	if err != nil {
 		return err
 	}
 	defer env.cleanup()
-	kind, err := storeKindFor(ctx, &o.commonOptions)
-	if err != nil {
-		return err
-	}
 	rep := &memoryReport{
 		Machine: env.machine(), Store: o.Store, StoreDescription: kind.Describe,
 		Users: o.Users, EventsPerUser: o.EventsPerUser, BatchSize: o.Batch, Clients: o.Clients,

@@ -5,15 +5,11 @@
 //   RECEIVER_URL  the receiver: POST /hook answers 500 until POST /ok
 // Exits 0 after printing "ok: N checks", else 1 with the failure.
 import assert from 'node:assert/strict';
+import { base, key, post, receiver, sleep, status } from './helpers.mjs';
 import { APIError, Client, SSEParser, retryable } from '../static/api.js';
 
-const base = process.env.MEETSYNC_URL;
-const key = process.env.MEETSYNC_KEY;
-const receiver = process.env.RECEIVER_URL;
 let checks = 0;
 const check = (what, fn) => { fn(); checks++; };
-
-function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
 // until polls fn (async, returning a truthy value when done) for up to 20 s.
 async function until(what, fn) {
@@ -24,21 +20,6 @@ async function until(what, fn) {
     if (Date.now() > deadline) throw new Error('timed out waiting for ' + what);
     await sleep(50);
   }
-}
-
-async function post(path, body) {
-  const resp = await fetch(base + path, {
-    method: 'POST',
-    headers: { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const data = await resp.json();
-  assert.ok(resp.ok, `POST ${path}: ${resp.status} ${JSON.stringify(data)}`);
-  return data;
-}
-
-function status(user, seq, s) {
-  return { type: 'meeting.status_changed', user_id: user, device_id: 'laptop', client_seq: seq, data: { status: s, meeting_num: '81234567890' } };
 }
 
 // ---- the SSE parser, on the stream format's edge cases ----

@@ -7,29 +7,11 @@
 // live, and replays a dead delivery with its button. Any error the page
 // logs or throws fails it. Exits 0 after printing "ok: N checks".
 import assert from 'node:assert/strict';
+import { base, key, post, receiver, sleep, status } from './helpers.mjs';
 import { JSDOM, VirtualConsole } from 'jsdom';
 
-const base = process.env.MEETSYNC_URL;
-const key = process.env.MEETSYNC_KEY;
-const receiver = process.env.RECEIVER_URL;
 let checks = 0;
 const check = (what, fn) => { fn(); checks++; };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function post(path, body) {
-  const resp = await fetch(base + path, {
-    method: 'POST',
-    headers: { Authorization: 'Bearer ' + key, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const data = await resp.json();
-  assert.ok(resp.ok, `POST ${path}: ${resp.status} ${JSON.stringify(data)}`);
-  return data;
-}
-
-function status(user, seq, s) {
-  return { type: 'meeting.status_changed', user_id: user, device_id: 'laptop', client_seq: seq, data: { status: s, meeting_num: '81234567890' } };
-}
 
 // The data the pages show: two users, an endpoint whose receiver fails
 // (so its deliveries die: the server runs one attempt per delivery).
