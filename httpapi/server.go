@@ -72,6 +72,10 @@ type Config struct {
 	// answered 429 rate_limited with Retry-After. A long-lived stream
 	// counts once. Zero: no limit.
 	KeyRateLimit, ClientRateLimit RateLimit
+	// CORSOrigins are the web origins (https://app.example.com, or "*"
+	// for any; see ValidCORSOrigin) whose pages may call the device routes
+	// (/v1/client/…) from a browser. Default none.
+	CORSOrigins []string
 }
 
 func (c Config) withDefaults() Config {
@@ -228,7 +232,11 @@ func (s *Server) routes() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	s.mux.ServeHTTP(rw, r)
+	if s.cors(rw, r) {
+		r.Pattern = "OPTIONS " + clientRoutes // a preflight, answered by cors
+	} else {
+		s.mux.ServeHTTP(rw, r)
+	}
 	route := r.Pattern
 	if route == "" {
 		route = "unmatched"

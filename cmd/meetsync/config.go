@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meetsync/meetsync"
+	"github.com/meetsync/meetsync/httpapi"
 	"github.com/meetsync/meetsync/internal/gctune"
 	"github.com/meetsync/meetsync/postgres"
 	"github.com/meetsync/meetsync/sqlite"
@@ -45,6 +46,7 @@ type Config struct {
 	StoreTimeout          time.Duration          // --store-timeout: how long a request waits for one answer of the store (and an ingest request for its commit) before 503 unavailable; also bounds each group commit. Default 10s.
 
 	KeyRateLimit    float64 // --rate-limit-key: requests a second per API key (bursts of twice as many); 0 is no limit. Default 0.
+	CORSOrigins     string  // --cors-origins: web origins (comma separated, or *) whose pages may call the device routes /v1/client/… from a browser. Default none.
 	ClientRateLimit float64 // --rate-limit-client: requests a second per device (client token; bursts of twice as many); 0 is no limit. Default 50.
 
 	fromEnv map[string]bool // the flags whose value came from their MEETSYNC_* variable (ParseFlags), for messages
@@ -86,6 +88,8 @@ func bindFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.DurationVar(&cfg.DeliveryTimeout, "delivery-timeout", cfg.DeliveryTimeout, "timeout of one webhook request")
 	fs.DurationVar(&cfg.DeliveryLease, "delivery-lease", cfg.DeliveryLease, "how long a replica holds a claimed delivery; a crashed replica's claims are retried after it")
 	fs.DurationVar(&cfg.DisableAfter, "endpoint-disable-after", cfg.DisableAfter, "disable an endpoint that has failed continuously for this long")
+	fs.StringVar(&cfg.CORSOrigins, "cors-origins", cfg.CORSOrigins,
+		"web origins whose pages may call the device routes (/v1/client/…) from a browser, comma separated (https://app.example.com), or * for any; the app-key routes never answer cross-origin")
 	fs.Float64Var(&cfg.KeyRateLimit, "rate-limit-key", cfg.KeyRateLimit,
 		"requests a second each API key may send (bursts of twice as many; more are answered 429 with Retry-After); 0 is no limit")
 	fs.Float64Var(&cfg.ClientRateLimit, "rate-limit-client", cfg.ClientRateLimit,
@@ -186,6 +190,11 @@ func (c *Config) validate() error {
 	if !(c.KeyRateLimit >= 0) || !(c.ClientRateLimit >= 0) || math.IsInf(c.KeyRateLimit, 0) || math.IsInf(c.ClientRateLimit, 0) {
 		return fmt.Errorf("--rate-limit-key and --rate-limit-client are requests a second, 0 (no limit) or more; got %g and %g", c.KeyRateLimit, c.ClientRateLimit)
 	}
+	for _, o := range c.corsOrigins() {
+		if err := httpapi.ValidCORSOrigin(o); err != nil {
+			return fmt.Errorf("--cors-origins: %w", err)
+		}
+	}
 	if c.StoreTimeout <= 0 {
 		return fmt.Errorf("--store-timeout must be positive, got %s", c.StoreTimeout)
 	}
@@ -244,3 +253,14 @@ func checkDatabaseURL(u, setting string) error {
 
 // keywordDSN matches the start of a libpq keyword/value string.
 var keywordDSN = regexp.MustCompile(`^\s*[a-z_]+\s*=`)
+
+// corsOrigins is --cors-origins as a list.
+func (c *Config) corsOrigins() []string {
+	var out []string
+	for _, o := range strings.Split(c.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}

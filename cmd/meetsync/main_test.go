@@ -559,6 +559,7 @@ func TestBinaryExitCodes(t *testing.T) {
 		{[]string{"--endpoint-disable-after", "0s"}, "--endpoint-disable-after must be positive"},
 		{[]string{"--rate-limit-client", "-1"}, "--rate-limit-client are requests a second, 0 (no limit) or more"},
 		{[]string{"--rate-limit-key", "NaN"}, "--rate-limit-key and"},
+		{[]string{"--cors-origins", "https://app.example.com,app.example.com"}, `--cors-origins: CORS origin "app.example.com" is not an origin`},
 	} {
 		args := append([]string{"serve", "--data", data}, tc.args...)
 		if !slices.Contains(tc.args, "--addr") {

@@ -165,7 +165,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	apiCfg := httpapi.Config{Store: db, Ingester: m.Ingest, Logger: log, Registry: reg, URLPolicy: policy, Delivery: m.Delivery, Sealer: m.sealer,
 		StoreTimeout: cfg.StoreTimeout,
-		KeyRateLimit: httpapi.RateLimit{PerSecond: cfg.KeyRateLimit}, ClientRateLimit: httpapi.RateLimit{PerSecond: cfg.ClientRateLimit}}
+		KeyRateLimit: httpapi.RateLimit{PerSecond: cfg.KeyRateLimit}, ClientRateLimit: httpapi.RateLimit{PerSecond: cfg.ClientRateLimit},
+		CORSOrigins: cfg.corsOrigins()}
 	if err := m.startSessions(db, log, &apiCfg); err != nil {
 		return err
 	}
