@@ -18,7 +18,8 @@ import (
 var files embed.FS
 
 // Static returns the dashboard's files (index.html, app.js, api.js,
-// style.css).
+// style.css) and meetsync's JavaScript client for client apps
+// (meetsync-client.js), whose HTTP and stream plumbing api.js uses.
 func Static() fs.FS {
 	sub, err := fs.Sub(files, "static")
 	if err != nil {

@@ -28,6 +28,7 @@ func TestHandler(t *testing.T) {
 		{"/dashboard/index.html", "", "", 301}, // FileServer's canonical form is the directory
 		{"/dashboard/app.js", "text/javascript", "import { APIError, Client } from './api.js'", 200},
 		{"/dashboard/api.js", "text/javascript", "export class Client", 200},
+		{"/dashboard/meetsync-client.js", "text/javascript", "export class Outbox", 200},
 		{"/dashboard/style.css", "text/css", "", 200},
 		{"/dashboard/nope.js", "", "", 404},
 	} {
@@ -60,13 +61,17 @@ func TestHandler(t *testing.T) {
 	}
 }
 
-// TestAPIPaths: every /v1 path the dashboard calls is one the API
+// TestAPIPaths: every /v1 path the dashboard or the JavaScript client calls is one the API
 // documents (httpapi/openapi.json, which its own test keeps true to the
 // served routes), so a renamed route cannot silently break the page.
 func TestAPIPaths(t *testing.T) {
-	src, err := os.ReadFile("static/api.js")
-	if err != nil {
-		t.Fatal(err)
+	var src []byte
+	for _, f := range []string{"static/api.js", "static/meetsync-client.js"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, b...)
 	}
 	raw, err := os.ReadFile("../httpapi/openapi.json")
 	if err != nil {
@@ -79,8 +84,8 @@ func TestAPIPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	uses := regexp.MustCompile(`'(/v1/[a-z/-]*)'`).FindAllStringSubmatch(string(src), -1)
-	if len(uses) < 8 {
-		t.Fatalf("found %d /v1 paths in api.js: %q", len(uses), uses)
+	if len(uses) < 16 {
+		t.Fatalf("found %d /v1 paths in the modules: %q", len(uses), uses)
 	}
 	for _, u := range uses {
 		lit, ok := u[1], false
@@ -91,7 +96,7 @@ func TestAPIPaths(t *testing.T) {
 			}
 		}
 		if !ok {
-			t.Errorf("api.js calls %s, which openapi.json does not document", lit)
+			t.Errorf("the JavaScript calls %s, which openapi.json does not document", lit)
 		}
 	}
 }

@@ -36,6 +36,16 @@ func TestDashboard(t *testing.T) {
 	runDashboardScript(t, "api_test.mjs")
 }
 
+// TestJSClient runs meetsync's JavaScript client for client apps
+// (dashboard/static/meetsync-client.js) in node against the real binary:
+// the seed's init and login reports, the outbox through a network drop and
+// a reload (in order, none lost, none stale, a refused event dropped), the
+// logout command acknowledged, a 401 pausing the outbox until the next
+// session (dashboard/testdata/client_test.mjs).
+func TestJSClient(t *testing.T) {
+	runDashboardScript(t, "client_test.mjs")
+}
+
 // TestDashboardUI runs the dashboard page itself (index.html and app.js)
 // in jsdom against the real binary: sign-in, the users table and the event
 // log updating live, a user's page, an endpoint's dead letters replayed
