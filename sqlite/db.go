@@ -55,6 +55,13 @@ type Config struct {
 	// that run beside a server, which may be of another version): Open
 	// fails if a migration this version knows is missing.
 	NoMigrate bool
+	// Beside opens the store beside the server that owns it, for the
+	// admin commands (apps, keys, backup) that run next to a live server:
+	// it rebuilds no backlog and writes none, and runs no checkpointer. The
+	// server alone writes users' states behind their events; a second
+	// writer of them could put back an older state it had just replaced.
+	// Appending events through such a store is not meant.
+	Beside bool
 	// Materialize tunes how user state and the per-user event index are
 	// written behind the events (see backlog.go).
 	Materialize MaterializeConfig
@@ -205,7 +212,7 @@ func Open(path string, cfg Config) (*DB, error) {
 		db.sync.close()
 		return nil, err
 	}
-	if err := db.start(context.Background()); err != nil {
+	if err := db.start(context.Background(), !cfg.Beside); err != nil {
 		db.writer.Close()
 		db.sync.close()
 		return nil, fmt.Errorf("open sqlite: %w", err)
@@ -216,6 +223,9 @@ func Open(path string, cfg Config) (*DB, error) {
 	}
 	db.reader.SetMaxOpenConns(cfg.Readers)
 	db.reader.SetMaxIdleConns(cfg.Readers)
+	if cfg.Beside {
+		return db, nil
+	}
 	if db.ckpt, err = sql.Open("sqlite", dsn("")); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite: %w", err)
@@ -228,9 +238,9 @@ func Open(path string, cfg Config) (*DB, error) {
 	return db, nil
 }
 
-// start reads the feed's positions and replays the backlog a crash left
-// (see backlog.go).
-func (db *DB) start(ctx context.Context) error {
+// start reads the feed's positions and, with replay, rebuilds the backlog
+// a crash left (see backlog.go).
+func (db *DB) start(ctx context.Context, replay bool) error {
 	meta := map[string]int64{}
 	rows, err := db.writer.QueryContext(ctx, "SELECT key, value FROM store_meta")
 	if err != nil {
@@ -272,6 +282,9 @@ func (db *DB) start(ctx context.Context) error {
 	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
+	}
+	if !replay {
+		return nil
 	}
 	if err := db.replay(ctx, meta["materialized_pos"], meta["feed_pos"]); err != nil {
 		return err

@@ -24,10 +24,12 @@ var adminUsage = map[string]string{
 	"keys create": "meetsync keys create APP [--data DIR | --database-url URL]   (APP: the app's name or id)",
 	"keys list":   "meetsync keys list APP [--data DIR | --database-url URL]",
 	"keys revoke": "meetsync keys revoke APP KEY_ID [--data DIR | --database-url URL]",
+	"backup":      "meetsync backup DEST_DIR [--data DIR] [--secret-key-file FILE]   (a copy of the SQLite store and its secret key, while it runs)",
 }
 
-// storeFlags parses the flags naming a store (--data, --database-url).
-func storeFlags(name string, args []string, stderr io.Writer) (Config, []string, error) {
+// storeFlags parses the flags naming a store (--data, --database-url),
+// and those extra binds.
+func storeFlags(name string, args []string, stderr io.Writer, extra ...func(*flag.FlagSet, *Config)) (Config, []string, error) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("meetsync "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -37,6 +39,9 @@ func storeFlags(name string, args []string, stderr io.Writer) (Config, []string,
 	}
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data directory of the embedded SQLite store")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "PostgreSQL URL (postgres://…) instead of SQLite")
+	for _, bind := range extra {
+		bind(fs, &cfg)
+	}
 	if err := parseFlags(fs, interleave(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, nil, errHelp
@@ -75,7 +80,7 @@ func openAdminStore(ctx context.Context, name string, args []string, stderr io.W
 		// an empty one.
 		return nil, nil, fmt.Errorf("no meetsync store in %s: run \"meetsync serve --data %s\" once first, or pass the --data of an existing server", cfg.Data, cfg.Data)
 	}
-	db, err := sqlite.Open(path, sqlite.Config{NoMigrate: true})
+	db, err := sqlite.Open(path, sqlite.Config{NoMigrate: true, Beside: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open store: %w", err)
 	}

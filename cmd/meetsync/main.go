@@ -8,10 +8,13 @@
 //	meetsync keys create APP       create another API key for an app
 //	meetsync keys list APP         list an app's keys
 //	meetsync keys revoke APP KEYID revoke a key
+//	meetsync backup DEST_DIR       copy the SQLite store and its secret key while it runs
+//	meetsync endpoints …           a running server's webhook endpoints, through its API
+//	meetsync deliveries …          their deliveries, attempts and dead letters, through its API
 //	meetsync receive               a sample webhook receiver that verifies and prints
 //	meetsync version               print the version
 //
-// Every flag of serve, migrate, apps and keys can also be set as an
+// Every flag of serve, migrate, apps, keys, backup, endpoints and deliveries can also be set as an
 // environment variable MEETSYNC_<FLAG>, e.g. --addr as MEETSYNC_ADDR; a flag
 // on the command line wins. receive and demo read flags only.
 package main
@@ -73,6 +76,7 @@ Usage:
   meetsync keys create APP [flags]       create another API key for app APP (name or id)
   meetsync keys list APP [flags]         list an app's API keys
   meetsync keys revoke APP KEY_ID        revoke an API key
+  meetsync backup DEST_DIR [--data DIR]  copy the SQLite store and its secret key while it runs
   meetsync endpoints list|create|show|enable|disable|delete|recover …
                                          a running server's webhook endpoints (through its API)
   meetsync deliveries list|show|replay … an endpoint's deliveries, their attempts, dead letters again
@@ -81,7 +85,7 @@ Usage:
   meetsync version                       print the version
 
 Run "meetsync serve -h" for the server's flags, "meetsync COMMAND -h" for
-another command's. Every flag of serve, migrate, apps and keys is also an
+another command's. Every flag of serve, migrate, apps, keys, backup, endpoints and deliveries is also an
 environment variable (--addr is MEETSYNC_ADDR, --data is MEETSYNC_DATA, …);
 a flag on the command line wins. receive and demo read flags only.
 endpoints and deliveries talk to the server at --url (MEETSYNC_URL, default
@@ -108,6 +112,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runApps(ctx, args[1:], stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args[1:], stdout, stderr)
 	case "endpoints", "deliveries":
 		return runRemote(ctx, args[0], args[1:], stdout, stderr)
 	case "receive":
