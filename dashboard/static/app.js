@@ -11,6 +11,8 @@ const STATUSES = ['in_meeting', 'in_meeting_minimized', 'in_screen_sharing', 'in
 const IN_A_MEETING = 'in_meeting,in_meeting_minimized,in_screen_sharing';
 const DELIVERY_STATUSES = ['dead', 'failed', 'pending', 'delivered', 'superseded'];
 const MAX_LOG_ROWS = 500;
+const MAX_USER_ROWS = 1000;
+const NEW_PER_TICK = 20;
 
 const main = document.getElementById('main');
 const live = document.getElementById('live');
@@ -146,11 +148,15 @@ async function usersPage(q) {
   // added on top, marked, when the filter now matches it).
   const pending = new Set();
   let timer = 0;
+  // Under a heavy load the page keeps up with the rows it shows and adds
+  // at most NEW_PER_TICK users a tick (and MAX_USER_ROWS in all): it never
+  // reads every user of a busy app.
   async function refresh() {
     timer = 0;
-    const ids = [...pending];
+    const shown = [...pending].filter((id) => rows.has(id));
+    const fresh = [...pending].filter((id) => !rows.has(id)).slice(0, Math.max(0, Math.min(NEW_PER_TICK, MAX_USER_ROWS - rows.size)));
     pending.clear();
-    for (const id of ids) {
+    for (const id of [...shown, ...fresh]) {
       let u;
       try {
         u = await client.user(id);
@@ -164,13 +170,14 @@ async function usersPage(q) {
         rows.delete(id);
         continue;
       }
-      const fresh = add(u);
-      fresh.classList.add('flash');
-      if (row) row.replaceWith(fresh);
-      else body.prepend(fresh);
+      const next = add(u);
+      next.classList.add('flash');
+      if (row) row.replaceWith(next);
+      else body.prepend(next);
     }
   }
-  return follow({}, (ev) => {
+  // The types that change what the table shows.
+  return follow({ type: 'meeting.*,session.*,client.*' }, (ev) => {
     if (!ev.user_id || ev.user_id.startsWith('@')) return;
     pending.add(ev.user_id);
     if (!timer) timer = setTimeout(refresh, 250);
