@@ -237,6 +237,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	d.say("%d webhooks received, every signature verified: %v", d.received.Load(), d.badSigs.Load() == 0)
 	if *keep {
 		d.say("\nthe server keeps running at %s; API key: %s (Ctrl-C to stop)", base, key)
+		d.say("the dashboard: %s/dashboard/ (sign in with that key)", base)
 		<-ctx.Done()
 	}
 	return nil
