@@ -37,7 +37,11 @@ const (
 	TypeInvitationCanceled   = "invitation.canceled"
 	TypeInvitationExpired    = "invitation.expired"
 	TypeEndpointDisabled     = "endpoint.disabled"
-	TypeDeliveryExhausted    = "delivery.exhausted"
+	// TypeEndpointTest is the type of the test webhook an endpoint is sent
+	// on request (POST /v1/endpoints/{id}/test); it is not an event of the
+	// feed.
+	TypeEndpointTest      = "endpoint.test"
+	TypeDeliveryExhausted = "delivery.exhausted"
 )
 
 // BuiltinType describes one built-in event type.

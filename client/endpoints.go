@@ -196,3 +196,23 @@ func (c *Client) ReplayDelivery(ctx context.Context, id string) (int, error) {
 	}
 	return out.Requeued, nil
 }
+
+// EndpointTest is what a test webhook met: OK when the receiver answered
+// 2xx; the attempt has its status code, latency, error and the start of
+// its answer.
+type EndpointTest struct {
+	OK      bool             `json:"ok"`
+	Attempt meetsync.Attempt `json:"attempt"`
+}
+
+// TestEndpoint sends an endpoint one signed test webhook now (type
+// endpoint.test, outside its queue: nothing is stored) and returns what
+// the receiver did (POST /v1/endpoints/{id}/test). ENOTFOUND; EUNAVAILABLE
+// when the server runs no delivery.
+func (c *Client) TestEndpoint(ctx context.Context, id string) (*EndpointTest, error) {
+	var out EndpointTest
+	if err := c.do(ctx, request{method: "POST", path: "/v1/endpoints/" + escape(id) + "/test"}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -473,35 +473,19 @@ func (d *Dispatcher) attempt(t *meetsync.DeliveryTask) *meetsync.DeliveryOutcome
 			}
 		}
 	}
-	body, err := meetsync.WebhookPayload(t.Event)
-	if err != nil {
-		return d.failure(o, d.cfg.Now(), 0, "encode payload: "+err.Error(), 0)
-	}
 	now := d.cfg.Now()
 	o.Attempt.At = now
-	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
-	if err != nil {
-		return d.failure(o, now, 0, "bad endpoint URL: "+err.Error(), 0)
-	}
-	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", d.cfg.UserAgent)
-	h.Set(webhook.HeaderID, t.Event.ID)
-	h.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	keys := d.signingKeys(ep, now)
-	if len(keys) == 0 {
-		// Never send an unsigned webhook: fail the attempt, visibly, and retry.
-		return d.failure(o, now, 0, "no usable signing secret (encrypted with another secret key? see --secret-key-file)", 0)
-	}
-	h.Set(webhook.HeaderSignature, webhook.SignatureHeader(keys, t.Event.ID, now, body))
-	start := time.Now()
-	resp, err := d.client.Do(req)
-	o.Attempt.Latency = time.Since(start)
+	resp, err := d.post(d.ctx, ep, t.Event, now)
+	o.Attempt.Latency = resp.latency
 	o.Attempt.LatencyMS = float64(o.Attempt.Latency.Microseconds()) / 1000
-	if err != nil && d.ctx.Err() != nil {
+	var before *unsentError
+	switch {
+	case errors.As(err, &before):
+		// Never sent (never an unsigned webhook): fail the attempt, visibly, and retry.
+		return d.failure(o, now, 0, before.msg, 0)
+	case err != nil && d.ctx.Err() != nil:
 		return nil // cut short by Close
-	}
-	if err != nil {
+	case err != nil:
 		kind := "network_error"
 		var me *meetsync.Error
 		var ne net.Error
@@ -514,12 +498,9 @@ func (d *Dispatcher) attempt(t *meetsync.DeliveryTask) *meetsync.DeliveryOutcome
 		d.m.attempts.WithLabelValues(ep.ID, kind).Inc()
 		return d.failure(o, now, 0, describe(err), 0)
 	}
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, meetsync.MaxResponseBody))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	o.Attempt.StatusCode = resp.StatusCode
-	o.Attempt.ResponseBody = string(bytes.ToValidUTF8(snippet, []byte("?")))
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	o.Attempt.StatusCode = resp.status
+	o.Attempt.ResponseBody = resp.body
+	if resp.status >= 200 && resp.status < 300 {
 		d.m.attempts.WithLabelValues(ep.ID, "success").Inc()
 		d.m.latency.WithLabelValues(ep.ID).Observe(d.cfg.Now().Sub(t.Event.ReceivedAt).Seconds())
 		o.Status = meetsync.DeliveryDelivered
@@ -527,14 +508,92 @@ func (d *Dispatcher) attempt(t *meetsync.DeliveryTask) *meetsync.DeliveryOutcome
 	}
 	d.m.attempts.WithLabelValues(ep.ID, "http_error").Inc()
 	var retryAfter time.Duration
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now, d.cfg.MaxRetryAfter)
+	if resp.status == http.StatusTooManyRequests || resp.status == http.StatusServiceUnavailable {
+		retryAfter = parseRetryAfter(resp.retryAfter, now, d.cfg.MaxRetryAfter)
 	}
-	o = d.failure(o, now, resp.StatusCode, "HTTP "+strconv.Itoa(resp.StatusCode), retryAfter)
-	if resp.StatusCode == http.StatusGone && o.DisableEndpoint == "" {
+	o = d.failure(o, now, resp.status, "HTTP "+strconv.Itoa(resp.status), retryAfter)
+	if resp.status == http.StatusGone && o.DisableEndpoint == "" {
 		d.disable(o, now, "the endpoint answered 410 Gone")
 	}
 	return o
+}
+
+// answer is a receiver's answer to one webhook POST.
+type answer struct {
+	status     int
+	body       string // the first MaxResponseBody bytes, as valid UTF-8
+	retryAfter string // its Retry-After header
+	latency    time.Duration
+}
+
+// unsentError is a webhook that could not be sent at all (its payload, its
+// URL, no usable signing secret): nothing went out.
+type unsentError struct{ msg string }
+
+func (e *unsentError) Error() string { return e.msg }
+
+// post signs ev's webhook for ep at now (webhook-id = the event's id) and
+// POSTs it with the dispatcher's client (the SSRF guard, the timeout).
+func (d *Dispatcher) post(ctx context.Context, ep *meetsync.Endpoint, ev *meetsync.Event, now time.Time) (answer, error) {
+	body, err := meetsync.WebhookPayload(ev)
+	if err != nil {
+		return answer{}, &unsentError{"encode payload: " + err.Error()}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
+	if err != nil {
+		return answer{}, &unsentError{"bad endpoint URL: " + err.Error()}
+	}
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", d.cfg.UserAgent)
+	h.Set(webhook.HeaderID, ev.ID)
+	h.Set(webhook.HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	keys := d.signingKeys(ep, now)
+	if len(keys) == 0 {
+		return answer{}, &unsentError{"no usable signing secret (encrypted with another secret key? see --secret-key-file)"}
+	}
+	h.Set(webhook.HeaderSignature, webhook.SignatureHeader(keys, ev.ID, now, body))
+	start := time.Now()
+	resp, err := d.client.Do(req)
+	a := answer{latency: time.Since(start)}
+	if err != nil {
+		return a, err
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, meetsync.MaxResponseBody))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	a.status, a.body, a.retryAfter = resp.StatusCode, string(bytes.ToValidUTF8(snippet, []byte("?"))), resp.Header.Get("Retry-After")
+	return a, nil
+}
+
+// Test sends ep one signed test webhook (type endpoint.test) now, outside
+// its queue: nothing is stored and nothing counts as a delivery. The
+// attempt says what the receiver answered, or why it could not be
+// reached; a receiver that verifies the signature with the endpoint's
+// secret and answers 2xx is ready.
+func (d *Dispatcher) Test(ctx context.Context, ep *meetsync.Endpoint) *meetsync.Attempt {
+	now := d.cfg.Now()
+	data, _ := json.Marshal(map[string]any{"endpoint_id": ep.ID,
+		"message": "a test webhook from meetsync: verify its signature with this endpoint's secret and answer 2xx"})
+	ev := &meetsync.Event{ID: meetsync.NewID("evt"), AppID: ep.AppID, Type: meetsync.TypeEndpointTest, UserID: meetsync.SystemUserID,
+		OccurredAt: now, ReceivedAt: now, Source: meetsync.SourceSystem, Data: data}
+	a := &meetsync.Attempt{N: 1, At: now}
+	resp, err := d.post(ctx, ep, ev, now)
+	a.Latency, a.LatencyMS = resp.latency, float64(resp.latency.Microseconds())/1000
+	if err != nil {
+		var before *unsentError
+		if errors.As(err, &before) {
+			a.Error = before.msg
+		} else {
+			a.Error = describe(err)
+		}
+		return a
+	}
+	a.StatusCode, a.ResponseBody = resp.status, resp.body
+	if resp.status < 200 || resp.status > 299 {
+		a.Error = "HTTP " + strconv.Itoa(resp.status)
+	}
+	return a
 }
 
 // failure fills a failed outcome: the next attempt per the schedule (or

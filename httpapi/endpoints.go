@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -275,6 +276,32 @@ func (s *Server) handleDeliveryGet(w http.ResponseWriter, r *http.Request) {
 		attempts = []*meetsync.Attempt{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"delivery": d, "attempts": attempts})
+}
+
+// EndpointTester sends an endpoint a test webhook now (delivery.Dispatcher).
+type EndpointTester interface {
+	Test(ctx context.Context, ep *meetsync.Endpoint) *meetsync.Attempt
+}
+
+// handleEndpointTest sends the endpoint one signed test webhook, outside
+// its queue, and answers what the receiver did: a setup check.
+func (s *Server) handleEndpointTest(w http.ResponseWriter, r *http.Request) {
+	if err := decodeOptionalJSON(r, &struct{}{}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tester, ok := s.cfg.Delivery.(EndpointTester)
+	if !ok {
+		s.writeError(w, r, meetsync.Errorf(meetsync.EUNAVAILABLE, "webhook delivery is not running on this server"))
+		return
+	}
+	ep, err := s.store.EndpointGet(r.Context(), principalOf(r.Context()).AppID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	a := tester.Test(r.Context(), ep)
+	writeJSON(w, http.StatusOK, map[string]any{"ok": a.Error == "", "attempt": a})
 }
 
 func (s *Server) handleDeliveryReplay(w http.ResponseWriter, r *http.Request) {

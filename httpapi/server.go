@@ -58,7 +58,8 @@ type Config struct {
 	// meeting platform's app secret (PATCH /v1/app).
 	Sealer *meetsync.Sealer
 	// Delivery, when set, is woken when deliveries become due through the
-	// API (replay, recover, an endpoint enabled again).
+	// API (replay, recover, an endpoint enabled again); one that is also an
+	// EndpointTester sends POST /v1/endpoints/{id}/test's webhooks.
 	Delivery interface{ Wake() }
 	// StoreTimeout bounds each call of a request to the store (Store,
 	// SessionStore, InvitationStore, Types) and how long an ingest request
@@ -191,6 +192,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/endpoints/{id}/secrets/rotate", s.withApp(s.handleSecretRotate))
 	m.HandleFunc("GET /v1/endpoints/{id}/deliveries", s.withApp(s.handleDeliveryList))
 	m.HandleFunc("POST /v1/endpoints/{id}/recover", s.withApp(s.handleEndpointRecover))
+	m.HandleFunc("POST /v1/endpoints/{id}/test", s.withApp(s.handleEndpointTest))
 	m.HandleFunc("GET /v1/deliveries/{id}", s.withApp(s.handleDeliveryGet))
 	m.HandleFunc("POST /v1/deliveries/{id}/replay", s.withApp(s.handleDeliveryReplay))
 

@@ -33,13 +33,14 @@ var remoteUsage = map[string]string{
 	"endpoints disable": "meetsync endpoints disable ID " + serverFlags,
 	"endpoints delete":  "meetsync endpoints delete ID " + serverFlags,
 	"endpoints recover": "meetsync endpoints recover ID --since TIME|DURATION " + serverFlags + "   (every dead or failed delivery since then, again)",
+	"endpoints test":    "meetsync endpoints test ID " + serverFlags + "   (send one signed test webhook now and show what the receiver answered)",
 	"deliveries list":   "meetsync deliveries list ENDPOINT_ID [--status dead|failed|pending|delivered|superseded] [--limit N] [--all] " + serverFlags,
 	"deliveries show":   "meetsync deliveries show ID " + serverFlags + "   (with every attempt)",
 	"deliveries replay": "meetsync deliveries replay ID " + serverFlags,
 }
 
 var remoteSubs = map[string][]string{
-	"endpoints":  {"list", "create", "show", "enable", "disable", "delete", "recover"},
+	"endpoints":  {"list", "create", "show", "enable", "disable", "delete", "recover", "test"},
 	"deliveries": {"list", "show", "replay"},
 }
 
@@ -225,6 +226,34 @@ func (r *remoteCmd) run(ctx context.Context) error {
 		return r.print(map[string]any{"requeued": n}, func(tw *tabwriter.Writer) {
 			fmt.Fprintf(tw, "requeued %d dead or failed deliveries since %s (in order per user)\n", n, since.UTC().Format(time.RFC3339))
 		})
+	case "endpoints test":
+		if err := r.want(1); err != nil {
+			return err
+		}
+		res, err := r.c.TestEndpoint(ctx, r.args[0])
+		if err != nil {
+			return err
+		}
+		if err := r.print(res, func(tw *tabwriter.Writer) {
+			a := res.Attempt
+			what := "answered " + strconv.Itoa(a.StatusCode)
+			if a.StatusCode == 0 {
+				what = "could not be reached"
+			}
+			fmt.Fprintf(tw, "test webhook to endpoint %s: the receiver %s in %.1f ms\n", r.args[0], what, a.LatencyMS)
+			if a.Error != "" {
+				fmt.Fprintf(tw, "error: %s\n", a.Error)
+			}
+			if a.ResponseBody != "" {
+				fmt.Fprintf(tw, "its answer: %s\n", a.ResponseBody)
+			}
+		}); err != nil {
+			return err
+		}
+		if !res.OK {
+			return errors.New("the test webhook was not accepted (see above)")
+		}
+		return nil
 	case "deliveries list":
 		if err := r.want(1); err != nil {
 			return err

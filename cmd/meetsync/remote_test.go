@@ -65,6 +65,11 @@ func TestCLIRemote(t *testing.T) {
 		t.Fatalf("endpoints: %+v", list.Endpoints)
 	}
 	ep := list.Endpoints[0].ID
+	// A test webhook while the receiver is down: reported, exit 1; nothing stored.
+	if stdout, stderr, code := runBinary(t, dir, env, "endpoints", "test", ep, "--data", data); code == 0 ||
+		!strings.Contains(stdout, "answered 500") || !strings.Contains(stdout, "receiver down") || !strings.Contains(stderr, "not accepted") {
+		t.Errorf("endpoints test to a failing receiver: exit %d: %s%s", code, stdout, stderr)
+	}
 	if out := cli("endpoints", "list"); !strings.Contains(out, ep) || !strings.Contains(out, "enabled") {
 		t.Errorf("list table: %q", out)
 	}
@@ -90,6 +95,9 @@ func TestCLIRemote(t *testing.T) {
 		t.Errorf("show: %q", out)
 	}
 	ok.Store(true)
+	if out := cli("endpoints", "test", ep); !strings.Contains(out, "answered 200") {
+		t.Errorf("endpoints test: %q", out)
+	}
 	if out := cli("deliveries", "replay", del); !strings.Contains(out, "requeued 1") {
 		t.Errorf("replay: %q", out)
 	}

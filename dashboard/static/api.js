@@ -47,6 +47,10 @@ export class Client {
 
   delivery(id) { return this.request('GET', '/v1/deliveries/' + seg(id)); }
 
+  // testEndpoint sends the endpoint one signed test webhook now and
+  // returns {ok, attempt} (what the receiver answered).
+  testEndpoint(id) { return this.request('POST', '/v1/endpoints/' + seg(id) + '/test', {}); }
+
   replay(id) { return this.request('POST', '/v1/deliveries/' + seg(id) + '/replay', {}); }
 
   // recover requeues every dead or failed delivery of the endpoint since

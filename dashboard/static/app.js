@@ -355,6 +355,21 @@ async function endpointPage(id, q) {
       }
     },
   }, ep.enabled ? 'Disable' : 'Enable');
+  const test = h('button', {
+    onclick: async () => {
+      test.disabled = true;
+      try {
+        const r = await client.testEndpoint(id);
+        const a = r.attempt;
+        msg.textContent = r.ok
+          ? `Test webhook accepted: the receiver answered ${a.status_code} in ${a.latency_ms} ms.`
+          : `Test webhook not accepted: ${a.error}` + (a.response_body ? ` (its answer: ${a.response_body})` : '');
+      } catch (err) {
+        msg.replaceChildren(errorBox(err));
+      }
+      test.disabled = false;
+    },
+  }, 'Send a test webhook');
   const since = h('input', { type: 'datetime-local', required: true });
   const recover = h('form', {
     class: 'toolbar',
@@ -373,7 +388,7 @@ async function endpointPage(id, q) {
       ['debounce', ep.debounce_ms + ' ms'], ['rate limit', ep.rate_limit_per_s ? ep.rate_limit_per_s + '/s' : 'none'],
       ['state', ep.enabled ? 'enabled' : 'disabled' + (ep.disabled_reason ? ': ' + ep.disabled_reason : '')],
       ['failing since', time(ep.failing_since)], ['created', time(ep.created_at)]]),
-    h('div', { class: 'toolbar', style: null }, toggle), recover, msg,
+    h('div', { class: 'toolbar' }, toggle, test), recover, msg,
     h('h2', {}, 'Deliveries'),
     h('div', { class: 'toolbar' }, ['', ...DELIVERY_STATUSES].map((s) =>
       h('a', { href: '#/endpoints/' + encodeURIComponent(id) + (s ? '?status=' + s : ''), class: s === status ? 'badge ok' : 'badge' }, s || 'all'))));

@@ -134,6 +134,9 @@ const deadRow = await until('a dead delivery of alice', async () => {
   return r;
 });
 const deliveryID = text(deadRow.cells[0]);
+// The receiver is down: the test webhook says so, with its answer.
+$$('#main button').find((b) => text(b) === 'Send a test webhook').click();
+await until('the test result', () => /Test webhook not accepted: HTTP 500 \(its answer: receiver down/.test(text($('#main'))));
 await fetch(receiver + '/ok', { method: 'POST' });
 deadRow.querySelector('button').click();
 await until('the replay message', () => /1 requeued/.test(text($('#main'))));
