@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +24,14 @@ func nodeBinary(t *testing.T) string {
 			t.Fatal("node is not installed (.ci/run installs it); the dashboard's JavaScript is tested with it")
 		}
 		t.Skip("node is not installed")
+	}
+	out, err := exec.Command(node, "--version").Output()
+	var major int
+	if err == nil {
+		_, err = fmt.Sscanf(strings.TrimPrefix(strings.TrimSpace(string(out)), "v"), "%d", &major)
+	}
+	if err != nil || major < 18 {
+		t.Fatalf("node %q (%v): the JavaScript tests need node 18 or later (fetch, web streams)", strings.TrimSpace(string(out)), err)
 	}
 	return node
 }
