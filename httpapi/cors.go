@@ -11,10 +11,14 @@ import (
 // The device routes (/v1/client/…) answer cross-origin requests from the
 // origins in Config.CORSOrigins, so a client app in a browser (a web page
 // of the business system, an Electron window) can call them with its
-// client token. The app-key routes never do: an app's API key belongs on
+// client token, and import the JavaScript client from meetsync itself. The app-key routes never do: an app's API key belongs on
 // the business backend, not in a browser.
 
 const clientRoutes = "/v1/client/"
+
+// clientModule is the JavaScript client, which pages of those origins may
+// import straight from meetsync.
+const clientModule = "/dashboard/meetsync-client.js"
 
 // corsAllowHeaders are the request headers a device may send: its token,
 // the JSON body's type, a stream's resume point and an idempotency key.
@@ -36,7 +40,7 @@ func ValidCORSOrigin(o string) error {
 // cors adds the CORS headers of a device route's answer to an allowed
 // origin, and answers its preflight itself (true: nothing left to do).
 func (s *Server) cors(w http.ResponseWriter, r *http.Request) (done bool) {
-	if len(s.cfg.CORSOrigins) == 0 || !strings.HasPrefix(r.URL.Path, clientRoutes) {
+	if len(s.cfg.CORSOrigins) == 0 || !strings.HasPrefix(r.URL.Path, clientRoutes) && r.URL.Path != clientModule {
 		return false
 	}
 	origin := r.Header.Get("Origin")

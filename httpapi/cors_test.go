@@ -42,6 +42,14 @@ func TestCORS(t *testing.T) {
 	if r.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("request from another origin: %v", r.Header)
 	}
+	// The JavaScript client may be imported from meetsync; the dashboard's own files may not.
+	if r := e.do(t, "GET", "/dashboard/meetsync-client.js", "", nil, "Origin", "https://app.example.com"); r.Status != http.StatusOK ||
+		r.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Errorf("the client module: %d %v", r.Status, r.Header)
+	}
+	if r := e.do(t, "GET", "/dashboard/app.js", "", nil, "Origin", "https://app.example.com"); r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("the dashboard's app.js answered with CORS headers: %v", r.Header)
+	}
 	if r := e.do(t, "GET", "/v1/app", e.Key, nil, "Origin", "https://app.example.com"); r.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("an app-key route answered with CORS headers: %v", r.Header)
 	}
