@@ -11,6 +11,24 @@ import (
 	"github.com/meetsync/meetsync/sqlite"
 )
 
+// openWithApp opens a store at path (closed when the test ends) with one
+// app, "test", whose states wait in the backlog under cfg.
+func openWithApp(t *testing.T, path string, cfg sqlite.Config) (*sqlite.DB, *meetsync.App) {
+	t.Helper()
+	db, err := sqlite.Open(path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	now := time.Now().UTC()
+	app := &meetsync.App{ID: meetsync.NewID("app"), Name: "test", CreatedAt: now}
+	key, _ := meetsync.NewAPIKey(app.ID, now)
+	if err := db.AppCreate(context.Background(), app, key); err != nil {
+		t.Fatal(err)
+	}
+	return db, app
+}
+
 // TestBackup: a backup taken while states are still in the backlog (not
 // yet written behind their events) opens as the store was at that moment,
 // whatever the store does after it; a backup never overwrites a file.
@@ -19,17 +37,7 @@ func TestBackup(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	cfg := sqlite.Config{Materialize: sqlite.MaterializeConfig{After: time.Hour, MaxPending: 1 << 30, Batch: 3}}
-	db, err := sqlite.Open(filepath.Join(dir, "meetsync.db"), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	now := time.Now().UTC()
-	app := &meetsync.App{ID: meetsync.NewID("app"), Name: "test", CreatedAt: now}
-	key, _ := meetsync.NewAPIKey(app.ID, now)
-	if err := db.AppCreate(ctx, app, key); err != nil {
-		t.Fatal(err)
-	}
+	db, app := openWithApp(t, filepath.Join(dir, "meetsync.db"), cfg)
 	w := newWorkload(t, 7, app.ID)
 	for range 40 {
 		w.append(ctx, db)
@@ -73,18 +81,8 @@ func TestBeside(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "meetsync.db")
-	cfg := sqlite.Config{Materialize: sqlite.MaterializeConfig{After: time.Hour, MaxPending: 1 << 30}}
-	db, err := sqlite.Open(path, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, app := openWithApp(t, path, sqlite.Config{Materialize: sqlite.MaterializeConfig{After: time.Hour, MaxPending: 1 << 30}})
 	now := time.Now().UTC()
-	app := &meetsync.App{ID: meetsync.NewID("app"), Name: "test", CreatedAt: now}
-	key, _ := meetsync.NewAPIKey(app.ID, now)
-	if err := db.AppCreate(ctx, app, key); err != nil {
-		t.Fatal(err)
-	}
 	w := newWorkload(t, 3, app.ID)
 	for range 30 {
 		w.append(ctx, db)

@@ -5,22 +5,11 @@
 //   RECEIVER_URL  the receiver: POST /hook answers 500 until POST /ok
 // Exits 0 after printing "ok: N checks", else 1 with the failure.
 import assert from 'node:assert/strict';
-import { base, key, post, receiver, sleep, status } from './helpers.mjs';
+import { base, key, post, receiver, sleep, status, until } from './helpers.mjs';
 import { APIError, Client, SSEParser, retryable } from '../static/api.js';
 
 let checks = 0;
 const check = (what, fn) => { fn(); checks++; };
-
-// until polls fn (async, returning a truthy value when done) for up to 20 s.
-async function until(what, fn) {
-  const deadline = Date.now() + 20000;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting for ' + what);
-    await sleep(50);
-  }
-}
 
 // ---- the SSE parser, on the stream format's edge cases ----
 {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { base, key, post, sleep } from './helpers.mjs';
+import { base, key, post, sleep, until } from './helpers.mjs';
 import { APIError, DeviceClient, Outbox } from '../static/meetsync-client.js';
 
 let checks = 0;
@@ -19,16 +19,6 @@ async function get(p) {
   const resp = await fetch(base + p, { headers: { Authorization: 'Bearer ' + key } });
   assert.equal(resp.status, 200, `GET ${p}`);
   return resp.json();
-}
-
-async function until(what, fn) {
-  const deadline = Date.now() + 20000;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting for ' + what);
-    await sleep(25);
-  }
 }
 
 // FileStorage is a Web Storage on a file, written whole and renamed into

@@ -25,3 +25,15 @@ export async function post(path, body) {
 export function status(user, seq, s) {
   return { type: 'meeting.status_changed', user_id: user, device_id: 'laptop', client_seq: seq, data: { status: s, meeting_num: '81234567890' } };
 }
+
+// until polls fn (async, returning a truthy value when done) every 25 ms
+// for up to 20 s, and returns its value.
+export async function until(what, fn) {
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('timed out waiting for ' + what);
+    await sleep(25);
+  }
+}
