@@ -60,7 +60,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if keyErr == nil {
-		if err := writeSynced(filepath.Join(dest, "secret.key"), key); err != nil {
+		if err := writeSecretFile(filepath.Join(dest, "secret.key"), string(key)); err != nil {
 			return fmt.Errorf("copy the secret key: %w", err)
 		}
 	}
@@ -73,21 +73,4 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "restore: meetsync serve --data %s (or stop the server and put both files in its data directory)\n", dest)
 	return nil
-}
-
-// writeSynced writes a new file (0600) and fsyncs it.
-func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
