@@ -581,12 +581,7 @@ func (d *Dispatcher) Test(ctx context.Context, ep *meetsync.Endpoint) *meetsync.
 	resp, err := d.post(ctx, ep, ev, now)
 	a.Latency, a.LatencyMS = resp.latency, float64(resp.latency.Microseconds())/1000
 	if err != nil {
-		var before *unsentError
-		if errors.As(err, &before) {
-			a.Error = before.msg
-		} else {
-			a.Error = describe(err)
-		}
+		a.Error = describe(err)
 		return a
 	}
 	a.StatusCode, a.ResponseBody = resp.status, resp.body

@@ -128,10 +128,8 @@ func (s *Service) act(ctx context.Context, u *meetsync.UserState, now time.Time)
 		case sess.RevokePending:
 			return s.retryRevoke(ctx, u.AppID, u.UserID, sess.ID)
 		}
-	case len(u.ContradictedDevices()) > 0 && !now.Before(u.Platform.CheckAt):
+	case (len(u.ContradictedDevices()) > 0 || u.UnreportedMeeting()) && !now.Before(u.Platform.CheckAt):
 		return s.correctStatus(ctx, u.AppID, u.UserID)
-	case u.UnreportedMeeting() && !now.Before(u.Platform.CheckAt):
-		return s.reportPlatformMeeting(ctx, u.AppID, u.UserID)
 	case sess.Business == meetsync.SideLoggedOut && !sess.CheckAt.IsZero() && !now.Before(sess.CheckAt):
 		return s.forceLogoutAgain(ctx, u.AppID, u.UserID, sess.ID)
 	}
@@ -210,8 +208,12 @@ func (s *Service) retryRevoke(ctx context.Context, appID, userID, sessionID stri
 	})
 }
 
-// correctStatus moves the devices that still say the user is in a meeting
-// the platform says they left to IDLE (reason "reconciled").
+// correctStatus makes the user's status agree with the platform's word
+// once its grace period is over (reason "reconciled"): the devices that
+// still say the user is in a meeting the platform says they left go IDLE;
+// a meeting the platform says they joined that no device reports is
+// reported on PlatformDeviceID, in the meeting since the platform's join
+// (on the platform's clock, as its later leave will be).
 func (s *Service) correctStatus(ctx context.Context, appID, userID string) error {
 	return retry(ctx, func() error {
 		u, err := s.user(ctx, appID, userID)
@@ -219,46 +221,27 @@ func (s *Service) correctStatus(ctx context.Context, appID, userID string) error
 			return err
 		}
 		now := s.now()
-		devs := u.ContradictedDevices()
-		if len(devs) == 0 || now.Before(u.Platform.CheckAt) {
+		if now.Before(u.Platform.CheckAt) {
 			return nil
 		}
 		var evs []*meetsync.Event
-		for _, d := range devs {
+		for _, d := range u.ContradictedDevices() {
 			evs = append(evs, meetsync.NewStatusEvent(appID, userID, d.DeviceID, meetsync.StatusIdle, meetsync.ReasonReconciled, d.MeetingNum, meetsync.SourceSystem, now))
+		}
+		if u.UnreportedMeeting() {
+			ev := meetsync.NewStatusEvent(appID, userID, meetsync.PlatformDeviceID, meetsync.StatusInMeeting,
+				meetsync.ReasonReconciled, u.Platform.MeetingNum, meetsync.SourceSystem, now)
+			ev.OccurredAt = u.Platform.Since
+			if d := u.Device(meetsync.PlatformDeviceID); d != nil && !ev.OccurredAt.After(d.Since) {
+				ev.OccurredAt = d.Since.Add(time.Millisecond) // after its last report, or this one would be stale
+			}
+			evs = append(evs, ev)
 		}
 		if len(evs) == 0 {
 			return nil
 		}
 		s.log.Info("reconciler corrected a meeting status", "app", appID, "user", userID, "devices", len(evs))
 		return s.change(ctx, u, evs...)
-	})
-}
-
-// reportPlatformMeeting reports the meeting the platform says the user
-// joined and no device reported, on PlatformDeviceID (reason "reconciled"):
-// the platform's membership wins after the grace period.
-func (s *Service) reportPlatformMeeting(ctx context.Context, appID, userID string) error {
-	return retry(ctx, func() error {
-		u, err := s.user(ctx, appID, userID)
-		if err != nil {
-			return err
-		}
-		now := s.now()
-		if !u.UnreportedMeeting() || now.Before(u.Platform.CheckAt) {
-			return nil
-		}
-		ev := meetsync.NewStatusEvent(appID, userID, meetsync.PlatformDeviceID, meetsync.StatusInMeeting,
-			meetsync.ReasonReconciled, u.Platform.MeetingNum, meetsync.SourceSystem, now)
-		// In the meeting since the platform says the user joined, on the
-		// platform's clock as its later leave will be; after what the
-		// platform's device said before, or the report would be stale.
-		ev.OccurredAt = u.Platform.Since
-		if d := u.Device(meetsync.PlatformDeviceID); d != nil && !ev.OccurredAt.After(d.Since) {
-			ev.OccurredAt = d.Since.Add(time.Millisecond)
-		}
-		s.log.Info("reconciler reported a meeting only the platform knew of", "app", appID, "user", userID)
-		return s.change(ctx, u, ev)
 	})
 }
 

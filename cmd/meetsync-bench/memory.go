@@ -16,6 +16,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 )
@@ -223,8 +224,7 @@ func postUsers(ctx context.Context, client *http.Client, url string, header http
 	defer cancel(nil)
 	var (
 		wg    sync.WaitGroup
-		mu    sync.Mutex
-		acked int64
+		acked atomic.Int64
 	)
 	for c := range min(o.Clients, hi-lo) {
 		wg.Add(1)
@@ -270,16 +270,11 @@ func postUsers(ctx context.Context, client *http.Client, url string, header http
 				cancel(err)
 				return
 			}
-			mu.Lock()
-			acked += sent
-			mu.Unlock()
+			acked.Add(sent)
 		}()
 	}
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return acked, err
-	}
-	return acked, nil
+	return acked.Load(), context.Cause(ctx)
 }
 
 // checkUser reads user u's state through the API and checks that it holds
@@ -374,10 +369,10 @@ func (r *memoryReport) write(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "users\tevents\tload ev/s\tGo heap live MB\tGo runtime MB\tRSS MB\tdisk MB\t|\theap B/user\tRSS B/user\tdisk B/user\t")
 	base := r.Samples[0]
-	for _, s := range r.Samples {
+	for i, s := range r.Samples {
 		loadRate := "-"
-		if s.LoadSeconds > 0 {
-			loadRate = groupDigits(float64(s.Events-prevEvents(r.Samples, s)) / s.LoadSeconds)
+		if i > 0 && s.LoadSeconds > 0 {
+			loadRate = groupDigits(float64(s.Events-r.Samples[i-1].Events) / s.LoadSeconds)
 		}
 		perUser := func(v, v0 float64, known bool) string {
 			if s.Users == 0 || !known {
@@ -400,18 +395,6 @@ func (r *memoryReport) write(out io.Writer) {
 		fmt.Fprintln(out, "PostgreSQL: the users' states and events are in the database server, whose memory is not this process's; disk is pg_database_size of the store's database")
 	}
 	fmt.Fprintln(out)
-}
-
-// prevEvents is the event count of the sample before s.
-func prevEvents(samples []memorySample, s memorySample) int64 {
-	var prev int64
-	for _, p := range samples {
-		if p.Users >= s.Users {
-			break
-		}
-		prev = p.Events
-	}
-	return prev
 }
 
 func megabytes(v int64) string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -42,7 +43,7 @@ func storeFlags(name string, args []string, stderr io.Writer, extra ...func(*fla
 	for _, bind := range extra {
 		bind(fs, &cfg)
 	}
-	if err := parseFlags(fs, interleave(args)); err != nil {
+	if err := parseFlags(fs, interleave(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, nil, errHelp
 		}
@@ -139,32 +140,39 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return db.Close()
 }
 
-// interleave moves flags before positional arguments, so that
-// "apps create NAME --data DIR" works like "apps create --data DIR NAME".
-func interleave(args []string) []string {
+// interleave moves fs's flags before the positional arguments, so that
+// "apps create NAME --data DIR" works like "apps create --data DIR NAME"
+// and "deliveries list EP --status dead --json" like "deliveries list
+// --status dead --json EP": a flag takes the next argument as its value
+// unless it has "=" or is one of fs's boolean flags.
+func interleave(fs *flag.FlagSet, args []string) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if len(a) > 1 && a[0] == '-' {
-			flags = append(flags, a)
-			if !containsEq(a) && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
 			continue
 		}
-		pos = append(pos, a)
-	}
-	return append(flags, pos...)
-}
-
-func containsEq(s string) bool {
-	for _, c := range s {
-		if c == '=' {
-			return true
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil {
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				continue
+			}
+		}
+		if i+1 < len(args) {
+			flags = append(flags, args[i+1])
+			i++
 		}
 	}
-	return false
+	return append(flags, pos...)
 }
 
 // subcommand checks the word after apps or keys before anything opens the

@@ -46,8 +46,8 @@ type Config struct {
 	StoreTimeout          time.Duration          // --store-timeout: how long a request waits for one answer of the store (and an ingest request for its commit) before 503 unavailable; also bounds each group commit. Default 10s.
 
 	KeyRateLimit    float64 // --rate-limit-key: requests a second per API key (bursts of twice as many); 0 is no limit. Default 0.
-	CORSOrigins     string  // --cors-origins: web origins (comma separated, or *) whose pages may call the device routes /v1/client/… from a browser. Default none.
 	ClientRateLimit float64 // --rate-limit-client: requests a second per device (client token; bursts of twice as many); 0 is no limit. Default 50.
+	CORSOrigins     string  // --cors-origins: web origins (comma separated, or *) whose pages may call the device routes /v1/client/… from a browser. Default none.
 
 	fromEnv map[string]bool // the flags whose value came from their MEETSYNC_* variable (ParseFlags), for messages
 }

@@ -77,7 +77,7 @@ Usage:
   meetsync keys list APP [flags]         list an app's API keys
   meetsync keys revoke APP KEY_ID        revoke an API key
   meetsync backup DEST_DIR [--data DIR]  copy the SQLite store and its secret key while it runs
-  meetsync endpoints list|create|show|enable|disable|delete|recover …
+  meetsync endpoints list|create|show|enable|disable|delete|recover|test …
                                          a running server's webhook endpoints (through its API)
   meetsync deliveries list|show|replay … an endpoint's deliveries, their attempts, dead letters again
   meetsync receive [--addr A] [--secret whsec_…]

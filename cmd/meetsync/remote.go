@@ -74,7 +74,7 @@ func runRemote(ctx context.Context, group string, args []string, stdout, stderr 
 	fs.SetOutput(stderr)
 	url := fs.String("url", "http://127.0.0.1:8080", "the server's address")
 	key := fs.String("key", "", "an API key of the app (better: MEETSYNC_KEY, which ps does not show); default: the bootstrap key in --data")
-	data := fs.String("data", "./meetsync-data", "data directory whose bootstrap-key is the default --key")
+	data := fs.String("data", defaultConfig().Data, "data directory whose bootstrap-key is the default --key")
 	fs.BoolVar(&cmd.json, "json", false, "print the API's JSON instead of a table")
 	switch cmd.name {
 	case "endpoints create":
@@ -93,7 +93,7 @@ func runRemote(ctx context.Context, group string, args []string, stdout, stderr 
 		fmt.Fprintf(stderr, "usage: %s\n\nflags (each also MEETSYNC_<FLAG>, e.g. MEETSYNC_URL, MEETSYNC_KEY):\n", remoteUsage[cmd.name])
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, interleaveFlags(fs, args[1:])); err != nil {
+	if err := parseFlags(fs, interleave(fs, args[1:])); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
 		}
@@ -369,38 +369,4 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// interleaveFlags moves fs's flags before the positional arguments, so
-// that "deliveries list EP --status dead" works like "deliveries list
-// --status dead EP"; unlike interleave it knows fs's boolean flags, which
-// take no value.
-func interleaveFlags(fs *flag.FlagSet, args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			pos = append(pos, a)
-			continue
-		}
-		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
-			continue
-		}
-		if f := fs.Lookup(name); f != nil {
-			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-				continue
-			}
-		}
-		if i+1 < len(args) {
-			flags = append(flags, args[i+1])
-			i++
-		}
-	}
-	return append(flags, pos...)
 }
